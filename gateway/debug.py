@@ -1,0 +1,126 @@
+"""/api/debug/* (root only): client log lines, the central log tail, named diagnostics.
+
+`/api/debug/command` never executes code: it runs one diagnostic from a fixed list.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from gateway.health import consumer_lags, deep_health
+from gateway.routes import ROUTE_MAP
+from gateway.runtime import RequestContext
+from stockmanager.errors import ValidationFailed
+from stockmanager.events import EventType
+from stockmanager.http import json_response, parse_json_object
+
+client_log = logging.getLogger("client")
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+async def debug_log(ctx: RequestContext) -> Response:
+    body = parse_json_object(ctx.body, ctx.request.headers.get("content-type"))
+    message = body.get("message")
+    if not isinstance(message, str) or not message.strip():
+        raise ValidationFailed("Faltan campos requeridos")
+    level = _LEVELS.get(str(body.get("level", "info")).lower(), logging.DEBUG)
+    context = body.get("context") if isinstance(body.get("context"), dict) else {}
+    client_log.log(
+        level,
+        "[JS CLIENT] %s | Context: %s",
+        message[:2000],
+        orjson.dumps(context).decode()[:4000],
+        extra={"client_timestamp": body.get("timestamp"), "user_id": ctx.session and ctx.session.user_id},
+    )
+    return json_response({"status": "logged"})
+
+
+async def debug_logs(ctx: RequestContext) -> Response:
+    runtime = ctx.runtime
+    try:
+        entries = await runtime.redis.xrevrange(runtime.settings.log_stream, count=100)
+    except Exception:  # noqa: BLE001 - upstream's shape for "unreadable"
+        return json_response({"logs": [], "error": "No logs available"})
+    lines = [fields[b"line"].decode() + "\n" for _, fields in reversed(entries)]
+    return json_response({"logs": lines})
+
+
+async def _cmd_health(ctx: RequestContext) -> Any:
+    return await deep_health(ctx.runtime)
+
+
+async def _cmd_queues(ctx: RequestContext) -> Any:
+    runtime = ctx.runtime
+    lags = await consumer_lags(runtime.redis, runtime.settings.event_stream)
+    dead = await runtime.redis.xlen(runtime.settings.event_stream + ":dead")
+    return {**lags, "dead_letters": int(dead)}
+
+
+async def _cmd_versions(ctx: RequestContext) -> Any:
+    packages = ("stockmanager", "fastapi", "starlette", "uvicorn", "aiohttp", "sqlalchemy",
+                "psycopg", "redis", "alembic", "pydantic")
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    info = await ctx.runtime.redis.info("server")
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "redis_server": info.get("redis_version"),
+    }
+
+
+async def _cmd_routes(ctx: RequestContext) -> Any:
+    return [
+        {"method": r.method, "path": r.pattern, "service": r.target, "access": str(r.access)}
+        for r in ROUTE_MAP
+    ]
+
+
+async def _cmd_sessions(ctx: RequestContext) -> Any:
+    count = 0
+    async for _ in ctx.runtime.redis.scan_iter(match="sm:session:*", count=1000):
+        count += 1
+    return {"active_sessions": count}
+
+
+COMMANDS: dict[str, Callable[[RequestContext], Awaitable[Any]]] = {
+    "health": _cmd_health,
+    "queues": _cmd_queues,
+    "routes": _cmd_routes,
+    "sessions": _cmd_sessions,
+    "versions": _cmd_versions,
+}
+
+
+async def debug_command(ctx: RequestContext) -> Response:
+    body = parse_json_object(ctx.body, ctx.request.headers.get("content-type"))
+    name = body.get("command")
+    allowed = sorted(COMMANDS)
+    if not isinstance(name, str) or name not in COMMANDS:
+        ctx.runtime.events.publish(
+            ctx.event(EventType.DEBUG_COMMAND_RUN, status="error", entity_type="debug",
+                      command=name if isinstance(name, str) else None, refused=True)
+        )
+        raise ValidationFailed(
+            "Comando no permitido. Comandos disponibles: " + ", ".join(allowed), allowed=allowed
+        )
+    output = await COMMANDS[name](ctx)
+    ctx.runtime.events.publish(
+        ctx.event(EventType.DEBUG_COMMAND_RUN, entity_type="debug", command=name)
+    )
+    return json_response({"command": name, "output": output})

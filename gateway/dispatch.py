@@ -1,0 +1,179 @@
+"""The request pipeline: route → session → access level → CSRF → body limit → handler/proxy."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway import auth, debug, health
+from gateway.clientip import client_ip
+from gateway.csrf import origin_allowed
+from gateway.identity_headers import forward_headers
+from gateway.routes import GATEWAY, Access, Match
+from gateway.runtime import GatewayRuntime, RequestContext
+from stockmanager.error_handlers import render
+from stockmanager.errors import (
+    ApiError,
+    Forbidden,
+    InternalError,
+    MethodNotAllowed,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+)
+from stockmanager.events import EventType
+from stockmanager.identity import ROLE_ADMIN, ROLE_ROOT
+
+LocalHandler = Callable[[RequestContext], Awaitable[Response]]
+
+LOCAL_HANDLERS: dict[tuple[str, str], LocalHandler] = {
+    ("GET", "/api/health"): health.health,
+    ("POST", "/api/login"): auth.login,
+    ("POST", "/api/logout"): auth.logout,
+    ("GET", "/api/session"): auth.current_session,
+    ("POST", "/api/debug/log"): debug.debug_log,
+    ("GET", "/api/debug/logs"): debug.debug_logs,
+    ("POST", "/api/debug/command"): debug.debug_command,
+}
+
+
+def _local_handler(match: Match) -> LocalHandler:
+    route = match.route
+    pattern = route.upstream_path or route.pattern
+    return LOCAL_HANDLERS[(route.method, pattern)]
+
+
+async def dispatch(request: Request) -> Response:
+    runtime: GatewayRuntime = request.app.state.gateway
+    ctx: RequestContext | None = None
+    try:
+        ctx = await _build_context(request, runtime)
+        response = await _handle(ctx)
+    except ApiError as error:
+        response = render(error)
+    except Exception:
+        import logging
+
+        logging.getLogger("gateway").exception("unhandled gateway error")
+        response = render(InternalError())
+    if ctx is not None and ctx.match.route.changes_state and response.status_code >= 400:
+        _publish_refused(ctx, response.status_code)
+    return response
+
+
+async def _build_context(request: Request, runtime: GatewayRuntime) -> RequestContext:
+    path = request.url.path
+    found = runtime.routes.match(request.method, path)
+    if found is None:
+        raise NotFound()
+    if isinstance(found, list):
+        raise MethodNotAllowed(headers={"Allow": ", ".join(found)})
+    request.scope["route_template"] = found.route.pattern
+    settings = runtime.settings
+    peer = request.client.host if request.client else None
+    ip = client_ip(peer, request.headers.get("x-forwarded-for"), runtime_trusted(runtime))
+    token = request.cookies.get(settings.cookie_name)
+    session = await runtime.sessions.get(token) if token else None
+    ctx = RequestContext(
+        request=request,
+        runtime=runtime,
+        match=found,
+        request_id=request.scope.get("state", {}).get("request_id", ""),
+        ip=ip,
+        session=session,
+    )
+    return ctx
+
+
+def runtime_trusted(runtime: GatewayRuntime):  # type: ignore[no-untyped-def]
+    cached = getattr(runtime, "_trusted", None)
+    if cached is None:
+        cached = runtime.settings.trusted_networks()
+        runtime._trusted = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _check_access(ctx: RequestContext) -> None:
+    access = ctx.match.route.access
+    if access is Access.PUBLIC:
+        return
+    if ctx.session is None:
+        raise NotAuthenticated()
+    role = ctx.session.role
+    if access is Access.ADMIN and role not in (ROLE_ADMIN, ROLE_ROOT):
+        raise Forbidden()
+    if access is Access.ROOT and role != ROLE_ROOT:
+        raise Forbidden()
+
+
+async def _read_body(ctx: RequestContext) -> bytes:
+    route = ctx.match.route
+    limit = route.max_body or ctx.runtime.settings.max_body_bytes
+    declared = ctx.request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise PayloadTooLarge()
+        except ValueError:
+            pass
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in ctx.request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _handle(ctx: RequestContext) -> Response:
+    _check_access(ctx)
+    route = ctx.match.route
+    if route.changes_state and not origin_allowed(
+        ctx.request, ctx.runtime.settings.origin_allowlist()
+    ):
+        raise Forbidden("Origen no permitido")
+    ctx.body = await _read_body(ctx)
+    if route.target == GATEWAY:
+        return await _local_handler(ctx.match)(ctx)
+    return await _proxy(ctx)
+
+
+async def _proxy(ctx: RequestContext) -> Response:
+    runtime = ctx.runtime
+    route = ctx.match.route
+    request = ctx.request
+    path = ctx.match.upstream_path(request.url.path)
+    query = request.url.query
+    headers = forward_headers(request, ctx.identity(), runtime.settings.internal_secret, ctx)
+    upstream = await runtime.proxy.forward(
+        route.target,
+        request.method,
+        f"{path}?{query}" if query else path,
+        headers,
+        ctx.body,
+        stream=route.stream,
+    )
+    if upstream.stream is not None:
+        return StreamingResponse(
+            upstream.stream, status_code=upstream.status, headers=dict(upstream.headers)
+        )
+    return Response(upstream.body, status_code=upstream.status, headers=dict(upstream.headers))
+
+
+def _publish_refused(ctx: RequestContext, status: int) -> None:
+    route = ctx.match.route
+    if route.target == GATEWAY and route.pattern in ("/api/login", "/api/debug/command"):
+        return  # these publish their own, more specific events
+    ctx.runtime.events.publish(
+        ctx.event(
+            EventType.REQUEST_REFUSED,
+            status="error",
+            method=route.method,
+            path=ctx.request.url.path,
+            http_status=status,
+            service=route.target,
+        )
+    )

@@ -1,0 +1,78 @@
+"""GET /api/health (shallow, as upstream) and ?deep=1: every service, PostgreSQL, Redis and the
+event backlog; 503 when anything is down."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio import Redis
+from starlette.responses import Response
+
+from gateway.runtime import GatewayRuntime, RequestContext
+from stockmanager.http import json_response
+
+
+async def health(ctx: RequestContext) -> Response:
+    deep = ctx.request.query_params.get("deep", "").lower() in ("1", "true", "yes")
+    if not deep:
+        return json_response({"status": "Ok"})
+    report = await deep_health(ctx.runtime)
+    return json_response(report, status_code=200 if report["status"] == "Ok" else 503)
+
+
+async def deep_health(runtime: GatewayRuntime) -> dict[str, Any]:
+    names = list(runtime.proxy.upstreams)
+    probes = await asyncio.gather(*(runtime.proxy.probe(name) for name in names))
+    services: dict[str, Any] = {}
+    down: list[str] = []
+    for name, replicas in zip(names, probes, strict=True):
+        up = any(state == "ok" for state in replicas.values())
+        services[name] = {"status": "ok" if up else "down", "replicas": replicas}
+        if not up:
+            down.append(name)
+    try:
+        await asyncio.wait_for(runtime.redis.ping(), 2.0)
+        redis_state = "ok"
+        events = await consumer_lags(runtime.redis, runtime.settings.event_stream)
+    except Exception as exc:  # noqa: BLE001 - reported in the output
+        redis_state = f"down: {type(exc).__name__}"
+        events = {}
+        down.append("redis")
+    # Services report PostgreSQL reachability in their readiness checks; the gateway has no DB.
+    postgres_state = "ok" if any(
+        state == "ok" for replicas in probes for state in replicas.values()
+    ) else "unknown"
+    if postgres_state != "ok":
+        down.append("postgres")
+    return {
+        "status": "Ok" if not down else "Degraded",
+        "down": down,
+        "services": services,
+        "postgres": postgres_state,
+        "redis": redis_state,
+        "events": events,
+    }
+
+
+async def consumer_lags(redis: Redis, stream: str) -> dict[str, Any]:
+    """Per consumer group: messages pending (delivered, unacknowledged) and not yet delivered."""
+    try:
+        length = await redis.xlen(stream)
+        groups = await redis.xinfo_groups(stream)
+    except Exception:  # noqa: BLE001 - no stream yet
+        return {"stream_length": 0, "groups": {}}
+    result: dict[str, Any] = {}
+    for group in groups:
+        name = _text(group.get("name"))
+        lag = group.get("lag")
+        if lag is None:  # Redis < 7 has no lag field: count what lies past last-delivered-id
+            last = _text(group.get("last-delivered-id"))
+            undelivered = await redis.xrange(stream, min=f"({last}", max="+", count=10_000)
+            lag = len(undelivered)
+        result[name] = {"pending": int(group.get("pending", 0)), "lag": int(lag)}
+    return {"stream_length": int(length), "groups": result}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,71 @@
+"""Settings of the gateway process."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from pydantic import Field
+
+from stockmanager.registry import SERVICES
+from stockmanager.settings import KernelSettings
+
+
+def _default_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+class GatewaySettings(KernelSettings):
+    # Comma-separated base URLs per service; several URLs = several replicas.
+    products_urls: str = _default_url(5101)
+    sales_urls: str = _default_url(5102)
+    users_urls: str = _default_url(5103)
+    metrics_urls: str = _default_url(5104)
+    notifications_urls: str = _default_url(5105)
+    audit_urls: str = _default_url(5106)
+
+    cookie_name: str = "session"
+    cookie_secure: bool = False
+    session_idle_timeout: int = 30 * 60
+    session_absolute_timeout: int = 12 * 60 * 60
+    # Comma-separated origins allowed to make state-changing requests (besides same-origin).
+    allowed_origins: str = "http://localhost:5000,http://127.0.0.1:5000"
+    # Comma-separated CIDRs whose X-Forwarded-For we believe.
+    trusted_proxies: str = ""
+
+    max_body_bytes: int = 1024 * 1024
+    import_max_body_bytes: int = 10 * 1024 * 1024
+    upstream_timeout: float = 30.0
+    upstream_connect_timeout: float = 2.0
+    # A replica that refused a connection is skipped for this long (passive health).
+    replica_down_seconds: float = 5.0
+
+    login_max_failures: int = 5
+    login_ip_max_failures: int = 50
+    login_failure_window: int = 15 * 60
+
+    upstream_pool_limit: int = Field(100, ge=1)
+
+    def service_urls(self, service: str) -> list[str]:
+        raw: str = getattr(self, f"{service}_urls")
+        return [url.strip().rstrip("/") for url in raw.split(",") if url.strip()]
+
+    def origin_allowlist(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip())
+
+    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(cidr.strip(), strict=False)
+            for cidr in self.trusted_proxies.split(",")
+            if cidr.strip()
+        ]
+
+
+assert {s.name for s in SERVICES} == {
+    "products", "sales", "users", "metrics", "notifications", "audit"
+}, "GatewaySettings must list every service's URLs"
+
+
+@lru_cache(maxsize=1)
+def gateway_settings() -> GatewaySettings:
+    return GatewaySettings()

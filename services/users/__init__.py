@@ -1,0 +1,1 @@
+"""Users service: accounts, roles, registration and applications, settings, password reset."""

@@ -1,0 +1,3 @@
+from stockmanager.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The `stockmanager` command: up, serve, migrate, bootstrap-root."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+
+from stockmanager import registry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stockmanager", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start the whole system (embedded PostgreSQL/Redis by default)")
+    up.add_argument("--replicas", type=int, default=1, help="replicas of every service (1-9)")
+    up.add_argument("--host", default=os.environ.get("STOCKMANAGER_HOST", "127.0.0.1"))
+    up.add_argument("--port", type=int, default=int(os.environ.get("STOCKMANAGER_PORT", "5000")))
+    up.add_argument("--data-dir", default=os.environ.get("STOCKMANAGER_DATA_DIR", ".stockmanager"))
+
+    serve = commands.add_parser("serve", help="run one process (gateway or a service)")
+    serve.add_argument("name", choices=[p.name for p in registry.PROCESSES])
+    serve.add_argument("--host", default=os.environ.get("STOCKMANAGER_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=None)
+
+    commands.add_parser("migrate", help="run every service's database migrations")
+    commands.add_parser("bootstrap-root", help="create the root account if it does not exist")
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve_process(args.name, args.host, args.port)
+    if args.command == "migrate":
+        migrate()
+        return 0
+    if args.command == "bootstrap-root":
+        created, password = bootstrap_root()
+        if created:
+            print(f"root account created; password: {password}")
+        else:
+            print("root account already exists")
+        return 0
+    if args.command == "up":
+        from stockmanager.runtime import run_up
+
+        return run_up(
+            replicas=args.replicas, host=args.host, port=args.port, data_dir=args.data_dir
+        )
+    return 2
+
+
+def available_services() -> list[registry.ProcessInfo]:
+    """Services whose package is installed (the system grows one service at a time)."""
+    found = []
+    for info in registry.SERVICES:
+        module = info.app_factory.split(":", 1)[0]
+        if importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None:
+            try:
+                if importlib.util.find_spec(module) is not None:
+                    found.append(info)
+            except ModuleNotFoundError:
+                continue
+    return found
+
+
+def serve_process(name: str, host: str, port: int | None) -> int:
+    import uvicorn
+
+    info = registry.process(name)
+    port = port or int(os.environ.get("STOCKMANAGER_PORT", info.port))
+    uvicorn.run(
+        info.app_factory,
+        factory=True,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=30,
+    )
+    return 0
+
+
+def migrate(database_url: str | None = None) -> None:
+    from stockmanager.migrations import upgrade
+    from stockmanager.settings import KernelSettings
+
+    url = database_url or KernelSettings().database_url
+    present = {info.name: info for info in available_services()}
+    order = [(name, present[name].schema or name) for name in registry.MIGRATION_ORDER
+             if name in present]
+    upgrade(url, order)
+
+
+def bootstrap_root(password: str | None = None) -> tuple[bool, str | None]:
+    module_name, function_name = registry.ROOT_BOOTSTRAP.split(":")
+    ensure_root = getattr(importlib.import_module(module_name), function_name)
+    result: tuple[bool, str | None] = ensure_root(password)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Per-request context carried through logs and events (request id, actor)."""
+
+from __future__ import annotations
+
+import uuid
+from contextvars import ContextVar
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def clean_request_id(value: str | None) -> str:
+    """Accept a client's request id when it is short and printable, else make a new one."""
+    if value and len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value:
+        return value
+    return new_request_id()

@@ -1,0 +1,62 @@
+"""Async database access: one engine per process, one transaction scope per request or message.
+
+Only the request or consumer boundary opens a transaction (and so commits); services and
+repositories receive the open connection and never commit themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from stockmanager.settings import sqlalchemy_url
+
+# psycopg SQLSTATE codes we translate into API errors.
+UNIQUE_VIOLATION = "23505"
+FOREIGN_KEY_VIOLATION = "23503"
+CHECK_VIOLATION = "23514"
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 4, max_overflow: int = 4) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            sqlalchemy_url(url),
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """Begin a transaction; commit when the block exits normally, roll back on error."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for read-only work (autobegin; rolled back on exit)."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    def pool_status(self) -> dict[str, int]:
+        pool = self.engine.pool
+        checked_out = getattr(pool, "checkedout", lambda: 0)()
+        size = getattr(pool, "size", lambda: 0)()
+        return {"size": int(size), "checked_out": int(checked_out)}
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE of a DBAPI error wrapped by SQLAlchemy, if any."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None)

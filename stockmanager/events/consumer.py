@@ -1,0 +1,224 @@
+"""The consumer loop: a Redis Streams consumer group, at-least-once, idempotent by event id.
+
+For each message: open a transaction, record the event id in `<schema>.processed_events`
+(a duplicate insert means it was applied before, so the handler is skipped), run the handler,
+commit, and only then XACK. A consumer that dies before acknowledging leaves the message pending;
+another consumer (or the same one after a restart) reclaims it with XAUTOCLAIM once it has been
+idle for `reclaim_idle_ms`. A message whose handler keeps failing is moved to a dead-letter
+stream after `max_attempts` so it cannot block the group forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stockmanager.db import Database
+from stockmanager.events.envelope import Event
+
+log = logging.getLogger("stockmanager.consumer")
+
+Handler = Callable[[AsyncConnection, Event], Awaitable[None]]
+StatelessHandler = Callable[[Event], Awaitable[None]]
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        stream: str,
+        group: str,
+        types: Iterable[str] | None = None,
+        db: Database | None = None,
+        processed: Table | None = None,
+        handler: Handler | None = None,
+        stateless_handler: StatelessHandler | None = None,
+        consumer_name: str | None = None,
+        reclaim_idle_ms: int = 30_000,
+        batch_size: int = 100,
+        block_ms: int = 1000,
+        max_attempts: int = 10,
+        start_id: str = "0",
+    ) -> None:
+        if (handler is None) == (stateless_handler is None):
+            raise ValueError("give exactly one of handler or stateless_handler")
+        if handler is not None and (db is None or processed is None):
+            raise ValueError("a transactional handler needs db and processed table")
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.types = frozenset(types) if types is not None else None
+        self.db = db
+        self.processed = processed
+        self.handler = handler
+        self.stateless_handler = stateless_handler
+        self.consumer_name = consumer_name or default_consumer_name()
+        self.reclaim_idle_ms = reclaim_idle_ms
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.max_attempts = max_attempts
+        self.start_id = start_id
+        self.dead_letter_stream = f"{stream}:dead"
+        self._failures: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.processed_total = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self.run(), name=f"consumer-{self.group}"
+        )
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_reclaim = 0.0
+        failures = 0
+        group_ready = False
+        while True:
+            try:
+                if not group_ready:
+                    await self.ensure_group()
+                    group_ready = True
+                if loop.time() >= next_reclaim:
+                    await self.reclaim_stale()
+                    next_reclaim = loop.time() + max(1.0, self.reclaim_idle_ms / 2000)
+                response = await self.redis.xreadgroup(
+                    self.group,
+                    self.consumer_name,
+                    {self.stream: ">"},
+                    count=self.batch_size,
+                    block=self.block_ms,
+                )
+                for _stream, messages in response or []:
+                    for message_id, fields in messages:
+                        await self.process(message_id, fields)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # stream or group deleted (e.g. Redis restarted empty)
+                    group_ready = False
+                    continue
+                failures += 1
+                await self._backoff(failures, exc)
+            except Exception as exc:  # noqa: BLE001 - Redis/DB unavailable: retry with backoff
+                failures += 1
+                await self._backoff(failures, exc)
+
+    async def _backoff(self, failures: int, exc: BaseException) -> None:
+        if failures in (1, 10) or failures % 100 == 0:
+            log.warning(
+                "consumer loop failed, retrying",
+                extra={"group": self.group, "error": repr(exc)},
+            )
+        await asyncio.sleep(min(5.0, 0.2 * failures))
+
+    async def reclaim_stale(self) -> int:
+        """Take over messages another (dead) consumer read but never acknowledged."""
+        reclaimed = 0
+        cursor = "0-0"
+        while True:
+            result = await self.redis.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer_name,
+                min_idle_time=self.reclaim_idle_ms,
+                start_id=cursor,
+                count=self.batch_size,
+            )
+            cursor, messages = result[0], result[1]
+            for message_id, fields in messages:
+                if fields is None:  # entry trimmed away while pending
+                    await self.redis.xack(self.stream, self.group, message_id)
+                    continue
+                await self.process(message_id, fields)
+                reclaimed += 1
+            if cursor in (b"0-0", "0-0") or not messages:
+                return reclaimed
+
+    async def process(self, message_id: Any, fields: dict[Any, Any]) -> None:
+        key = message_id.decode() if isinstance(message_id, bytes) else str(message_id)
+        raw = fields.get(b"event") or fields.get("event")
+        try:
+            event = Event.from_json(raw) if raw is not None else None
+        except (ValueError, TypeError):
+            event = None
+        if event is None:
+            log.error("undecodable event dropped", extra={"message_id": key, "group": self.group})
+            await self._dead_letter(key, fields)
+            return
+        if self.types is not None and event.type not in self.types:
+            await self.redis.xack(self.stream, self.group, message_id)
+            return
+        try:
+            await self.apply(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            attempts = self._failures.get(key, 0) + 1
+            self._failures[key] = attempts
+            log.exception(
+                "event handler failed",
+                extra={"group": self.group, "event_id": event.id, "type": event.type,
+                       "attempt": attempts},
+            )
+            if attempts >= self.max_attempts:
+                await self._dead_letter(key, fields)
+                self._failures.pop(key, None)
+            # Left pending otherwise: reclaimed and retried after reclaim_idle_ms.
+            return
+        self._failures.pop(key, None)
+        await self.redis.xack(self.stream, self.group, message_id)
+        self.processed_total += 1
+
+    async def apply(self, event: Event) -> None:
+        if self.stateless_handler is not None:
+            await self.stateless_handler(event)
+            return
+        assert self.db is not None and self.processed is not None and self.handler is not None
+        async with self.db.transaction() as conn:
+            first_time = await conn.scalar(
+                insert(self.processed)
+                .values(event_id=event.id, consumer_group=self.group)
+                .on_conflict_do_nothing()
+                .returning(self.processed.c.event_id)
+            )
+            if first_time is not None:
+                await self.handler(conn, event)
+
+    async def _dead_letter(self, message_id: str, fields: dict[Any, Any]) -> None:
+        await self.redis.xadd(
+            self.dead_letter_stream,
+            {**fields, "group": self.group, "original_id": message_id},
+            maxlen=10_000,
+            approximate=True,
+        )
+        await self.redis.xack(self.stream, self.group, message_id)

@@ -1,0 +1,100 @@
+"""The one envelope every event uses, and the catalogue of event types.
+
+Producers and consumers share these definitions; a consumer dispatches on `Event.type`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from stockmanager.identity import Identity
+
+
+class EventType(StrEnum):
+    # gateway
+    LOGIN_SUCCEEDED = "auth.login"
+    LOGIN_FAILED = "auth.login_failed"
+    LOGOUT = "auth.logout"
+    REQUEST_REFUSED = "request.refused"
+    # products
+    PRODUCT_CREATED = "product.created"
+    PRODUCT_UPDATED = "product.updated"
+    PRODUCT_DISABLED = "product.disabled"
+    PRODUCT_ACTIVATED = "product.activated"
+    PRODUCT_PRICES_BULK_UPDATED = "product.prices_bulk_updated"
+    PRODUCT_STOCK_BULK_UPDATED = "product.stock_bulk_updated"
+    PRODUCTS_IMPORTED = "product.imported"
+    STOCK_LOW = "product.stock_low"
+    # sales
+    SALE_CREATED = "sale.created"
+    SALE_UPDATED = "sale.updated"
+    # users
+    USER_CREATED = "user.created"
+    USER_UPDATED = "user.updated"
+    USER_DISABLED = "user.disabled"
+    USER_REGISTERED = "user.registered"
+    USER_PASSWORD_CHANGED = "user.password_changed"
+    USER_PASSWORD_RESET_REQUESTED = "user.password_reset_requested"
+    USER_PASSWORD_RESET = "user.password_reset"
+    APPLICATION_APPROVED = "application.approved"
+    APPLICATION_REJECTED = "application.rejected"
+    SETTINGS_UPDATED = "settings.updated"
+    # notifications
+    NOTIFICATION_CREATED = "notification.created"
+    NOTIFICATION_DELETED = "notification.deleted"
+    # debug
+    DEBUG_COMMAND_RUN = "debug.command"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    type: str
+    occurred_at: str
+    actor: dict[str, Any]
+    ip: str | None
+    request_id: str | None
+    entity: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    status: str = "success"
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Event:
+        return cls(**orjson.loads(raw))
+
+
+def new_event(
+    event_type: EventType | str,
+    *,
+    identity: Identity | None,
+    entity_type: str,
+    entity_id: int | str | None,
+    data: dict[str, Any] | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    status: str = "success",
+) -> Event:
+    return Event(
+        id=str(uuid.uuid4()),
+        type=str(event_type),
+        occurred_at=datetime.now(UTC).isoformat(),
+        actor=identity.actor() if identity else {"id": None, "username": None, "role": None},
+        ip=identity.ip if identity else None,
+        request_id=identity.request_id if identity else None,
+        entity={"type": entity_type, "id": entity_id},
+        data=data or {},
+        before=before,
+        after=after,
+        status=status,
+    )

@@ -1,0 +1,137 @@
+"""Moves committed outbox rows to the Redis stream.
+
+Rows are claimed with `FOR UPDATE SKIP LOCKED`, so every replica of a service can run a relay
+and they share the work. A row is marked published only after Redis accepted it; if marking
+fails the event is published again, which consumers tolerate (they are idempotent on event id).
+The relay holds its row locks while it talks to Redis: that is the price of cooperation between
+replicas, and it only ever happens on this background task, never on a request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+import orjson
+from redis.asyncio import Redis
+from sqlalchemy import Table, select, update
+from sqlalchemy.sql import func
+
+from stockmanager.db import Database
+
+log = logging.getLogger("stockmanager.relay")
+
+PUBLISHED_RETENTION = timedelta(days=1)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: Database,
+        redis: Redis,
+        outbox: Table,
+        *,
+        stream: str,
+        maxlen: int,
+        poll_interval: float = 0.5,
+        batch_size: int = 200,
+    ) -> None:
+        self.db = db
+        self.redis = redis
+        self.outbox = outbox
+        self.stream = stream
+        self.maxlen = maxlen
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published_total = 0
+
+    def poke(self) -> None:
+        """Called after a request commits events, so they go out without waiting for a poll."""
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run(self) -> None:
+        failures = 0
+        cleanup_due = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                published = await self.publish_batch()
+                failures = 0
+                if loop.time() >= cleanup_due:
+                    await self.delete_old_published()
+                    cleanup_due = loop.time() + 600
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis or DB down: back off and retry
+                failures += 1
+                published = 0
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.warning("outbox relay failed, retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(min(5.0, 0.2 * failures))
+                continue
+            if published >= self.batch_size:
+                continue  # more waiting: keep draining
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self.poll_interval)
+
+    async def publish_batch(self) -> int:
+        outbox = self.outbox
+        async with self.db.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox.c.id, outbox.c.payload)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.seq)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for row in rows:
+                    pipe.xadd(
+                        self.stream,
+                        {"event": orjson.dumps(row.payload), "type": row.payload["type"]},
+                        maxlen=self.maxlen,
+                        approximate=True,
+                    )
+                await pipe.execute()
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([row.id for row in rows]))
+                .values(published_at=func.now())
+            )
+        self.published_total += len(rows)
+        return len(rows)
+
+    async def delete_old_published(self) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                self.outbox.delete().where(
+                    self.outbox.c.published_at < func.now() - PUBLISHED_RETENTION
+                )
+            )
+
+    async def backlog(self) -> int:
+        async with self.db.connect() as conn:
+            value = await conn.scalar(
+                select(func.count()).select_from(self.outbox).where(
+                    self.outbox.c.published_at.is_(None)
+                )
+            )
+        return int(value or 0)

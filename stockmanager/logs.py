@@ -1,0 +1,110 @@
+"""JSON logging with the request id on every line, and the central log stream.
+
+Each process logs one JSON object per line to stdout. A `CentralLogShipper` also copies every
+record to a capped Redis stream so that `/api/debug/logs` can show the newest lines of all
+processes; shipping never blocks the caller (records go through a bounded in-memory queue and are
+dropped, not waited for, when Redis is slow or down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from stockmanager.context import request_id_var
+
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, process_name: str) -> None:
+        super().__init__()
+        self.process_name = process_name
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "process": self.process_name,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and key not in entry and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class CentralLogShipper(logging.Handler):
+    """Copies formatted records to the central Redis stream without blocking the logger."""
+
+    def __init__(self, stream: str, maxlen: int, queue_size: int = 1000) -> None:
+        super().__init__()
+        self.stream = stream
+        self.maxlen = maxlen
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self._task: asyncio.Task[None] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(("uvicorn.access", "redis")):
+            return
+        with contextlib.suppress(asyncio.QueueFull, RuntimeError):
+            self.queue.put_nowait(self.format(record))
+
+    def start(self, redis: Redis) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._ship(redis), name="log-shipper")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _ship(self, redis: Redis) -> None:
+        while True:
+            line = await self.queue.get()
+            batch = [line]
+            while not self.queue.empty() and len(batch) < 200:
+                batch.append(self.queue.get_nowait())
+            try:
+                async with redis.pipeline(transaction=False) as pipe:
+                    for item in batch:
+                        pipe.xadd(self.stream, {"line": item}, maxlen=self.maxlen, approximate=True)
+                    await pipe.execute()
+            except Exception:  # noqa: BLE001 - Redis down: drop the batch, never crash the app
+                await asyncio.sleep(1.0)
+
+
+def configure_logging(process_name: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(process_name))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # Access lines come from our own middleware (with request id and latency).
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def attach_central_shipper(process_name: str, stream: str, maxlen: int) -> CentralLogShipper:
+    shipper = CentralLogShipper(stream, maxlen)
+    shipper.setFormatter(JsonFormatter(process_name))
+    logging.getLogger().addHandler(shipper)
+    return shipper
+
+
+def detach_central_shipper(shipper: CentralLogShipper) -> None:
+    logging.getLogger().removeHandler(shipper)

@@ -1,0 +1,139 @@
+"""`stockmanager up`: the whole system on one machine, as separate processes.
+
+With nothing configured it starts an embedded PostgreSQL and Redis (real servers shipped as
+Python packages) whose data lives under the data directory and survives restarts, runs the
+migrations, creates the root account, starts the gateway and every service, waits until all are
+ready, prints the URL and the credentials, streams the logs, and stops everything on Ctrl-C.
+With DATABASE_URL / REDIS_URL set it uses those servers instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+from stockmanager import registry
+
+SECRET_FILE = "internal-secret"
+ROOT_PASSWORD_FILE = "initial-root-password"
+
+
+def _read_or_create(path: Path, factory: str) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.write_text(factory + "\n")
+    path.chmod(0o600)
+    return factory
+
+
+def build_specs(
+    env: dict[str, str], *, replicas: int, host: str, port: int
+) -> list[object]:
+    from stockmanager.cli import available_services
+    from stockmanager.supervisor import ProcessSpec
+
+    python = sys.executable
+    specs: list[ProcessSpec] = []
+    gateway_env = dict(env)
+    for info in available_services():
+        urls = []
+        for replica in range(replicas):
+            service_port = info.port + registry.REPLICA_PORT_STEP * replica
+            name = info.name if replicas == 1 else f"{info.name}-{replica + 1}"
+            urls.append(f"http://127.0.0.1:{service_port}")
+            specs.append(
+                ProcessSpec(
+                    name=name,
+                    argv=[python, "-m", "stockmanager", "serve", info.name,
+                          "--host", "127.0.0.1", "--port", str(service_port)],
+                    env=dict(env),
+                    ready_url=f"http://127.0.0.1:{service_port}/readyz",
+                )
+            )
+        gateway_env[info.url_setting] = ",".join(urls)
+    specs.insert(
+        0,
+        ProcessSpec(
+            name="gateway",
+            argv=[python, "-m", "stockmanager", "serve", "gateway",
+                  "--host", host, "--port", str(port)],
+            env=gateway_env,
+            ready_url=f"http://127.0.0.1:{port}/readyz",
+        ),
+    )
+    return list(specs)
+
+
+def run_up(*, replicas: int, host: str, port: int, data_dir: str) -> int:
+    from stockmanager.cli import bootstrap_root, migrate
+    from stockmanager.embedded import EmbeddedPostgres, EmbeddedRedis
+    from stockmanager.supervisor import Supervisor
+
+    if not 1 <= replicas <= 9:
+        print("--replicas must be between 1 and 9", file=sys.stderr)
+        return 2
+    root = Path(data_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    with ExitStack() as cleanup:
+        if not env.get("DATABASE_URL"):
+            print(f"starting embedded PostgreSQL (data in {root / 'postgres'}) ...", flush=True)
+            postgres = EmbeddedPostgres(root / "postgres")
+            env["DATABASE_URL"] = postgres.start()
+            cleanup.callback(postgres.stop)
+        if not env.get("REDIS_URL"):
+            print(f"starting embedded Redis (data in {root / 'redis'}) ...", flush=True)
+            redis = EmbeddedRedis(root / "redis")
+            env["REDIS_URL"] = redis.start()
+            cleanup.callback(redis.stop)
+        env.setdefault(
+            "STOCKMANAGER_INTERNAL_SECRET",
+            _read_or_create(root / SECRET_FILE, secrets.token_urlsafe(32)),
+        )
+        # Child processes and the in-process migrate/bootstrap read the same settings.
+        os.environ.update(
+            {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "STOCKMANAGER_INTERNAL_SECRET")}
+        )
+        print("running migrations ...", flush=True)
+        migrate(env["DATABASE_URL"])
+        created, password = bootstrap_root(env.get("STOCKMANAGER_ROOT_PASSWORD"))
+        password_file = root / ROOT_PASSWORD_FILE
+        if created and password and not env.get("STOCKMANAGER_ROOT_PASSWORD"):
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
+
+        supervisor = Supervisor(build_specs(env, replicas=replicas, host=host, port=port))  # type: ignore[arg-type]
+        cleanup.callback(supervisor.stop)
+        supervisor.start()
+        try:
+            supervisor.wait_ready(timeout=90)
+        except Exception as exc:  # noqa: BLE001 - report and stop everything
+            print(f"startup failed: {exc}", file=sys.stderr, flush=True)
+            return 1
+        shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+        print(_banner(f"http://{shown_host}:{port}", created, password, password_file), flush=True)
+        return supervisor.run_until_stopped()
+
+
+def _banner(url: str, created: bool, password: str | None, password_file: Path) -> str:
+    lines = ["", "=" * 64, f"  StockManager is up: {url}/api", "  Login:  root / "]
+    if created and password:
+        lines[-1] += password
+        lines.append(f"  (generated now; also saved in {password_file})")
+    elif os.environ.get("STOCKMANAGER_ROOT_PASSWORD"):
+        lines[-1] += "<STOCKMANAGER_ROOT_PASSWORD>"
+    elif password_file.exists():
+        lines[-1] += password_file.read_text().strip()
+        lines.append(f"  (initial password from {password_file}; unchanged unless you changed it)")
+    else:
+        lines[-1] += "<unchanged>"
+    lines += [
+        f"  Try:    curl -s {url}/api/health",
+        "  Stop:   Ctrl-C",
+        "=" * 64,
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""The factory every service uses: one FastAPI app with the kernel's plumbing.
+
+It gives each service the error handler, request ids, JSON access logs, `/healthz` (alive),
+`/readyz` (PostgreSQL and Redis reachable), `/metrics` (Prometheus), the identity dependencies,
+a database engine and Redis client opened in the lifespan, the outbox relay and the event
+consumers. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.responses import Response
+
+from stockmanager.db import Database
+from stockmanager.error_handlers import install_error_handlers
+from stockmanager.errors import Forbidden, NotAuthenticated
+from stockmanager.events.consumer import EventConsumer
+from stockmanager.events.relay import OutboxRelay
+from stockmanager.http import JSONResponse, json_response
+from stockmanager.identity import IDENTITY_HEADER, Identity, IdentityError, verify_identity
+from stockmanager.logs import attach_central_shipper, configure_logging, detach_central_shipper
+from stockmanager.observability import (
+    DB_POOL_CHECKED_OUT,
+    DB_POOL_SIZE,
+    OUTBOX_BACKLOG,
+    RequestContextMiddleware,
+)
+from stockmanager.settings import KernelSettings
+
+log = logging.getLogger("stockmanager.service")
+
+
+def redis_client(url: str) -> Redis:
+    # socket_timeout must exceed the consumers' XREADGROUP block time.
+    return Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30)
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything a service's request handlers and consumers share within one process."""
+
+    name: str
+    settings: Any  # the service's own settings class (a KernelSettings subclass)
+    db: Database
+    redis: Redis
+    relay: OutboxRelay | None = None
+    consumers: list[EventConsumer] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """The request boundary's transaction; events go out right after it commits."""
+        async with self.db.transaction() as conn:
+            yield conn
+        if self.relay is not None:
+            self.relay.poke()
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+
+
+def get_identity(request: Request) -> Identity:
+    """The caller as signed by the gateway. Anything else is 401."""
+    runtime = get_runtime(request)
+    try:
+        return verify_identity(
+            request.headers.get(IDENTITY_HEADER),
+            runtime.settings.internal_secret,
+            max_age=runtime.settings.identity_max_age,
+        )
+    except IdentityError as exc:
+        raise NotAuthenticated() from exc
+
+
+def require_user(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
+    if not identity.is_authenticated:
+        raise NotAuthenticated()
+    return identity
+
+
+def require_admin(identity: Annotated[Identity, Depends(require_user)]) -> Identity:
+    if not identity.is_admin_or_root:
+        raise Forbidden()
+    return identity
+
+
+def require_root(identity: Annotated[Identity, Depends(require_user)]) -> Identity:
+    if not identity.is_root:
+        raise Forbidden()
+    return identity
+
+
+AnyCaller = Annotated[Identity, Depends(get_identity)]
+CurrentUser = Annotated[Identity, Depends(require_user)]
+AdminUser = Annotated[Identity, Depends(require_admin)]
+RootUser = Annotated[Identity, Depends(require_root)]
+
+Hook = Callable[[ServiceRuntime], Awaitable[None]]
+
+
+def create_service_app(
+    name: str,
+    *,
+    settings: KernelSettings,
+    routers: Sequence[APIRouter],
+    outbox: Table | None = None,
+    consumers: Callable[[ServiceRuntime], list[EventConsumer]] | None = None,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    configure_logging(name, settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        redis = redis_client(settings.redis_url)
+        runtime = ServiceRuntime(name=name, settings=settings, db=db, redis=redis)
+        if outbox is not None:
+            runtime.relay = OutboxRelay(
+                db,
+                redis,
+                outbox,
+                stream=settings.event_stream,
+                maxlen=settings.event_stream_maxlen,
+                poll_interval=settings.outbox_poll_interval,
+            )
+        app.state.runtime = runtime
+        shipper = attach_central_shipper(name, settings.log_stream, settings.log_stream_maxlen)
+        shipper.start(redis)
+        for hook in on_startup:
+            await hook(runtime)
+        if runtime.relay is not None:
+            runtime.relay.start()
+        if consumers is not None:
+            runtime.consumers = consumers(runtime)
+            for consumer in runtime.consumers:
+                consumer.start()
+        log.info("service started", extra={"service": name})
+        try:
+            yield
+        finally:
+            for consumer in runtime.consumers:
+                await consumer.stop()
+            if runtime.relay is not None:
+                await runtime.relay.stop()
+            for hook in on_shutdown:
+                with contextlib.suppress(Exception):
+                    await hook(runtime)
+            await shipper.stop()
+            detach_central_shipper(shipper)
+            await redis.aclose()
+            await db.dispose()
+
+    app = FastAPI(
+        title=f"StockManager {name} service",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(_ops_router(name))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def _ops_router(name: str) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return json_response({"status": "ok", "service": name})
+
+    @router.get("/readyz", include_in_schema=False)
+    async def readyz(runtime: Runtime) -> Response:
+        checks = await dependency_checks(runtime)
+        ready = all(value == "ok" for value in checks.values())
+        return json_response(
+            {"status": "ok" if ready else "unavailable", "service": name, "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(runtime: Runtime) -> Response:
+        pool = runtime.db.pool_status()
+        DB_POOL_SIZE.set(pool["size"])
+        DB_POOL_CHECKED_OUT.set(pool["checked_out"])
+        if runtime.relay is not None:
+            with contextlib.suppress(Exception):
+                OUTBOX_BACKLOG.set(await asyncio.wait_for(runtime.relay.backlog(), 2.0))
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def dependency_checks(runtime: ServiceRuntime) -> dict[str, str]:
+    async def check(probe: Awaitable[Any]) -> str:
+        try:
+            await asyncio.wait_for(probe, timeout=2.0)
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return f"error: {type(exc).__name__}"
+        return "ok"
+
+    postgres, redis = await asyncio.gather(check(runtime.db.ping()), check(runtime.redis.ping()))
+    return {"postgres": postgres, "redis": redis}

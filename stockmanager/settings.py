@@ -1,0 +1,75 @@
+"""Process configuration from environment variables (12-factor).
+
+Every setting has a working local default so that a process started with nothing configured
+behaves sensibly on a developer laptop. `stockmanager up` fills in `DATABASE_URL`, `REDIS_URL`
+and the internal secret for the processes it starts.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Only used when nothing is configured and no runtime supplied one; `stockmanager up`
+# always generates and persists a random secret instead.
+DEV_INTERNAL_SECRET = "stockmanager-development-secret-change-me"
+
+
+class KernelSettings(BaseSettings):
+    """Settings every process shares."""
+
+    model_config = SettingsConfigDict(env_prefix="STOCKMANAGER_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "STOCKMANAGER_DATABASE_URL")
+    )
+    redis_url: str = Field(
+        DEFAULT_REDIS_URL, validation_alias=AliasChoices("REDIS_URL", "STOCKMANAGER_REDIS_URL")
+    )
+    internal_secret: str = DEV_INTERNAL_SECRET
+    # Business time zone: rendering of local times, "today", date filters, per-day metrics.
+    timezone: str = "America/Argentina/Buenos_Aires"
+    log_level: str = "INFO"
+    # Connections per process; small on purpose (cores x 2), see ARCHITECTURE.md.
+    db_pool_size: int = 4
+    db_max_overflow: int = 4
+    # Maximum age of a gateway identity header, in seconds.
+    identity_max_age: float = 60.0
+    # Event stream (Redis Streams) shared by every producer and consumer group.
+    event_stream: str = "stockmanager:events"
+    event_stream_maxlen: int = 1_000_000
+    # Messages pending longer than this (ms) are reclaimed from a dead consumer.
+    event_reclaim_idle_ms: int = 30_000
+    # Where the relay looks for unpublished outbox rows when nothing pokes it (seconds).
+    outbox_poll_interval: float = 0.5
+    # Central log stream read by /api/debug/logs.
+    log_stream: str = "stockmanager:logs"
+    log_stream_maxlen: int = 1000
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@lru_cache(maxsize=1)
+def kernel_settings() -> KernelSettings:
+    return KernelSettings()
+
+
+def sqlalchemy_url(url: str, *, driver: str = "psycopg") -> str:
+    """Turn a plain `postgresql://` URL into the SQLAlchemy form with the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return f"postgresql+{driver}://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url!r}")

@@ -1,0 +1,201 @@
+"""The event machinery against real PostgreSQL and Redis: outbox → relay → stream → consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stockmanager.db import Database
+from stockmanager.events import Event, new_event, write_event
+from stockmanager.events.consumer import EventConsumer
+from stockmanager.events.outbox import outbox_table, processed_events_table
+from stockmanager.events.relay import OutboxRelay
+from stockmanager.identity import Identity
+from stockmanager.migration_ddl import event_tables_ddl
+
+SCHEMA = "kernel_test"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def tables(db: Database) -> AsyncIterator[MetaData]:
+    async with db.transaction() as conn:
+        await conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        await conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+        for statement in event_tables_ddl(SCHEMA).split(";"):
+            if statement.strip():
+                await conn.execute(text(statement))
+        await conn.execute(
+            text(f"CREATE TABLE {SCHEMA}.applied (event_id uuid, note text)")
+        )
+    metadata = MetaData(schema=SCHEMA)
+    outbox_table(metadata)
+    processed_events_table(metadata)
+    yield metadata
+
+
+def identity() -> Identity:
+    return Identity(user_id=1, username="root", role="root", request_id="r1", ip="127.0.0.1",
+                    issued_at=0.0)
+
+
+def an_event(note: str) -> Event:
+    return new_event("test.happened", identity=identity(), entity_type="thing", entity_id=1,
+                     data={"note": note})
+
+
+async def applied_notes(db: Database) -> list[str]:
+    async with db.connect() as conn:
+        rows = await conn.execute(text(f"SELECT note FROM {SCHEMA}.applied ORDER BY note"))
+        return [row.note for row in rows]
+
+
+async def record(conn: AsyncConnection, event: Event) -> None:
+    await conn.execute(
+        text(f"INSERT INTO {SCHEMA}.applied (event_id, note) VALUES (:id, :note)"),
+        {"id": event.id, "note": event.data["note"]},
+    )
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def make_consumer(redis: Redis, db: Database, metadata: MetaData, stream: str, group: str,
+                  name: str, reclaim_ms: int = 60_000) -> EventConsumer:
+    return EventConsumer(
+        redis, stream=stream, group=group, types=["test.happened"], db=db,
+        processed=metadata.tables[f"{SCHEMA}.processed_events"], handler=record,
+        consumer_name=name, reclaim_idle_ms=reclaim_ms, block_ms=100,
+    )
+
+
+async def test_committed_event_reaches_consumer_and_rolled_back_never_does(
+    db: Database, redis: Redis, tables: MetaData
+) -> None:
+    stream = f"test-stream-{uuid.uuid4().hex}"
+    outbox = tables.tables[f"{SCHEMA}.outbox"]
+    committed, rolled_back = f"c-{uuid.uuid4().hex}", f"r-{uuid.uuid4().hex}"
+    async with db.transaction() as conn:
+        await write_event(conn, outbox, an_event(committed))
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await write_event(conn, outbox, an_event(rolled_back))
+            raise RuntimeError("business rule failed after writing the event")
+
+    relay = OutboxRelay(db, redis, outbox, stream=stream, maxlen=10_000, poll_interval=0.05)
+    consumer = make_consumer(redis, db, tables, stream, "g1", "c1")
+    relay.start()
+    consumer.start()
+    try:
+        async def arrived() -> bool:
+            return committed in await applied_notes(db)
+
+        await wait_for(arrived)
+        # Drain: the relay has nothing more to publish and the consumer has nothing pending.
+        assert await relay.backlog() == 0
+        messages = await redis.xrange(stream)
+        notes = [Event.from_json(fields[b"event"]).data["note"] for _, fields in messages]
+        assert committed in notes
+        assert rolled_back not in notes
+        assert rolled_back not in await applied_notes(db)
+    finally:
+        await consumer.stop()
+        await relay.stop()
+
+
+async def test_consumer_dying_before_ack_gets_event_again_and_applies_once(
+    db: Database, redis: Redis, tables: MetaData
+) -> None:
+    stream = f"test-stream-{uuid.uuid4().hex}"
+    note = f"d-{uuid.uuid4().hex}"
+    await redis.xadd(stream, {"event": an_event(note).to_json()})
+
+    # A consumer reads the message, applies and commits it, then "dies" before XACK.
+    doomed = make_consumer(redis, db, tables, stream, "g2", "doomed")
+    await doomed.ensure_group()
+    response = await redis.xreadgroup("g2", "doomed", {stream: ">"}, count=10)
+    [(_, [(message_id, fields)])] = response
+    await doomed.apply(Event.from_json(fields[b"event"]))  # committed, never acknowledged
+    assert (await redis.xpending(stream, "g2"))["pending"] == 1
+
+    # A second consumer reclaims the stale message: it is delivered again but applied once.
+    survivor = make_consumer(redis, db, tables, stream, "g2", "survivor", reclaim_ms=100)
+    await asyncio.sleep(0.15)  # let the message become idle longer than reclaim_ms
+    reclaimed = await survivor.reclaim_stale()
+    assert reclaimed == 1
+    assert (await redis.xpending(stream, "g2"))["pending"] == 0
+    assert (await applied_notes(db)).count(note) == 1
+
+
+async def test_consumer_dying_before_commit_gets_event_again_and_applies_it(
+    db: Database, redis: Redis, tables: MetaData
+) -> None:
+    stream = f"test-stream-{uuid.uuid4().hex}"
+    note = f"n-{uuid.uuid4().hex}"
+    await redis.xadd(stream, {"event": an_event(note).to_json()})
+    doomed = make_consumer(redis, db, tables, stream, "g3", "doomed")
+    await doomed.ensure_group()
+    await redis.xreadgroup("g3", "doomed", {stream: ">"}, count=10)  # read, then crash
+    assert note not in await applied_notes(db)
+
+    survivor = make_consumer(redis, db, tables, stream, "g3", "survivor", reclaim_ms=100)
+    await asyncio.sleep(0.15)
+    assert await survivor.reclaim_stale() == 1
+    assert (await applied_notes(db)).count(note) == 1
+
+
+async def test_events_written_while_redis_is_down_are_delivered_after_it_returns(
+    db: Database, tables: MetaData, tmp_path: Path
+) -> None:
+    from stockmanager.embedded import EmbeddedRedis
+
+    outbox = tables.tables[f"{SCHEMA}.outbox"]
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.start()
+    port = server.port
+    client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+    stream = f"test-stream-{uuid.uuid4().hex}"
+    relay = OutboxRelay(db, client, outbox, stream=stream, maxlen=10_000, poll_interval=0.05)
+    try:
+        # Drain rows other tests left unpublished, so the count below is ours alone.
+        while await relay.publish_batch():
+            pass
+        server.stop()
+        notes = [f"o-{uuid.uuid4().hex}" for _ in range(5)]
+        for note in notes:  # the business transactions succeed with Redis down
+            async with db.transaction() as conn:
+                await write_event(conn, outbox, an_event(note))
+        relay.start()
+        await asyncio.sleep(0.3)  # the relay is retrying against a dead server meanwhile
+        assert await relay.backlog() >= 5
+
+        restarted = EmbeddedRedis(tmp_path / "redis", port=port)
+        restarted.start()
+        try:
+            async def delivered() -> bool:
+                try:
+                    messages = await client.xrange(stream)
+                except Exception:  # noqa: BLE001 - reconnecting
+                    return False
+                seen = {Event.from_json(f[b"event"]).data["note"] for _, f in messages}
+                return set(notes) <= seen
+
+            await wait_for(delivered, timeout=15)
+        finally:
+            await relay.stop()
+            restarted.stop()
+    finally:
+        await client.aclose()
+        server.stop()
