@@ -20,6 +20,13 @@ from stockmanager.supervisor import ProcessSpec, Supervisor
 ROOT_PASSWORD = "root-test-password"
 
 
+class ApiClient(httpx.Client):
+    """An httpx client that may be used in `with` after it has already sent requests."""
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+
 @dataclass
 class Stack:
     base_url: str
@@ -29,16 +36,16 @@ class Stack:
     root_password: str = ROOT_PASSWORD
     output: StringIO = field(default_factory=StringIO)
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
+    def client(self, **kwargs: object) -> ApiClient:
+        return ApiClient(base_url=self.base_url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
 
-    def login(self, username: str, password: str) -> httpx.Client:
+    def login(self, username: str, password: str) -> ApiClient:
         client = self.client()
         response = client.post("/api/login", json={"username": username, "password": password})
         assert response.status_code == 200, response.text
         return client
 
-    def root(self) -> httpx.Client:
+    def root(self) -> ApiClient:
         return self.login("root", self.root_password)
 
 
