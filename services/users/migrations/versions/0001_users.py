@@ -40,6 +40,10 @@ def upgrade() -> None:
         -- Exactly one root, enforced by the database itself (decisions §2).
         CREATE UNIQUE INDEX ux_users_single_root ON users.users (role) WHERE role = 'root';
         CREATE INDEX ix_users_created_at ON users.users (created_at, id);
+        -- Published read-only view for other services (metrics: sellers; notifications:
+        -- recipients of low-stock alerts). Never exposes password hashes.
+        CREATE VIEW users.directory AS
+            SELECT id, username, email, role, status, application, created_at FROM users.users;
         """
     )
     op.execute(event_tables_ddl("users"))
