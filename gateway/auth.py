@@ -38,8 +38,13 @@ async def login(ctx: RequestContext) -> Response:
         await runtime.limiter.check(username, ctx.ip)
     except ApiError:
         runtime.events.publish(
-            ctx.event(EventType.LOGIN_FAILED, status="error", entity_type="user",
-                      username=username, reason="rate_limited")
+            ctx.event(
+                EventType.LOGIN_FAILED,
+                status="error",
+                entity_type="user",
+                username=username,
+                reason="rate_limited",
+            )
         )
         raise
     identity = ctx.identity()
@@ -60,8 +65,13 @@ async def login(ctx: RequestContext) -> Response:
             await runtime.limiter.record_failure(username, ctx.ip)
         if upstream.status in (401, 403):
             runtime.events.publish(
-                ctx.event(EventType.LOGIN_FAILED, status="error", entity_type="user",
-                          username=username, reason=payload.get("code"))
+                ctx.event(
+                    EventType.LOGIN_FAILED,
+                    status="error",
+                    entity_type="user",
+                    username=username,
+                    reason=payload.get("code"),
+                )
             )
         if upstream.status >= 500:
             raise ServiceUnavailable()
@@ -73,8 +83,12 @@ async def login(ctx: RequestContext) -> Response:
     user_id, stored_username, role = payload["user_id"], payload["username"], payload["role"]
     token = await runtime.sessions.create(user_id, stored_username, role)
     actor = identity.__class__(
-        user_id=user_id, username=stored_username, role=role,
-        request_id=ctx.request_id, ip=ctx.ip, issued_at=identity.issued_at,
+        user_id=user_id,
+        username=stored_username,
+        role=role,
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+        issued_at=identity.issued_at,
     )
     runtime.events.publish(
         new_event(EventType.LOGIN_SUCCEEDED, identity=actor, entity_type="user", entity_id=user_id)
@@ -93,8 +107,13 @@ async def logout(ctx: RequestContext) -> Response:
         ctx.event(EventType.LOGOUT, entity_type="user", entity_id=ctx.session.user_id)
     )
     response = json_response({"message": "Sesión cerrada"})
-    response.delete_cookie(ctx.runtime.settings.cookie_name, path="/", httponly=True,
-                           samesite="lax", secure=ctx.runtime.settings.cookie_secure)
+    response.delete_cookie(
+        ctx.runtime.settings.cookie_name,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=ctx.runtime.settings.cookie_secure,
+    )
     return response
 
 

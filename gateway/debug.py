@@ -24,8 +24,14 @@ from stockmanager.http import json_response, parse_json_object
 
 client_log = logging.getLogger("client")
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 
 async def debug_log(ctx: RequestContext) -> Response:
@@ -40,7 +46,10 @@ async def debug_log(ctx: RequestContext) -> Response:
         "[JS CLIENT] %s | Context: %s",
         message[:2000],
         orjson.dumps(context).decode()[:4000],
-        extra={"client_timestamp": body.get("timestamp"), "user_id": ctx.session and ctx.session.user_id},
+        extra={
+            "client_timestamp": body.get("timestamp"),
+            "user_id": ctx.session and ctx.session.user_id,
+        },
     )
     return json_response({"status": "logged"})
 
@@ -67,8 +76,18 @@ async def _cmd_queues(ctx: RequestContext) -> Any:
 
 
 async def _cmd_versions(ctx: RequestContext) -> Any:
-    packages = ("stockmanager", "fastapi", "starlette", "uvicorn", "aiohttp", "sqlalchemy",
-                "psycopg", "redis", "alembic", "pydantic")
+    packages = (
+        "stockmanager",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "aiohttp",
+        "sqlalchemy",
+        "psycopg",
+        "redis",
+        "alembic",
+        "pydantic",
+    )
     versions = {}
     for name in packages:
         try:
@@ -113,8 +132,13 @@ async def debug_command(ctx: RequestContext) -> Response:
     allowed = sorted(COMMANDS)
     if not isinstance(name, str) or name not in COMMANDS:
         ctx.runtime.events.publish(
-            ctx.event(EventType.DEBUG_COMMAND_RUN, status="error", entity_type="debug",
-                      command=name if isinstance(name, str) else None, refused=True)
+            ctx.event(
+                EventType.DEBUG_COMMAND_RUN,
+                status="error",
+                entity_type="debug",
+                command=name if isinstance(name, str) else None,
+                refused=True,
+            )
         )
         raise ValidationFailed(
             "Comando no permitido. Comandos disponibles: " + ", ".join(allowed), allowed=allowed

@@ -40,9 +40,11 @@ async def deep_health(runtime: GatewayRuntime) -> dict[str, Any]:
         events = {}
         down.append("redis")
     # Services report PostgreSQL reachability in their readiness checks; the gateway has no DB.
-    postgres_state = "ok" if any(
-        state == "ok" for replicas in probes for state in replicas.values()
-    ) else "unknown"
+    postgres_state = (
+        "ok"
+        if any(state == "ok" for replicas in probes for state in replicas.values())
+        else "unknown"
+    )
     if postgres_state != "ok":
         down.append("postgres")
     return {

@@ -18,8 +18,15 @@ if TYPE_CHECKING:
     from gateway.runtime import RequestContext
 
 # Never forwarded: the session cookie stays at the gateway; proxies' claims are replaced.
-_DROPPED = HOP_BY_HOP | {"cookie", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
-                         "x-real-ip", "forwarded", "x-request-id"}
+_DROPPED = HOP_BY_HOP | {
+    "cookie",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "forwarded",
+    "x-request-id",
+}
 
 
 def forward_headers(

@@ -93,7 +93,9 @@ class ServiceProxy:
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(
-            limit=self.pool_limit, limit_per_host=self.pool_limit, keepalive_timeout=30,
+            limit=self.pool_limit,
+            limit_per_host=self.pool_limit,
+            keepalive_timeout=30,
             ttl_dns_cache=300,
         )
         self.session = aiohttp.ClientSession(
@@ -128,7 +130,8 @@ class ServiceProxy:
                 )
             except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
                 if isinstance(exc, aiohttp.ServerDisconnectedError) and method not in (
-                    "GET", "HEAD"
+                    "GET",
+                    "HEAD",
                 ):
                     # The service may have received a write before the connection dropped.
                     raise ServiceUnavailable() from exc
@@ -165,7 +168,9 @@ class ServiceProxy:
                 async with self.session.get(  # type: ignore[union-attr]
                     replica.url + path, timeout=aiohttp.ClientTimeout(total=2.0)
                 ) as response:
-                    results[replica.url] = "ok" if response.status == 200 else f"http {response.status}"
+                    results[replica.url] = (
+                        "ok" if response.status == 200 else f"http {response.status}"
+                    )
             except Exception as exc:  # noqa: BLE001 - reported in health output
                 results[replica.url] = f"down: {type(exc).__name__}"
 

@@ -20,7 +20,9 @@ def _key(kind: str, *parts: str) -> str:
 
 
 class LoginRateLimiter:
-    def __init__(self, redis: Redis, *, max_failures: int, ip_max_failures: int, window: int) -> None:
+    def __init__(
+        self, redis: Redis, *, max_failures: int, ip_max_failures: int, window: int
+    ) -> None:
         self.redis = redis
         self.max_failures = max_failures
         self.ip_max_failures = ip_max_failures

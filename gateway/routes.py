@@ -119,10 +119,20 @@ ROUTE_MAP: tuple[Route, ...] = (
     _r("PUT", "/api/api/settings/profile", "users", U, upstream_path="/api/settings/profile"),
     _r("PUT", "/api/api/settings/password", "users", U, upstream_path="/api/settings/password"),
     _r("GET", "/api/api/settings/actual", "users", A, upstream_path="/api/settings/actual"),
-    _r("GET", "/api/api/settings/actual/{key}", "users", A,
-       upstream_path="/api/settings/actual/{key}"),
-    _r("PUT", "/api/api/settings/actual/{key}", "users", R,
-       upstream_path="/api/settings/actual/{key}"),
+    _r(
+        "GET",
+        "/api/api/settings/actual/{key}",
+        "users",
+        A,
+        upstream_path="/api/settings/actual/{key}",
+    ),
+    _r(
+        "PUT",
+        "/api/api/settings/actual/{key}",
+        "users",
+        R,
+        upstream_path="/api/settings/actual/{key}",
+    ),
     # metrics
     _r("GET", "/api/stats", "metrics", U),
     _r("GET", "/api/metrics", "metrics", A),
@@ -162,7 +172,7 @@ class RouteTable:
         for route in routes:
             self._methods_by_pattern.setdefault(route.pattern, set()).add(route.method)
 
-    def match(self, method: str, path: str) -> Match | None | list[str]:
+    def match(self, method: str, path: str) -> Match | list[str] | None:
         """A Match; None if no route has this path; else the allowed methods (→ 405)."""
         allowed: set[str] = set()
         for route in self.routes:

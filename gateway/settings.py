@@ -51,7 +51,9 @@ class GatewaySettings(KernelSettings):
         return [url.strip().rstrip("/") for url in raw.split(",") if url.strip()]
 
     def origin_allowlist(self) -> frozenset[str]:
-        return frozenset(o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip())
+        return frozenset(
+            o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip()
+        )
 
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [
@@ -62,7 +64,12 @@ class GatewaySettings(KernelSettings):
 
 
 assert {s.name for s in SERVICES} == {
-    "products", "sales", "users", "metrics", "notifications", "audit"
+    "products",
+    "sales",
+    "users",
+    "metrics",
+    "notifications",
+    "audit",
 }, "GatewaySettings must list every service's URLs"
 
 

@@ -16,7 +16,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stockmanager", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="start the whole system (embedded PostgreSQL/Redis by default)")
+    up = commands.add_parser(
+        "up", help="start the whole system (embedded PostgreSQL/Redis by default)"
+    )
     up.add_argument("--replicas", type=int, default=1, help="replicas of every service (1-9)")
     up.add_argument("--host", default=os.environ.get("STOCKMANAGER_HOST", "127.0.0.1"))
     up.add_argument("--port", type=int, default=int(os.environ.get("STOCKMANAGER_PORT", "5000")))
@@ -92,8 +94,9 @@ def migrate(database_url: str | None = None) -> None:
 
     url = database_url or KernelSettings().database_url
     present = {info.name: info for info in available_services()}
-    order = [(name, present[name].schema or name) for name in registry.MIGRATION_ORDER
-             if name in present]
+    order = [
+        (name, present[name].schema or name) for name in registry.MIGRATION_ORDER if name in present
+    ]
     upgrade(url, order)
 
 

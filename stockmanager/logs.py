@@ -20,7 +20,11 @@ from redis.asyncio import Redis
 
 from stockmanager.context import request_id_var
 
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn adds an ANSI-coloured duplicate of msg
+}
 
 
 class JsonFormatter(logging.Formatter):

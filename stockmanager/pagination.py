@@ -42,9 +42,7 @@ def pages_for(total: int, limit: int) -> int:
     return max(1, math.ceil(total / limit))
 
 
-def parse_page(
-    page: str | None, limit: str | None, *, default_limit: int, max_limit: int
-) -> Page:
+def parse_page(page: str | None, limit: str | None, *, default_limit: int, max_limit: int) -> Page:
     page_number = max(1, parse_int(page, 1))
     size = min(max_limit, max(1, parse_int(limit, default_limit)))
     # Offsets beyond what a bigint can hold are nonsense; cap the page so SQL stays valid.

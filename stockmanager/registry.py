@@ -36,7 +36,14 @@ SERVICES: tuple[ProcessInfo, ...] = (
 PROCESSES: tuple[ProcessInfo, ...] = (GATEWAY, *SERVICES)
 
 # Schemas that publish views or functions others use are migrated first.
-MIGRATION_ORDER: tuple[str, ...] = ("users", "products", "sales", "notifications", "audit", "metrics")
+MIGRATION_ORDER: tuple[str, ...] = (
+    "users",
+    "products",
+    "sales",
+    "notifications",
+    "audit",
+    "metrics",
+)
 
 ROOT_BOOTSTRAP = "services.users.bootstrap:ensure_root"
 

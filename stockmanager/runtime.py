@@ -29,9 +29,7 @@ def _read_or_create(path: Path, factory: str) -> str:
     return factory
 
 
-def build_specs(
-    env: dict[str, str], *, replicas: int, host: str, port: int
-) -> list[object]:
+def build_specs(env: dict[str, str], *, replicas: int, host: str, port: int) -> list[object]:
     from stockmanager.cli import available_services
     from stockmanager.supervisor import ProcessSpec
 
@@ -47,8 +45,17 @@ def build_specs(
             specs.append(
                 ProcessSpec(
                     name=name,
-                    argv=[python, "-m", "stockmanager", "serve", info.name,
-                          "--host", "127.0.0.1", "--port", str(service_port)],
+                    argv=[
+                        python,
+                        "-m",
+                        "stockmanager",
+                        "serve",
+                        info.name,
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(service_port),
+                    ],
                     env=dict(env),
                     ready_url=f"http://127.0.0.1:{service_port}/readyz",
                 )
@@ -58,8 +65,17 @@ def build_specs(
         0,
         ProcessSpec(
             name="gateway",
-            argv=[python, "-m", "stockmanager", "serve", "gateway",
-                  "--host", host, "--port", str(port)],
+            argv=[
+                python,
+                "-m",
+                "stockmanager",
+                "serve",
+                "gateway",
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
             env=gateway_env,
             ready_url=f"http://127.0.0.1:{port}/readyz",
         ),

@@ -44,7 +44,9 @@ log = logging.getLogger("stockmanager.service")
 
 def redis_client(url: str) -> Redis:
     # socket_timeout must exceed the consumers' XREADGROUP block time.
-    return Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30)
+    return Redis.from_url(
+        url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30
+    )
 
 
 @dataclass

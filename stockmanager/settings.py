@@ -26,7 +26,8 @@ class KernelSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STOCKMANAGER_", extra="ignore")
 
     database_url: str = Field(
-        DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "STOCKMANAGER_DATABASE_URL")
+        DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "STOCKMANAGER_DATABASE_URL"),
     )
     redis_url: str = Field(
         DEFAULT_REDIS_URL, validation_alias=AliasChoices("REDIS_URL", "STOCKMANAGER_REDIS_URL")
@@ -69,7 +70,12 @@ def kernel_settings() -> KernelSettings:
 
 def sqlalchemy_url(url: str, *, driver: str = "psycopg") -> str:
     """Turn a plain `postgresql://` URL into the SQLAlchemy form with the psycopg 3 driver."""
-    for prefix in ("postgresql+psycopg://", "postgresql+asyncpg://", "postgresql://", "postgres://"):
+    for prefix in (
+        "postgresql+psycopg://",
+        "postgresql+asyncpg://",
+        "postgresql://",
+        "postgres://",
+    ):
         if url.startswith(prefix):
             return f"postgresql+{driver}://" + url[len(prefix) :]
     raise ValueError(f"not a PostgreSQL URL: {url!r}")

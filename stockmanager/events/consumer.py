@@ -110,7 +110,7 @@ class EventConsumer:
                 if loop.time() >= next_reclaim:
                     await self.reclaim_stale()
                     next_reclaim = loop.time() + max(1.0, self.reclaim_idle_ms / 2000)
-                response = await self.redis.xreadgroup(
+                response: Any = await self.redis.xreadgroup(
                     self.group,
                     self.consumer_name,
                     {self.stream: ">"},
@@ -146,7 +146,7 @@ class EventConsumer:
         reclaimed = 0
         cursor = "0-0"
         while True:
-            result = await self.redis.xautoclaim(
+            result: Any = await self.redis.xautoclaim(
                 self.stream,
                 self.group,
                 self.consumer_name,
@@ -187,8 +187,12 @@ class EventConsumer:
             self._failures[key] = attempts
             log.exception(
                 "event handler failed",
-                extra={"group": self.group, "event_id": event.id, "type": event.type,
-                       "attempt": attempts},
+                extra={
+                    "group": self.group,
+                    "event_id": event.id,
+                    "type": event.type,
+                    "attempt": attempts,
+                },
             )
             if attempts >= self.max_attempts:
                 await self._dead_letter(key, fields)

@@ -60,9 +60,7 @@ def processed_events_table(metadata: MetaData) -> Table:
 
 
 async def write_events(conn: AsyncConnection, outbox: Table, events: Iterable[Event]) -> None:
-    rows = [
-        {"id": event.id, "type": event.type, "payload": _payload(event)} for event in events
-    ]
+    rows = [{"id": event.id, "type": event.type, "payload": _payload(event)} for event in events]
     if rows:
         await conn.execute(insert(outbox), rows)
 

@@ -130,8 +130,8 @@ class OutboxRelay:
     async def backlog(self) -> int:
         async with self.db.connect() as conn:
             value = await conn.scalar(
-                select(func.count()).select_from(self.outbox).where(
-                    self.outbox.c.published_at.is_(None)
-                )
+                select(func.count())
+                .select_from(self.outbox)
+                .where(self.outbox.c.published_at.is_(None))
             )
         return int(value or 0)

@@ -35,10 +35,17 @@ def test_health_is_public_and_upstream_shaped(stack: Stack) -> None:
 
 def test_login_session_logout_cycle(stack: Stack) -> None:
     with stack.client() as client:
-        response = client.post("/api/login", json={"username": "root", "password": stack.root_password})
+        response = client.post(
+            "/api/login", json={"username": "root", "password": stack.root_password}
+        )
         assert response.status_code == 200
         body = response.json()
-        assert body == {"success": True, "user_id": body["user_id"], "username": "root", "role": "root"}
+        assert body == {
+            "success": True,
+            "user_id": body["user_id"],
+            "username": "root",
+            "role": "root",
+        }
         assert isinstance(body["user_id"], int)
         cookie = response.headers["set-cookie"]
         assert cookie.startswith("session=")
@@ -59,7 +66,9 @@ def test_login_session_logout_cycle(stack: Stack) -> None:
 
 def test_login_by_email_returns_stored_username(stack: Stack) -> None:
     with stack.client() as client:
-        response = client.post("/api/login", json={"username": "ROOT@localhost", "password": stack.root_password})
+        response = client.post(
+            "/api/login", json={"username": "ROOT@localhost", "password": stack.root_password}
+        )
     assert response.status_code == 200
     assert response.json()["username"] == "root"
 
@@ -97,14 +106,23 @@ def test_wrong_root_password_is_401(stack: Stack) -> None:
 
 def test_login_validation(stack: Stack) -> None:
     with stack.client() as client:
-        assert_json_error(client.post("/api/login", json={"username": "root"}), 400,
-                          "Usuario y contraseña requeridos")
         assert_json_error(
-            client.post("/api/login", content=b"username=root", headers={"content-type": "application/json"}),
+            client.post("/api/login", json={"username": "root"}),
+            400,
+            "Usuario y contraseña requeridos",
+        )
+        assert_json_error(
+            client.post(
+                "/api/login", content=b"username=root", headers={"content-type": "application/json"}
+            ),
             400,
         )
-        assert_json_error(client.post("/api/login", content=b"[1,2]",
-                                      headers={"content-type": "application/json"}), 400)
+        assert_json_error(
+            client.post(
+                "/api/login", content=b"[1,2]", headers={"content-type": "application/json"}
+            ),
+            400,
+        )
 
 
 def test_foreign_origin_is_refused_on_state_change(stack: Stack) -> None:
@@ -116,8 +134,11 @@ def test_foreign_origin_is_refused_on_state_change(stack: Stack) -> None:
         )
         assert_json_error(response, 403)
         # Same-origin requests and clients that send no Origin pass.
-        ok = client.post("/api/login", json={"username": "root", "password": stack.root_password},
-                         headers={"Origin": stack.base_url})
+        ok = client.post(
+            "/api/login",
+            json={"username": "root", "password": stack.root_password},
+            headers={"Origin": stack.base_url},
+        )
         assert ok.status_code == 200
 
 
@@ -129,7 +150,8 @@ def test_unknown_path_wrong_method_and_big_body_are_json(stack: Stack) -> None:
         assert "GET" in response.headers["allow"]
         big = b"{" + b" " * (2 * 1024 * 1024) + b"}"
         assert_json_error(
-            client.post("/api/login", content=big, headers={"content-type": "application/json"}), 413
+            client.post("/api/login", content=big, headers={"content-type": "application/json"}),
+            413,
         )
 
 
@@ -157,8 +179,14 @@ def test_service_rejects_requests_without_gateway_identity(stack: Stack) -> None
     secret = stack.env["STOCKMANAGER_INTERNAL_SECRET"]
 
     def identity(issued_at: float) -> Identity:
-        return Identity(user_id=1, username="root", role="root", request_id="x", ip="1.2.3.4",
-                        issued_at=issued_at)
+        return Identity(
+            user_id=1,
+            username="root",
+            role="root",
+            request_id="x",
+            ip="1.2.3.4",
+            issued_at=issued_at,
+        )
 
     with httpx.Client(timeout=10) as client:
         assert_json_error(client.post(url, json=body), 401, "No autenticado")
@@ -169,7 +197,10 @@ def test_service_rejects_requests_without_gateway_identity(stack: Stack) -> None
         tampered = sign_identity(identity(time.time()), secret)
         payload, signature = tampered.rsplit(".", 1)
         assert_json_error(
-            client.post(url, json=body, headers={IDENTITY_HEADER: payload[:-2] + "xx." + signature}), 401
+            client.post(
+                url, json=body, headers={IDENTITY_HEADER: payload[:-2] + "xx." + signature}
+            ),
+            401,
         )
         valid = sign_identity(identity(time.time()), secret)
         assert client.post(url, json=body, headers={IDENTITY_HEADER: valid}).status_code == 200
@@ -179,8 +210,15 @@ def test_client_identity_headers_are_stripped(stack: Stack) -> None:
     # A client cannot smuggle an identity: the gateway replaces the header with its own.
     secret = stack.env["STOCKMANAGER_INTERNAL_SECRET"]
     fake = sign_identity(
-        Identity(user_id=1, username="root", role="root", request_id="x", ip="1.1.1.1",
-                 issued_at=time.time()), secret,
+        Identity(
+            user_id=1,
+            username="root",
+            role="root",
+            request_id="x",
+            ip="1.1.1.1",
+            issued_at=time.time(),
+        ),
+        secret,
     )
     with stack.client() as client:
         response = client.get("/api/users", headers={IDENTITY_HEADER: fake})
@@ -197,8 +235,14 @@ def lonely_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> It
     log = Path(tmp_path_factory.mktemp("lonely")) / "gateway.log"
     with log.open("w") as out:
         supervisor = Supervisor(
-            [ProcessSpec("gateway", [sys.executable, "-m", "stockmanager", "serve", "gateway",
-                                     "--port", str(port)], env, f"http://127.0.0.1:{port}/readyz")],
+            [
+                ProcessSpec(
+                    "gateway",
+                    [sys.executable, "-m", "stockmanager", "serve", "gateway", "--port", str(port)],
+                    env,
+                    f"http://127.0.0.1:{port}/readyz",
+                )
+            ],
             out=out,
         )
         supervisor.start()

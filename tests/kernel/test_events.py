@@ -32,9 +32,7 @@ async def tables(db: Database) -> AsyncIterator[MetaData]:
         for statement in event_tables_ddl(SCHEMA).split(";"):
             if statement.strip():
                 await conn.execute(text(statement))
-        await conn.execute(
-            text(f"CREATE TABLE {SCHEMA}.applied (event_id uuid, note text)")
-        )
+        await conn.execute(text(f"CREATE TABLE {SCHEMA}.applied (event_id uuid, note text)"))
     metadata = MetaData(schema=SCHEMA)
     outbox_table(metadata)
     processed_events_table(metadata)
@@ -42,13 +40,15 @@ async def tables(db: Database) -> AsyncIterator[MetaData]:
 
 
 def identity() -> Identity:
-    return Identity(user_id=1, username="root", role="root", request_id="r1", ip="127.0.0.1",
-                    issued_at=0.0)
+    return Identity(
+        user_id=1, username="root", role="root", request_id="r1", ip="127.0.0.1", issued_at=0.0
+    )
 
 
 def an_event(note: str) -> Event:
-    return new_event("test.happened", identity=identity(), entity_type="thing", entity_id=1,
-                     data={"note": note})
+    return new_event(
+        "test.happened", identity=identity(), entity_type="thing", entity_id=1, data={"note": note}
+    )
 
 
 async def applied_notes(db: Database) -> list[str]:
@@ -64,20 +64,34 @@ async def record(conn: AsyncConnection, event: Event) -> None:
     )
 
 
-async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate, within: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + within
     while not await predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
 
 
-def make_consumer(redis: Redis, db: Database, metadata: MetaData, stream: str, group: str,
-                  name: str, reclaim_ms: int = 60_000) -> EventConsumer:
+def make_consumer(
+    redis: Redis,
+    db: Database,
+    metadata: MetaData,
+    stream: str,
+    group: str,
+    name: str,
+    reclaim_ms: int = 60_000,
+) -> EventConsumer:
     return EventConsumer(
-        redis, stream=stream, group=group, types=["test.happened"], db=db,
-        processed=metadata.tables[f"{SCHEMA}.processed_events"], handler=record,
-        consumer_name=name, reclaim_idle_ms=reclaim_ms, block_ms=100,
+        redis,
+        stream=stream,
+        group=group,
+        types=["test.happened"],
+        db=db,
+        processed=metadata.tables[f"{SCHEMA}.processed_events"],
+        handler=record,
+        consumer_name=name,
+        reclaim_idle_ms=reclaim_ms,
+        block_ms=100,
     )
 
 
@@ -99,6 +113,7 @@ async def test_committed_event_reaches_consumer_and_rolled_back_never_does(
     relay.start()
     consumer.start()
     try:
+
         async def arrived() -> bool:
             return committed in await applied_notes(db)
 
@@ -126,7 +141,7 @@ async def test_consumer_dying_before_ack_gets_event_again_and_applies_once(
     doomed = make_consumer(redis, db, tables, stream, "g2", "doomed")
     await doomed.ensure_group()
     response = await redis.xreadgroup("g2", "doomed", {stream: ">"}, count=10)
-    [(_, [(message_id, fields)])] = response
+    [(_, [(_message_id, fields)])] = response
     await doomed.apply(Event.from_json(fields[b"event"]))  # committed, never acknowledged
     assert (await redis.xpending(stream, "g2"))["pending"] == 1
 
@@ -184,6 +199,7 @@ async def test_events_written_while_redis_is_down_are_delivered_after_it_returns
         restarted = EmbeddedRedis(tmp_path / "redis", port=port)
         restarted.start()
         try:
+
             async def delivered() -> bool:
                 try:
                     messages = await client.xrange(stream)
@@ -192,7 +208,7 @@ async def test_events_written_while_redis_is_down_are_delivered_after_it_returns
                 seen = {Event.from_json(f[b"event"]).data["note"] for _, f in messages}
                 return set(notes) <= seen
 
-            await wait_for(delivered, timeout=15)
+            await wait_for(delivered, within=15)
         finally:
             await relay.stop()
             restarted.stop()

@@ -56,7 +56,11 @@ def unique(prefix: str = "t") -> str:
 
 @contextmanager
 def start_stack(
-    *, database_url: str, redis_url: str, log_dir: Path, replicas: int = 1,
+    *,
+    database_url: str,
+    redis_url: str,
+    log_dir: Path,
+    replicas: int = 1,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     env = {
@@ -94,8 +98,15 @@ def start_stack(
             specs.append(
                 ProcessSpec(
                     name=name,
-                    argv=[sys.executable, "-m", "stockmanager", "serve", info.name,
-                          "--port", str(port)],
+                    argv=[
+                        sys.executable,
+                        "-m",
+                        "stockmanager",
+                        "serve",
+                        info.name,
+                        "--port",
+                        str(port),
+                    ],
                     env=dict(env),
                     ready_url=f"http://127.0.0.1:{port}/readyz",
                 )
@@ -107,8 +118,15 @@ def start_stack(
         0,
         ProcessSpec(
             name="gateway",
-            argv=[sys.executable, "-m", "stockmanager", "serve", "gateway",
-                  "--port", str(gateway_port)],
+            argv=[
+                sys.executable,
+                "-m",
+                "stockmanager",
+                "serve",
+                "gateway",
+                "--port",
+                str(gateway_port),
+            ],
             env=gateway_env,
             ready_url=f"http://127.0.0.1:{gateway_port}/readyz",
         ),
