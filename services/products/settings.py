@@ -1,0 +1,24 @@
+"""Settings of the products service (environment variables, prefix STOCKMANAGER_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from stockmanager.settings import KernelSettings
+
+
+class ProductsSettings(KernelSettings):
+    # Base URL of the OpenFoodFacts API (`{base}/api/v0/product/{barcode}.json`).
+    openfoodfacts_url: str = "https://world.openfoodfacts.org"
+    # Seconds one lookup may take in total (connect + read) before it is answered with 502.
+    openfoodfacts_timeout: float = 5.0
+    # Seconds an OpenFoodFacts answer (found or not found) stays cached in Redis.
+    openfoodfacts_cache_ttl: int = 3600
+    openfoodfacts_user_agent: str = "Stockly - Python - Version 1.0"
+    # Largest CSV import accepted, in rows (the gateway caps the body at 10 MiB).
+    import_max_rows: int = 50_000
+
+
+@lru_cache(maxsize=1)
+def products_settings() -> ProductsSettings:
+    return ProductsSettings()

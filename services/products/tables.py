@@ -1,0 +1,58 @@
+"""The `products` schema (mirrors the DDL of `migrations/`; the migrations are the truth)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    func,
+    text,
+)
+
+from stockmanager.events.outbox import outbox_table, processed_events_table
+
+SCHEMA = "products"
+metadata = MetaData(schema=SCHEMA)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("barcode", String(20), unique=True),
+    Column("name", String(25), nullable=False),
+    Column("description", String(200), nullable=False, server_default=text("''")),
+    Column("quantity", Integer, nullable=False, server_default=text("0")),
+    Column("min_quantity", Integer, nullable=False, server_default=text("5")),
+    Column("price", Numeric(12, 2), nullable=False),
+    Column("expiration_date", Date),
+    Column("status", SmallInteger, nullable=False, server_default=text("1")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+stock_movements = Table(
+    "stock_movements",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("item_id", BigInteger, ForeignKey(items.c.id), nullable=False),
+    Column("delta", Integer, nullable=False),
+    Column("quantity_after", Integer, nullable=False),
+    Column("reason", String(20), nullable=False),
+    Column("reference", String(100)),
+    Column("actor_id", BigInteger),
+    Column("actor_username", String(100)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+outbox = outbox_table(metadata)
+processed_events = processed_events_table(metadata)
