@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from starlette.routing import Route
 
 from gateway.dispatch import dispatch
 from gateway.events import SESSION_EVENTS, EventPublisher, session_event_handler
+from gateway.health import consumer_lags
 from gateway.proxy import ServiceProxy
 from gateway.ratelimit import LoginRateLimiter
 from gateway.routes import ROUTE_MAP, RouteTable
@@ -23,7 +25,7 @@ from gateway.settings import GatewaySettings, gateway_settings
 from stockmanager.events.consumer import EventConsumer
 from stockmanager.http import json_response
 from stockmanager.logs import attach_central_shipper, configure_logging, detach_central_shipper
-from stockmanager.observability import RequestContextMiddleware
+from stockmanager.observability import EVENT_LAG, RequestContextMiddleware
 from stockmanager.registry import service_names
 from stockmanager.service_app import redis_client
 
@@ -102,7 +104,15 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             )
         return json_response({"status": "ok", "service": "gateway", "checks": {"redis": "ok"}})
 
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        # Consumer-group lag is a property of the shared stream; the gateway reports it for all.
+        runtime: GatewayRuntime = request.app.state.gateway
+        with contextlib.suppress(Exception):
+            lags = await asyncio.wait_for(
+                consumer_lags(runtime.redis, settings.event_stream), timeout=2.0
+            )
+            for group, values in lags.get("groups", {}).items():
+                EVENT_LAG.labels(group).set(values["lag"] + values["pending"])
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(
