@@ -40,8 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "bootstrap-root":
         created, password = bootstrap_root()
-        if created:
-            print(f"root account created; password: {password}")
+        if created and not os.environ.get("STOCKMANAGER_ROOT_PASSWORD"):
+            # Generated: this is the only time anyone can learn it.
+            print(f"root account created; generated password: {password}")
+        elif created:
+            print("root account created with STOCKMANAGER_ROOT_PASSWORD")
         else:
             print("root account already exists")
         return 0
