@@ -1,0 +1,50 @@
+"""The `notifications` consumer group: domain events in, notifications out, streams told after
+commit.
+
+The kernel's EventConsumer runs the handler inside its transaction and records the event id
+(idempotency). The live streams must only hear about a notification once it is committed, so
+this subclass remembers which users the handler touched and publishes them after `apply`
+returns, i.e. after the commit; a redelivered (already processed) event touches nobody.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.notifications import service
+from services.notifications.events import CONSUMED
+from services.notifications.fanout import NotificationHub
+from services.notifications.tables import processed_events
+from stockmanager.events import Event
+from stockmanager.events.consumer import EventConsumer
+from stockmanager.service_app import ServiceRuntime
+
+GROUP = "notifications"
+
+
+class NotificationsConsumer(EventConsumer):
+    def __init__(self, runtime: ServiceRuntime, hub: NotificationHub) -> None:
+        settings = runtime.settings
+        super().__init__(
+            runtime.redis,
+            stream=settings.event_stream,
+            group=GROUP,
+            types=CONSUMED,
+            db=runtime.db,
+            processed=processed_events,
+            handler=self._handle,
+            reclaim_idle_ms=settings.event_reclaim_idle_ms,
+        )
+        self.hub = hub
+        self._touched: dict[str, set[int]] = {}
+
+    async def _handle(self, conn: AsyncConnection, event: Event) -> None:
+        self._touched[event.id] = await service.notify_from_event(conn, event)
+
+    async def apply(self, event: Event) -> None:
+        try:
+            await super().apply(event)  # commits
+            touched = self._touched.pop(event.id, set())
+        finally:
+            self._touched.pop(event.id, None)
+        await self.hub.publish(touched)

@@ -1,0 +1,96 @@
+"""Rules of the notifications service. Never commits: the request or consumer boundary does.
+
+Functions that change notifications return the ids of the users whose notifications changed;
+the boundary publishes them to the live streams once its transaction has committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.notifications import repository, schemas
+from services.notifications.events import notification_created, notification_deleted
+from services.notifications.tables import outbox
+from services.notifications.triggers import draft_for
+from stockmanager.errors import NotFound, ValidationFailed
+from stockmanager.events import Event, write_event
+from stockmanager.identity import Identity
+
+UNREAD_LIMIT = 10
+STREAM_INIT_LIMIT = 5
+ALL_DEFAULT_LIMIT = 20
+ALL_MAX_LIMIT = 100
+
+NOT_FOUND = "Notificación no encontrada"
+
+
+async def notify_from_event(conn: AsyncConnection, event: Event) -> set[int]:
+    """Create the notifications a domain event asks for; each recipient gets exactly one."""
+    draft = draft_for(event)
+    if draft is None:
+        return set()
+    recipients = dict.fromkeys(draft.user_ids)  # ordered and de-duplicated
+    if draft.to_admins:
+        recipients.update(dict.fromkeys(await repository.active_admin_ids(conn)))
+    await repository.insert_notifications(
+        conn, recipients, title=draft.title, message=draft.message, type_=draft.type
+    )
+    return set(recipients)
+
+
+async def unread(conn: AsyncConnection, user_id: int, limit: int, tz: ZoneInfo) -> dict[str, Any]:
+    rows, count = await repository.unread_page(conn, user_id, limit)
+    return {"notifications": [schemas.unread_item(row, tz) for row in rows], "count": count}
+
+
+async def list_all(
+    conn: AsyncConnection, user_id: int, *, offset: int, limit: int, tz: ZoneInfo
+) -> list[dict[str, Any]]:
+    rows = await repository.list_for_user(conn, user_id, offset=offset, limit=limit)
+    return [schemas.full_item(row, tz) for row in rows]
+
+
+async def mark_read(conn: AsyncConnection, user_id: int, notification_id: int) -> set[int]:
+    if notification_id > schemas.BIGINT_MAX:
+        raise NotFound(NOT_FOUND)
+    changed = await repository.mark_read(conn, notification_id, user_id)
+    if changed is None:  # another user's notification looks exactly like a missing one
+        raise NotFound(NOT_FOUND)
+    return {user_id} if changed else set()
+
+
+async def mark_all_read(conn: AsyncConnection, user_id: int) -> set[int]:
+    return {user_id} if await repository.mark_all_read(conn, user_id) else set()
+
+
+async def create_manual(
+    conn: AsyncConnection, caller: Identity, new: schemas.NewNotification
+) -> set[int]:
+    target = await repository.directory_user(conn, new.user_id)
+    if target is None:
+        raise NotFound("Usuario no encontrado")
+    if target.status != 1 or target.application != "accepted":
+        raise ValidationFailed("El usuario no está activo")
+    [notification_id] = await repository.insert_notifications(
+        conn,
+        [new.user_id],
+        title=new.title,
+        message=new.message,
+        type_=new.type,
+        action_url=new.action_url,
+    )
+    await write_event(conn, outbox, notification_created(caller, notification_id, new))
+    return {new.user_id}
+
+
+async def delete(conn: AsyncConnection, caller: Identity, notification_id: int) -> set[int]:
+    if notification_id > schemas.BIGINT_MAX:
+        raise NotFound(NOT_FOUND)
+    row = await repository.delete_notification(conn, notification_id)
+    if row is None:
+        raise NotFound(NOT_FOUND)
+    await write_event(conn, outbox, notification_deleted(caller, row))
+    return {int(row.user_id)}

@@ -1,0 +1,113 @@
+"""Fixtures of the notifications tests.
+
+`second_site` adds, next to the session stack, a second notifications replica (short heartbeat
+and stream lifetime, so those behaviours are testable in seconds) and a second gateway that
+routes notifications to that replica and everything else to the stack's services. Together with
+the stack that is two gateways and two notifications replicas sharing PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from stockmanager.db import Database
+from stockmanager.embedded import free_port
+from stockmanager.supervisor import ProcessSpec, Supervisor
+from tests.notifications.support import User, create_user, login_cookie, sse_session
+from tests.support.stack import Stack
+
+SECOND_HEARTBEAT = 0.5
+SECOND_LIFETIME = 4.0
+
+
+@dataclass
+class SecondSite:
+    gateway_url: str
+    notifications_url: str
+    supervisor: Supervisor
+
+
+def second_gateway_spec(stack: Stack, notifications_urls: list[str], port: int) -> ProcessSpec:
+    """A gateway process sharing the stack's Redis, secret and services (except notifications)."""
+    env = dict(stack.env)
+    env["STOCKMANAGER_NOTIFICATIONS_URLS"] = ",".join(notifications_urls)
+    return ProcessSpec(
+        "gateway-2",
+        [sys.executable, "-m", "stockmanager", "serve", "gateway", "--port", str(port)],
+        env,
+        f"http://127.0.0.1:{port}/readyz",
+    )
+
+
+@pytest.fixture(scope="session")
+def second_site(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondSite]:
+    service_port, gateway_port = free_port(), free_port()
+    service_env = dict(stack.env)
+    service_env["STOCKMANAGER_SSE_HEARTBEAT_SECONDS"] = str(SECOND_HEARTBEAT)
+    service_env["STOCKMANAGER_SSE_MAX_LIFETIME_SECONDS"] = str(SECOND_LIFETIME)
+    notifications_url = f"http://127.0.0.1:{service_port}"
+    specs = [
+        ProcessSpec(
+            "notifications-2",
+            [
+                sys.executable,
+                "-m",
+                "stockmanager",
+                "serve",
+                "notifications",
+                "--port",
+                str(service_port),
+            ],
+            service_env,
+            notifications_url + "/readyz",
+        ),
+        second_gateway_spec(stack, [notifications_url], gateway_port),
+    ]
+    log = Path(tmp_path_factory.mktemp("notifications-second-site")) / "processes.log"
+    with log.open("w") as out:
+        supervisor = Supervisor(specs, out=out)
+        supervisor.start()
+        try:
+            supervisor.wait_ready(timeout=60)
+            yield SecondSite(f"http://127.0.0.1:{gateway_port}", notifications_url, supervisor)
+        finally:
+            supervisor.stop()
+
+
+@dataclass
+class Actor:
+    user: User
+    cookie: str
+
+
+async def new_actor(stack: Stack, db: Database, role: str = "vendedor") -> Actor:
+    user = await create_user(db, role=role)
+    return Actor(user, await login_cookie(stack.base_url, user.username))
+
+
+@pytest_asyncio.fixture
+async def seller(stack: Stack, db: Database) -> Actor:
+    return await new_actor(stack, db)
+
+
+@pytest_asyncio.fixture
+async def admin(stack: Stack, db: Database) -> Actor:
+    return await new_actor(stack, db, "admin")
+
+
+@pytest_asyncio.fixture
+async def root_cookie(stack: Stack) -> str:
+    return await login_cookie(stack.base_url, "root", stack.root_password)
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with sse_session() as session:
+        yield session
