@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -25,6 +26,8 @@ from stockmanager.errors import (
 )
 from stockmanager.events import EventType
 from stockmanager.identity import ROLE_ADMIN, ROLE_ROOT
+
+log = logging.getLogger("gateway")
 
 LocalHandler = Callable[[RequestContext], Awaitable[Response]]
 
@@ -54,9 +57,7 @@ async def dispatch(request: Request) -> Response:
     except ApiError as error:
         response = render(error)
     except Exception:
-        import logging
-
-        logging.getLogger("gateway").exception("unhandled gateway error")
+        log.exception("unhandled gateway error")
         response = render(InternalError())
     if ctx is not None and ctx.match.route.changes_state and response.status_code >= 400:
         _publish_refused(ctx, response.status_code)
@@ -73,7 +74,7 @@ async def _build_context(request: Request, runtime: GatewayRuntime) -> RequestCo
     request.scope["route_template"] = found.route.pattern
     settings = runtime.settings
     peer = request.client.host if request.client else None
-    ip = client_ip(peer, request.headers.get("x-forwarded-for"), runtime_trusted(runtime))
+    ip = client_ip(peer, request.headers.get("x-forwarded-for"), runtime.trusted_proxies)
     token = request.cookies.get(settings.cookie_name)
     session = await runtime.sessions.get(token) if token else None
     ctx = RequestContext(
@@ -85,14 +86,6 @@ async def _build_context(request: Request, runtime: GatewayRuntime) -> RequestCo
         session=session,
     )
     return ctx
-
-
-def runtime_trusted(runtime: GatewayRuntime):  # type: ignore[no-untyped-def]
-    cached = getattr(runtime, "_trusted", None)
-    if cached is None:
-        cached = runtime.settings.trusted_networks()
-        runtime._trusted = cached  # type: ignore[attr-defined]
-    return cached
 
 
 def _check_access(ctx: RequestContext) -> None:
@@ -131,9 +124,7 @@ async def _read_body(ctx: RequestContext) -> bytes:
 async def _handle(ctx: RequestContext) -> Response:
     _check_access(ctx)
     route = ctx.match.route
-    if route.changes_state and not origin_allowed(
-        ctx.request, ctx.runtime.settings.origin_allowlist()
-    ):
+    if route.changes_state and not origin_allowed(ctx.request, ctx.runtime.allowed_origins):
         raise Forbidden("Origen no permitido")
     ctx.body = await _read_body(ctx)
     if route.target == GATEWAY:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 from starlette.requests import Request
 
+from gateway.clientip import Network
 from gateway.events import EventPublisher
 from gateway.proxy import ServiceProxy
 from gateway.ratelimit import LoginRateLimiter
@@ -30,6 +31,13 @@ class GatewayRuntime:
     routes: RouteTable
     events: EventPublisher
     consumer: EventConsumer | None = None
+    # Parsed once from settings; read on every request.
+    allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    trusted_proxies: list[Network] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.allowed_origins = self.settings.origin_allowlist()
+        self.trusted_proxies = self.settings.trusted_networks()
 
 
 @dataclass
