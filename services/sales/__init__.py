@@ -1,0 +1,1 @@
+"""Sales service: sales by barcode and in bulk, history, sale edits, idempotent checkout."""

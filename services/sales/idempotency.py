@@ -1,0 +1,176 @@
+"""`Idempotency-Key` for the sale POSTs (decisions §4).
+
+The key record lives in `sales.idempotency_keys` (per user) and is inserted **in the sale's own
+transaction**, before anything else:
+
+- first use: the insert succeeds, the sale is recorded, the response is stored in the same row,
+  and everything commits together. A failed sale rolls the key back too, so a retry of a refused
+  request runs again (it recorded nothing, so there is nothing to replay);
+- a concurrent request with the same key blocks on the primary key until the first transaction
+  ends: after a commit it finds the stored response and replays it, after a rollback its insert
+  goes through and it proceeds as the first use;
+- a stored key with a different request (method, path, canonical JSON body) is 422;
+- records older than the TTL (24 h) are taken over by the next use of the key and deleted by a
+  periodic purge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import Response
+
+from services.sales import repository
+from services.sales.errors import IdempotencyKeyReused
+from stockmanager.errors import InternalError, ValidationFailed
+from stockmanager.http import dumps
+from stockmanager.identity import Identity
+from stockmanager.service_app import ServiceRuntime
+
+log = logging.getLogger("sales.idempotency")
+
+KEY_HEADER = "idempotency-key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+JSON_MEDIA_TYPE = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    user_id: int
+    key: str
+    request_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a keyed action produced: the HTTP answer, and the sale it recorded."""
+
+    status: int
+    payload: dict[str, Any]
+    sale_id: int | None
+
+
+def claim_for(request: Request, caller: Identity, body: dict[str, Any]) -> Claim | None:
+    """The request's key (None without the header); 400 for an unusable key."""
+    raw = request.headers.get(KEY_HEADER)
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key or len(key) > MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
+        raise ValidationFailed("Idempotency-Key inválida (1 a 255 caracteres ASCII visibles)")
+    assert caller.user_id is not None
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha256(
+        request.method.encode() + b" " + request.url.path.encode() + b"\n" + canonical
+    ).digest()
+    return Claim(caller.user_id, key, digest)
+
+
+async def _begin(
+    conn: AsyncConnection, claim: Claim, ttl_seconds: int
+) -> repository.StoredResponse | None:
+    """Own the key (None) or get the response stored for it; 422 if it was another request."""
+    for _ in range(3):
+        if await repository.claim_idempotency_key(
+            conn, claim.user_id, claim.key, claim.request_hash, ttl_seconds
+        ):
+            return None
+        stored = await repository.stored_response(conn, claim.user_id, claim.key)
+        if stored is None:
+            continue  # expired and purged between the two statements: claim again
+        if stored.request_hash != claim.request_hash:
+            raise IdempotencyKeyReused()
+        return stored
+    raise InternalError()
+
+
+async def run_once(
+    runtime: ServiceRuntime,
+    claim: Claim | None,
+    action: Callable[[AsyncConnection], Awaitable[Outcome]],
+) -> Response:
+    """Run `action` in one transaction, at most once per key; replay its answer otherwise."""
+    async with runtime.transaction() as conn:
+        if claim is not None:
+            stored = await _begin(conn, claim, runtime.settings.idempotency_ttl_seconds)
+            if stored is not None:
+                return Response(
+                    stored.body,
+                    status_code=stored.status,
+                    media_type=JSON_MEDIA_TYPE,
+                    headers={REPLAYED_HEADER: "true"},
+                )
+        outcome = await action(conn)
+        body = dumps(outcome.payload)
+        if claim is not None:
+            await repository.store_response(
+                conn,
+                claim.user_id,
+                claim.key,
+                status=outcome.status,
+                body=body,
+                sale_id=outcome.sale_id,
+            )
+    return Response(body, status_code=outcome.status, media_type=JSON_MEDIA_TYPE)
+
+
+class KeyPurger:
+    """Deletes expired key records every `interval` seconds (any number of replicas may run)."""
+
+    BATCH = 5000
+
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="idempotency-purge")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def purge_once(self) -> int:
+        ttl = self.runtime.settings.idempotency_ttl_seconds
+        removed = 0
+        while True:
+            async with self.runtime.db.transaction() as conn:
+                count = await repository.purge_idempotency_keys(conn, ttl, self.BATCH)
+            removed += count
+            if count < self.BATCH:
+                return removed
+
+    async def _run(self) -> None:
+        interval = self.runtime.settings.idempotency_purge_interval
+        while True:
+            try:
+                await self.purge_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - database away: try again next round
+                log.warning("idempotency key purge failed", extra={"error": repr(exc)})
+            await asyncio.sleep(interval)
+
+
+async def start_purger(runtime: ServiceRuntime) -> None:
+    purger = KeyPurger(runtime)
+    runtime.extras["idempotency_purger"] = purger
+    purger.start()
+
+
+async def stop_purger(runtime: ServiceRuntime) -> None:
+    purger = runtime.extras.get("idempotency_purger")
+    if isinstance(purger, KeyPurger):
+        await purger.stop()
