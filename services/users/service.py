@@ -1,15 +1,46 @@
-"""Rules of the users service. Never commits: the request boundary does."""
+"""Rules for accounts: login check, admin management, self-registration, seller suggestions.
+
+Never commits: the request boundary does. Validation that needs no database happens in the
+`parse_*` functions, before a transaction is opened and before any password is hashed; the
+rules that depend on stored state (existence, root and self protection, uniqueness) run inside
+the caller's transaction with the target row locked.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import passwords, repository
-from stockmanager.errors import ApiError, InvalidCredentials
-from stockmanager.identity import ROLES
+from services.users import passwords, repository, validation
+from services.users.events import emit, snapshot
+from services.users.repository import (
+    EMAIL_INDEX,
+    SINGLE_ROOT_INDEX,
+    USERNAME_INDEX,
+    DuplicateAccount,
+)
+from stockmanager.errors import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    InvalidCredentials,
+    NotFound,
+    ValidationFailed,
+)
+from stockmanager.events import EventType, new_event
+from stockmanager.identity import ROLE_ROOT, ROLES, Identity
+from stockmanager.pagination import Page
+from stockmanager.timefmt import local_str
+
+MISSING_FIELDS = "Faltan campos requeridos"
+EMAIL_TAKEN = "El correo ya está registrado"
+EMAIL_TAKEN_ON_UPDATE = "Este correo ya está registrado"
+USERNAME_TAKEN = "Este usuario ya existe"
+ACCOUNT_TAKEN_ON_REGISTER = "Usuario o correo ya existe"
 
 
 class AccountDisabled(ApiError):
@@ -24,6 +55,69 @@ class InvalidRole(ApiError):
     default_message = "Rol de usuario no válido"
 
 
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    default_message = "Usuario no encontrado"
+
+
+class RootProtected(Forbidden):
+    """Only root may create, modify, disable or delete root, or grant the root role."""
+
+    code = "root_protected"
+
+
+class SelfProtected(Forbidden):
+    code = "self_protected"
+    default_message = "No puedes darte de baja a ti mismo"
+
+
+class SingleRoot(Conflict):
+    """Exactly one root exists; granting root to a second user or demoting it is a conflict."""
+
+    code = "single_root"
+    default_message = "Debe existir exactamente un usuario root"
+
+
+class DuplicateUsername(Conflict):
+    code = "duplicate_username"
+    default_message = USERNAME_TAKEN
+
+
+class DuplicateEmail(Conflict):
+    code = "duplicate_email"
+    default_message = EMAIL_TAKEN
+
+
+GRANT_ROOT_DENIED = "Solo root puede asignar el rol root"
+TOUCH_ROOT_DENIED = "Solo root puede modificar o dar de baja la cuenta root"
+
+
+def user_json(user: Any, tz: ZoneInfo) -> dict[str, Any]:
+    """The upstream user object `{id, username, email, role, status, created_at}`."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "role": user.role,
+        "status": user.status,
+        "created_at": local_str(user.created_at, tz),
+    }
+
+
+def _conflict_from_index(duplicate: DuplicateAccount, *, email_message: str) -> ApiError:
+    """A unique index that refused a write after our own check passed (a concurrent request)."""
+    if duplicate.index == SINGLE_ROOT_INDEX:
+        return SingleRoot()
+    if duplicate.index == USERNAME_INDEX:
+        return DuplicateUsername()
+    if duplicate.index == EMAIL_INDEX:
+        return DuplicateEmail(email_message)
+    return Conflict()
+
+
+# --- login ------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedUser:
     user_id: int
@@ -31,9 +125,7 @@ class VerifiedUser:
     role: str
 
 
-async def check_credentials(
-    conn: AsyncConnection, identifier: str, password: str
-) -> VerifiedUser:
+async def check_credentials(conn: AsyncConnection, identifier: str, password: str) -> VerifiedUser:
     """The login check, in the order decisions §2 fixes.
 
     A wrong password is always 401; only a correct password on a disabled or pending account
@@ -54,3 +146,274 @@ async def check_credentials(
         new_hash = await asyncio.to_thread(passwords.hash_password, password)
         await repository.set_password_hash(conn, user.id, new_hash)
     return VerifiedUser(user_id=user.id, username=user.username, role=user.role)
+
+
+# --- admin: create ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    username: str
+    email: str
+    password: str
+    role: str
+
+
+def parse_new_user(body: dict[str, Any]) -> NewUser:
+    if any(body.get(key) is None for key in ("username", "email", "password", "role")):
+        raise ValidationFailed(MISSING_FIELDS)
+    return NewUser(
+        username=validation.clean_username(body["username"]),
+        email=validation.clean_email(body["email"]),
+        password=validation.clean_password(body["password"]),
+        role=validation.clean_role(body["role"]),
+    )
+
+
+async def create_user(
+    conn: AsyncConnection, actor: Identity, new: NewUser, password_hash: str
+) -> Any:
+    if new.role == ROLE_ROOT:
+        if not actor.is_root:
+            raise RootProtected(GRANT_ROOT_DENIED)
+        if await repository.root_exists(conn):
+            raise SingleRoot()
+    username_taken, email_taken = await repository.taken(
+        conn, username=new.username, email=new.email, exclude_id=None
+    )
+    if email_taken:
+        raise DuplicateEmail(EMAIL_TAKEN)
+    if username_taken:
+        raise DuplicateUsername()
+    try:
+        user = await repository.insert_user(
+            conn,
+            username=new.username,
+            email=new.email,
+            password_hash=password_hash,
+            role=new.role,
+            status=1,
+            application="accepted",
+        )
+    except DuplicateAccount as duplicate:
+        raise _conflict_from_index(duplicate, email_message=EMAIL_TAKEN) from duplicate
+    await emit(
+        conn,
+        new_event(
+            EventType.USER_CREATED,
+            identity=actor,
+            entity_type="user",
+            entity_id=user.id,
+            after=snapshot(user),
+        ),
+    )
+    return user
+
+
+# --- admin: update ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserChanges:
+    """Validated fields of a PUT body (None = not sent)."""
+
+    username: str | None = None
+    email: str | None = None
+    role: str | None = None
+    status: int | None = None
+    password: str | None = None
+
+
+def parse_user_changes(body: dict[str, Any]) -> UserChanges:
+    password = body.get("password")
+    return UserChanges(
+        username=None
+        if body.get("username") is None
+        else validation.clean_username(body["username"]),
+        email=None if body.get("email") is None else validation.clean_email(body["email"]),
+        role=None if body.get("role") is None else validation.clean_role(body["role"]),
+        status=None if body.get("status") is None else validation.clean_status(body["status"]),
+        # Upstream: any non-empty password is re-hashed; an empty one means "keep it".
+        password=None
+        if password is None or password == ""
+        else validation.clean_password(password),
+    )
+
+
+async def update_user(
+    conn: AsyncConnection,
+    actor: Identity,
+    user_id: int,
+    changes: UserChanges,
+    password_hash: str | None,
+) -> bool:
+    """Apply an admin's PUT. Returns False when nothing changed (and then writes nothing)."""
+    current = await repository.get_user(conn, user_id, for_update=True)
+    if current is None:
+        raise UserNotFound()
+    if current.role == ROLE_ROOT and not actor.is_root:
+        raise RootProtected(TOUCH_ROOT_DENIED)
+    values: dict[str, Any] = {}
+    for field in ("username", "email", "role", "status"):
+        new_value = getattr(changes, field)
+        if new_value is not None and new_value != getattr(current, field):
+            values[field] = new_value
+    if "role" in values:
+        if values["role"] == ROLE_ROOT:
+            if not actor.is_root:
+                raise RootProtected(GRANT_ROOT_DENIED)
+            if await repository.root_exists(conn, exclude_id=user_id):
+                raise SingleRoot()
+        elif current.role == ROLE_ROOT:
+            raise SingleRoot()  # demoting the only root would leave none
+    if values.get("status") == 0 and user_id == actor.user_id:
+        raise SelfProtected()
+    if not values and password_hash is None:
+        return False
+    username_taken, email_taken = await repository.taken(
+        conn, username=values.get("username"), email=values.get("email"), exclude_id=user_id
+    )
+    if username_taken:
+        raise DuplicateUsername()
+    if email_taken:
+        raise DuplicateEmail(EMAIL_TAKEN_ON_UPDATE)
+    stored = dict(values)
+    if password_hash is not None:
+        stored["password_hash"] = password_hash
+    try:
+        updated = await repository.update_user(conn, user_id, stored)
+    except DuplicateAccount as duplicate:
+        raise _conflict_from_index(duplicate, email_message=EMAIL_TAKEN_ON_UPDATE) from duplicate
+    await emit(
+        conn,
+        new_event(
+            EventType.USER_UPDATED,
+            identity=actor,
+            entity_type="user",
+            entity_id=user_id,
+            data={
+                "changed": list(values),
+                "password_changed": password_hash is not None,
+                "by_admin": True,
+            },
+            before=snapshot(current),
+            after=snapshot(updated),
+        ),
+    )
+    return True
+
+
+async def disable_user(conn: AsyncConnection, actor: Identity, user_id: int) -> None:
+    """DELETE /api/users/<id>: a soft delete (status 0). Idempotent; the event only on change."""
+    if user_id == actor.user_id:
+        raise SelfProtected()
+    current = await repository.get_user(conn, user_id, for_update=True)
+    if current is None:
+        raise UserNotFound()
+    if current.role == ROLE_ROOT and not actor.is_root:
+        raise RootProtected(TOUCH_ROOT_DENIED)
+    if current.status == 0:
+        return
+    updated = await repository.update_user(conn, user_id, {"status": 0})
+    await emit(
+        conn,
+        new_event(
+            EventType.USER_DISABLED,
+            identity=actor,
+            entity_type="user",
+            entity_id=user_id,
+            before=snapshot(current),
+            after=snapshot(updated),
+        ),
+    )
+
+
+# --- lists ------------------------------------------------------------------------------------
+
+_STATUS_FILTERS = {"1": 1, "0": 0, "active": 1, "activo": 1, "inactive": 0, "inactivo": 0}
+
+
+def parse_status_filter(value: str | None) -> int | None:
+    """The `status` filter upstream's UI sends; anything unrecognised means "all"."""
+    if value is None:
+        return None
+    return _STATUS_FILTERS.get(value.strip().lower())
+
+
+async def list_users(
+    conn: AsyncConnection, page: Page, *, search: str | None, status: int | None, tz: ZoneInfo
+) -> dict[str, Any]:
+    rows, total = await repository.list_users(
+        conn, search=search, status=status, offset=page.offset, limit=page.limit
+    )
+    return page.envelope([user_json(row, tz) for row in rows], total)
+
+
+async def get_user(conn: AsyncConnection, user_id: int, tz: ZoneInfo) -> dict[str, Any]:
+    user = await repository.get_user(conn, user_id)
+    if user is None:
+        raise UserNotFound()
+    return user_json(user, tz)
+
+
+async def suggest_vendors(conn: AsyncConnection, term: str) -> list[dict[str, Any]]:
+    rows = await repository.suggest_vendors(conn, term)
+    return [{"id": row.id, "username": row.username, "email": row.email} for row in rows]
+
+
+# --- self-registration ------------------------------------------------------------------------
+
+
+def parse_registration(body: dict[str, Any]) -> NewUser:
+    """Checks in upstream's order (reference §2.3, POST /api/register)."""
+    fields = [body.get(key) for key in ("username", "email", "password")]
+    if any(not isinstance(value, str) or not value.strip() for value in fields):
+        raise ValidationFailed(MISSING_FIELDS)
+    username, email, password = (str(value) for value in fields)
+    if len(password) < validation.PASSWORD_MIN:
+        raise ValidationFailed(validation.PASSWORD_TOO_SHORT)
+    if validation.email_problem(email.strip()) == validation.INVALID_EMAIL_FORMAT:
+        raise ValidationFailed(f"Email inválido: {validation.INVALID_EMAIL_FORMAT}")
+    return NewUser(
+        username=validation.clean_username(username),
+        email=validation.clean_email(email),
+        password=validation.clean_password(password),
+        role="vendedor",
+    )
+
+
+async def register(
+    conn: AsyncConnection, caller: Identity, new: NewUser, password_hash: str
+) -> None:
+    username_taken, email_taken = await repository.taken(
+        conn, username=new.username, email=new.email, exclude_id=None
+    )
+    if username_taken or email_taken:
+        raise Conflict(ACCOUNT_TAKEN_ON_REGISTER)
+    try:
+        user = await repository.insert_user(
+            conn,
+            username=new.username,
+            email=new.email,
+            password_hash=password_hash,
+            role="vendedor",
+            status=0,
+            application="pending",
+        )
+    except DuplicateAccount as duplicate:
+        raise Conflict(ACCOUNT_TAKEN_ON_REGISTER) from duplicate
+    await emit(
+        conn,
+        new_event(
+            EventType.USER_REGISTERED,
+            identity=caller,
+            entity_type="user",
+            entity_id=user.id,
+            after=snapshot(user),
+        ),
+    )
+
+
+async def hash_password(password: str) -> str:
+    """Argon2id off the event loop (it is deliberately slow)."""
+    return await asyncio.to_thread(passwords.hash_password, password)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
 
 from stockmanager.settings import KernelSettings
+
+SmtpTls = Literal["none", "starttls", "ssl"]
 
 
 class UsersSettings(KernelSettings):
@@ -12,6 +17,34 @@ class UsersSettings(KernelSettings):
     root_email: str = "root@localhost"
     # Password of the root account created at first start; generated and printed when unset.
     root_password: str | None = None
+
+    # Outgoing mail for password-reset codes. Without a host the message is written to the log
+    # (development only: the code then appears in the logs).
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(None, ge=1, le=65535)  # default by smtp_tls: 25/587/465
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "StockManager <no-reply@localhost>"
+    smtp_tls: SmtpTls = "starttls"
+    smtp_timeout: float = Field(10.0, gt=0)
+
+    # Password reset hardening (decisions §5).
+    reset_code_ttl_seconds: int = Field(15 * 60, ge=60)
+    reset_max_attempts: int = Field(5, ge=1)
+    # At most this many codes are sent per account per window; further requests still answer
+    # 200 with the same message but send nothing (no mail bombing through the API).
+    reset_max_requests: int = Field(5, ge=1)
+    reset_request_window_seconds: int = Field(15 * 60, ge=60)
+
+    # Wrong current passwords on PUT /api/settings/password before 429, per user and window.
+    password_change_max_failures: int = Field(5, ge=1)
+    password_change_failure_window: int = Field(15 * 60, ge=1)
+
+    @property
+    def smtp_effective_port(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {"none": 25, "starttls": 587, "ssl": 465}[self.smtp_tls]
 
 
 @lru_cache(maxsize=1)

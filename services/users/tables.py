@@ -7,8 +7,10 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
+    Integer,
     MetaData,
     SmallInteger,
     String,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from stockmanager.events.outbox import outbox_table, processed_events_table
 
@@ -46,6 +49,41 @@ users = Table(
     # Exactly one root, enforced by the database itself (decisions §2).
     Index("ux_users_single_root", "role", unique=True, postgresql_where=text("role = 'root'")),
     Index("ix_users_created_at", "created_at", "id"),
+    Index(
+        "ix_users_pending_created",
+        "created_at",
+        "id",
+        postgresql_where=text("application = 'pending'"),
+    ),
+)
+
+# One row per user: a new code replaces the previous one (only the newest is valid).
+password_resets = Table(
+    "password_resets",
+    metadata,
+    Column(
+        "user_id",
+        BigInteger,
+        ForeignKey("users.users.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("code_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", SmallInteger, nullable=False, server_default=text("0")),
+    Column("verified_at", DateTime(timezone=True)),
+    Column("window_started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("requests_in_window", Integer, nullable=False, server_default=text("1")),
+)
+
+# Overrides of the whitelisted business settings; defaults live in code.
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_by", BigInteger),
 )
 
 outbox = outbox_table(metadata)

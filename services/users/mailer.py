@@ -1,0 +1,126 @@
+"""Outgoing mail (password-reset codes): SMTP when configured, the log otherwise.
+
+smtplib is blocking, so it runs in a worker thread; the request that triggered a mail never waits
+for it. Mail is only handed over after the transaction that created its content committed (the
+caller sends after leaving `runtime.transaction()`), so a rolled-back code is never mailed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+from typing import Protocol
+
+from services.users.settings import UsersSettings
+
+log = logging.getLogger("users.mail")
+
+DRAIN_SECONDS = 10.0
+
+
+class Mailer(Protocol):
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+class SmtpMailer:
+    def __init__(self, settings: UsersSettings) -> None:
+        assert settings.smtp_host
+        self.host = settings.smtp_host
+        self.port = settings.smtp_effective_port
+        self.tls = settings.smtp_tls
+        self.username = settings.smtp_username
+        self.password = settings.smtp_password
+        self.timeout = settings.smtp_timeout
+
+    async def send(self, message: EmailMessage) -> None:
+        await asyncio.to_thread(self._send_blocking, message)
+
+    def _send_blocking(self, message: EmailMessage) -> None:
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if self.tls == "ssl":
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with smtp:
+            if self.tls == "starttls":
+                smtp.starttls(context=context)
+            if self.username:
+                smtp.login(self.username, self.password or "")
+            smtp.send_message(message)
+
+
+class LogMailer:
+    """Development: no SMTP server configured, so the message is written to the log."""
+
+    async def send(self, message: EmailMessage) -> None:
+        log.warning(
+            "SMTP not configured; mail written to the log instead (development only)",
+            extra={
+                "mail_to": message["To"],
+                "mail_subject": message["Subject"],
+                "mail_body": message.get_content(),
+            },
+        )
+
+
+def mailer_for(settings: UsersSettings) -> Mailer:
+    return SmtpMailer(settings) if settings.smtp_host else LogMailer()
+
+
+class MailDispatcher:
+    """Sends mail in the background, keeps the tasks referenced, and drains them at shutdown."""
+
+    def __init__(self, mailer: Mailer, *, retries: int = 2) -> None:
+        self.mailer = mailer
+        self.retries = retries
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def dispatch(self, message: EmailMessage) -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, message: EmailMessage) -> None:
+        for attempt in range(self.retries + 1):
+            try:
+                await self.mailer.send(message)
+                return
+            except (OSError, smtplib.SMTPException) as exc:
+                transient = not isinstance(exc, smtplib.SMTPResponseException) or (
+                    400 <= exc.smtp_code < 500
+                )
+                if attempt < self.retries and transient:
+                    await asyncio.sleep(1.0 * (attempt + 1))
+                    continue
+                # Never the body: it holds the code.
+                log.error(
+                    "sending mail failed",
+                    extra={"mail_subject": message["Subject"], "error": repr(exc)},
+                )
+                return
+
+    async def drain(self) -> None:
+        """Give mail in flight a bounded chance to go out before the process stops."""
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*self._tasks, return_exceptions=True), DRAIN_SECONDS
+                )
+
+
+def reset_code_message(sender: str, recipient: str, code: str, ttl_minutes: int) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = "Código de recuperación de contraseña"
+    message.set_content(
+        f"Tu código de recuperación es: {code}\n\n"
+        f"Vence en {ttl_minutes} minutos y sólo sirve el último código que pediste.\n"
+        "Si no pediste restablecer tu contraseña, ignora este mensaje.\n"
+    )
+    return message

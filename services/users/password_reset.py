@@ -1,0 +1,194 @@
+"""Password reset in three steps (reference §2.3), hardened as decisions §5 requires.
+
+- The request step answers the same whether or not the e-mail belongs to an account.
+- Codes are 6 digits from `secrets`, stored only as an HMAC (keyed with the internal secret, so
+  a database dump alone does not reveal them), expire after 15 minutes (database clock), and only
+  the newest code of a user is valid (one row per user, replaced on each request).
+- Every wrong code counts; after 5 the code is burned. A wrong try must be remembered even though
+  the request fails, so these functions return an outcome and the endpoint raises only after the
+  transaction committed.
+- The change step requires the code to have been verified by the validate step, and ends every
+  session of the user (event `user.password_reset`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.users import repository, repository_resets, validation
+from services.users.events import emit
+from services.users.settings import UsersSettings
+from stockmanager.errors import ApiError, ValidationFailed
+from stockmanager.events import EventType, new_event
+from stockmanager.identity import Identity
+
+CODE_SENT = "Codigo enviado al correo"
+CODE_VERIFIED = "Código verificado, puedes restablecer tu contraseña"
+PASSWORD_RESET_DONE = "Contraseña restablecida exitosamente"
+
+
+class InvalidCode(ApiError):
+    status = 401
+    code = "invalid_code"
+    default_message = "Código inválido o expirado"
+
+
+class CodeNotVerified(ApiError):
+    status = 401
+    code = "code_not_verified"
+    default_message = "Código no verificado o expirado"
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+def code_hash(secret: str, user_id: int, code: str) -> str:
+    return hmac.new(secret.encode(), f"{user_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def parse_request(body: dict[str, Any]) -> str:
+    email = _text(body.get("email"))
+    if email is None:
+        raise ValidationFailed("Faltan campos requeridos")
+    if validation.email_problem(email) is not None:
+        raise ValidationFailed("Formato de correo inválido")
+    return email
+
+
+@dataclass(frozen=True, slots=True)
+class CodeAttempt:
+    email: str
+    code: str
+
+
+def parse_attempt(body: dict[str, Any]) -> CodeAttempt:
+    email, code = _text(body.get("email")), _text(body.get("code"))
+    if email is None or code is None:
+        raise ValidationFailed("Faltan campos requeridos")
+    return CodeAttempt(email=email, code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class ResetMail:
+    """What to mail once the transaction that stored the code has committed."""
+
+    to: str
+    code: str
+
+
+async def request_code(
+    conn: AsyncConnection, caller: Identity, email: str, settings: UsersSettings
+) -> ResetMail | None:
+    """Issue a code for an active account; None (nothing to send) otherwise or when throttled."""
+    user = await repository.find_by_email(conn, email)
+    mail: ResetMail | None = None
+    if user is not None and user.status == 1 and user.application == "accepted":
+        code = new_code()
+        issued = await repository_resets.issue_code(
+            conn,
+            user.id,
+            code_hash(settings.internal_secret, user.id, code),
+            ttl=timedelta(seconds=settings.reset_code_ttl_seconds),
+            max_requests=settings.reset_max_requests,
+            window=timedelta(seconds=settings.reset_request_window_seconds),
+        )
+        if issued:
+            mail = ResetMail(to=user.email, code=code)
+    await emit(
+        conn,
+        new_event(
+            EventType.USER_PASSWORD_RESET_REQUESTED,
+            identity=caller,
+            entity_type="user",
+            entity_id=user.id if user is not None else None,
+            data={"email_known": user is not None},
+        ),
+    )
+    return mail
+
+
+async def _check(
+    conn: AsyncConnection,
+    attempt: CodeAttempt,
+    settings: UsersSettings,
+    *,
+    require_verified: bool,
+) -> int | None:
+    """The user id when the code is right (and live, unburned, verified if required).
+
+    A wrong code is counted against the user's current code.
+    """
+    user = await repository.find_by_email(conn, attempt.email)
+    if user is None:
+        return None
+    row = await repository_resets.lock_code(conn, user.id)
+    if row is None or not row.live or row.attempts >= settings.reset_max_attempts:
+        return None
+    expected = code_hash(settings.internal_secret, user.id, attempt.code)
+    if not hmac.compare_digest(row.code_hash, expected):
+        await repository_resets.record_wrong_attempt(conn, user.id)
+        return None
+    if require_verified and row.verified_at is None:
+        return None
+    return int(user.id)
+
+
+async def validate_code(
+    conn: AsyncConnection, attempt: CodeAttempt, settings: UsersSettings
+) -> bool:
+    user_id = await _check(conn, attempt, settings, require_verified=False)
+    if user_id is None:
+        return False
+    await repository_resets.mark_verified(conn, user_id)
+    return True
+
+
+async def check_verified(
+    conn: AsyncConnection, attempt: CodeAttempt, settings: UsersSettings
+) -> bool:
+    """First half of the change step: is this a verified, live code? (Counts a wrong one.)"""
+    return await _check(conn, attempt, settings, require_verified=True) is not None
+
+
+async def complete_reset(
+    conn: AsyncConnection,
+    caller: Identity,
+    attempt: CodeAttempt,
+    password_hash: str,
+    settings: UsersSettings,
+) -> bool:
+    """Second half: re-check under lock (the code may have been replaced meanwhile), set the
+    password, delete every code of the user, and end their sessions (through the event)."""
+    user_id = await _check(conn, attempt, settings, require_verified=True)
+    if user_id is None:
+        return False
+    await repository.set_password_hash(conn, user_id, password_hash)
+    await repository_resets.delete_codes(conn, user_id)
+    await emit(
+        conn,
+        new_event(
+            EventType.USER_PASSWORD_RESET,
+            identity=caller,
+            entity_type="user",
+            entity_id=user_id,
+        ),
+    )
+    return True
