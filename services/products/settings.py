@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import Field
+
 from stockmanager.settings import KernelSettings
 
 
@@ -15,6 +17,15 @@ class ProductsSettings(KernelSettings):
     # Seconds an OpenFoodFacts answer (found or not found) stays cached in Redis.
     openfoodfacts_cache_ttl: int = 3600
     openfoodfacts_user_agent: str = "Stockly - Python - Version 1.0"
+    # Sister sites tried when OpenFoodFacts answers 404 "different product type: <kind>"
+    # (as upstream does). JSON object in the environment.
+    openfoodfacts_sister_urls: dict[str, str] = Field(
+        default_factory=lambda: {
+            "beauty": "https://world.openbeautyfacts.org",
+            "petfood": "https://world.openpetfoodfacts.org",
+            "product": "https://world.openproductsfacts.org",
+        }
+    )
     # Largest CSV import accepted, in rows (the gateway caps the body at 10 MiB).
     import_max_rows: int = 50_000
 

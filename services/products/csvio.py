@@ -1,0 +1,229 @@
+"""CSV in and out: reading an import file into validated rows, writing the export.
+
+Import format (docs/api/products.md): a header row; required columns `barcode,name,quantity,
+price`, optional `description,min_quantity,expiration_date`; other columns (the export's `id`,
+`status`, `created_at`, `updated_at`) are ignored so an export can be imported again. Comma,
+semicolon or tab separated (detected from the header); UTF-8 (a BOM is fine), else Windows-1252
+as spreadsheets in Spanish locales save it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.products.validation import FieldError, validate_field
+from stockmanager.errors import UnsupportedMediaType, ValidationFailed
+from stockmanager.timefmt import local_str
+
+REQUIRED_COLUMNS = ("barcode", "name", "quantity", "price")
+OPTIONAL_COLUMNS = ("description", "min_quantity", "expiration_date")
+COLUMN_ALIASES = {"barrs_code": "barcode", "stock": "quantity", "min_stock": "min_quantity"}
+EXPORT_COLUMNS = (
+    "id",
+    "barcode",
+    "name",
+    "description",
+    "quantity",
+    "min_quantity",
+    "price",
+    "status",
+    "expiration_date",
+    "created_at",
+    "updated_at",
+)
+RAW_CSV_TYPES = frozenset(
+    {
+        "text/csv",
+        "text/plain",
+        "application/csv",
+        "application/vnd.ms-excel",
+        "application/octet-stream",
+    }
+)
+# Cells a spreadsheet would run as a formula are exported with a leading apostrophe (OWASP
+# CSV injection); the import removes that apostrophe again, so a round trip is lossless.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_DECIMAL_COMMA = re.compile(r"^\s*\d+,\d{1,2}\s*$")
+
+
+@dataclass
+class ImportRow:
+    line: int
+    values: dict[str, Any]  # validated; optional columns only when the cell was not empty
+
+
+@dataclass
+class ParsedImport:
+    rows: list[ImportRow] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def extract_csv(body: bytes, content_type: str | None) -> bytes:
+    """The CSV bytes of the request: a raw CSV body or the `file` field of a multipart form."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        return _multipart_file(body, content_type or "")
+    if media and media not in RAW_CSV_TYPES:
+        raise UnsupportedMediaType("Content-Type debe ser text/csv o multipart/form-data")
+    return body
+
+
+def _multipart_file(body: bytes, content_type: str) -> bytes:
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise ValidationFailed("Formulario multipart inválido")
+    fallback: bytes | None = None
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue
+        if part.get_param("name", header="content-disposition") == "file":
+            return payload
+        if fallback is None and part.get_filename():
+            fallback = payload
+    if fallback is None:
+        raise ValidationFailed("Falta el archivo CSV (campo 'file')")
+    return fallback
+
+
+def decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
+def _delimiter(header_line: str) -> str:
+    counts = {sep: header_line.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] else ","
+
+
+def _unformula(cell: str) -> str:
+    if len(cell) > 1 and cell[0] == "'" and cell[1] in FORMULA_START:
+        return cell[1:]
+    return cell
+
+
+def parse_import(text: str, *, max_rows: int) -> ParsedImport:
+    """Validate every row with the API's rules; the first failing field of a row is reported."""
+    if not text.strip():
+        raise ValidationFailed("El archivo CSV está vacío")
+    first_line = text.lstrip("\r\n").split("\n", 1)[0]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line))
+    header = _header(reader)
+    parsed = ParsedImport()
+    seen: dict[str, int] = {}
+    count = 0
+    for cells in reader:
+        if not any(cell.strip() for cell in cells):
+            continue
+        count += 1
+        if count > max_rows:
+            raise ValidationFailed(f"El archivo supera el máximo de {max_rows} filas")
+        line = reader.line_num
+        raw_barcode = _cell(cells, header, "barcode")
+        try:
+            if any(cell.strip() for cell in cells[header["__width__"] :]):
+                raise ValidationFailed("La fila tiene más columnas que el encabezado")
+            values = _row_values(cells, header)
+            barcode = values["barcode"]
+            if barcode in seen:
+                raise ValidationFailed(
+                    f"Código de barras: Repetido en el archivo (fila {seen[barcode]})"
+                )
+            seen[barcode] = line
+        except (FieldError, ValidationFailed) as exc:
+            message = str(exc) if isinstance(exc, FieldError) else exc.message
+            parsed.errors.append(
+                {"row": line, "barcode": (raw_barcode or "").strip() or None, "error": message}
+            )
+            continue
+        parsed.rows.append(ImportRow(line=line, values=values))
+    return parsed
+
+
+def _header(reader: Iterator[list[str]]) -> dict[str, int]:
+    try:
+        names = next(reader)
+    except StopIteration:
+        raise ValidationFailed("El archivo CSV está vacío") from None
+    header: dict[str, int] = {}
+    for index, raw in enumerate(names):
+        name = raw.strip().lower()
+        name = COLUMN_ALIASES.get(name, name)
+        if name not in REQUIRED_COLUMNS and name not in OPTIONAL_COLUMNS:
+            continue  # e.g. the export's id/status/created_at/updated_at
+        if name in header:
+            raise ValidationFailed(f"Columna repetida: {name}")
+        header[name] = index
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise ValidationFailed(f"Faltan columnas requeridas: {', '.join(missing)}")
+    header["__width__"] = len(names)
+    return header
+
+
+def _cell(cells: list[str], header: dict[str, int], name: str) -> str | None:
+    index = header.get(name)
+    if index is None or index >= len(cells):
+        return None
+    return _unformula(cells[index])
+
+
+def _row_values(cells: list[str], header: dict[str, int]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in (
+        "barcode",
+        "description",
+        "name",
+        "quantity",
+        "min_quantity",
+        "price",
+        "expiration_date",
+    ):
+        cell = _cell(cells, header, name)
+        if name in OPTIONAL_COLUMNS and (cell is None or not cell.strip()):
+            continue  # not given: a default on create, unchanged on update
+        if name == "price" and cell is not None and _DECIMAL_COMMA.match(cell):
+            cell = cell.replace(",", ".")
+        values[name] = validate_field(name, cell)
+    return values
+
+
+def _safe(value: str | None) -> str:
+    if value is None:
+        return ""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def export_csv(rows: Iterable[Any], tz: ZoneInfo) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            (
+                row.id,
+                _safe(row.barcode),
+                _safe(row.name),
+                _safe(row.description),
+                row.quantity,
+                row.min_quantity,
+                f"{row.price:.2f}",
+                row.status,
+                row.expiration_date.isoformat() if row.expiration_date else "",
+                local_str(row.created_at, tz) or "",
+                local_str(row.updated_at, tz) or "",
+            )
+        )
+    return out.getvalue()

@@ -1,0 +1,319 @@
+"""All SQL of the products service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.products.tables import items, stock_movements
+from stockmanager.sqltext import LIKE_ESCAPE, like_contains
+
+PRODUCT_COLUMNS = (
+    items.c.id,
+    items.c.barcode,
+    items.c.name,
+    items.c.description,
+    items.c.quantity,
+    items.c.min_quantity,
+    items.c.price,
+    items.c.status,
+    items.c.expiration_date,
+    items.c.created_at,
+    items.c.updated_at,
+)
+
+SORT_COLUMNS = {"name": "name", "stock": "quantity", "price": "price"}
+VIEW_MODES = ("all", "in_stock", "low_stock", "out_of_stock")
+
+
+def fold(value: Any) -> ColumnElement[Any]:
+    """Unicode case folding defined by the migration (the trigram indexes are built on it)."""
+    return func.products.search_fold(value)
+
+
+def contains(column: ColumnElement[Any], term: str) -> ColumnElement[bool]:
+    return fold(column).like(fold(like_contains(term)), escape=LIKE_ESCAPE)
+
+
+def starts_with(column: ColumnElement[Any], term: str) -> ColumnElement[bool]:
+    # like_contains escapes the term; drop its leading % to anchor the match at the start.
+    return fold(column).like(fold(like_contains(term)[1:]), escape=LIKE_ESCAPE)
+
+
+# Written with literal constants so the planner can match the partial low-stock indexes.
+LOW_STOCK = and_(items.c.quantity > literal_column("0"), items.c.quantity <= items.c.min_quantity)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductQuery:
+    """The filters and sort of the two list endpoints and the CSV export (reference §2.1)."""
+
+    search: str = ""
+    view_mode: str = "all"
+    sort: str = "name"
+    order: str = "asc"
+    active_only: bool = False  # /api/products: status = 1, search name/barcode only
+
+    def where(self) -> list[ColumnElement[bool]]:
+        clauses: list[ColumnElement[bool]] = []
+        if self.active_only:
+            clauses.append(items.c.status == literal_column("1"))
+        if self.search:
+            matches = [contains(items.c.name, self.search), contains(items.c.barcode, self.search)]
+            if not self.active_only:
+                matches.append(contains(items.c.description, self.search))
+            clauses.append(or_(*matches))
+        if self.active_only:
+            if self.view_mode == "in_stock":
+                clauses.append(items.c.quantity > literal_column("0"))
+            elif self.view_mode == "out_of_stock":
+                clauses.append(items.c.quantity == literal_column("0"))
+        elif self.view_mode == "in_stock":
+            clauses.append(items.c.quantity > items.c.min_quantity)
+        elif self.view_mode == "low_stock":
+            clauses.append(LOW_STOCK)
+        elif self.view_mode == "out_of_stock":
+            clauses.append(items.c.quantity == literal_column("0"))
+        return clauses
+
+    def order_by(self) -> list[ColumnElement[Any]]:
+        column: ColumnElement[Any] = (
+            fold(items.c.name) if self.sort == "name" else items.c[SORT_COLUMNS[self.sort]]
+        )
+        if self.order == "desc":
+            return [column.desc(), items.c.id.desc()]
+        return [column.asc(), items.c.id.asc()]
+
+
+async def count_products(conn: AsyncConnection, query: ProductQuery) -> int:
+    total = await conn.scalar(select(func.count()).select_from(items).where(*query.where()))
+    return int(total or 0)
+
+
+async def list_products(
+    conn: AsyncConnection, query: ProductQuery, *, limit: int, offset: int
+) -> Sequence[Any]:
+    statement = (
+        select(*PRODUCT_COLUMNS)
+        .where(*query.where())
+        .order_by(*query.order_by())
+        .limit(limit)
+        .offset(offset)
+    )
+    return (await conn.execute(statement)).all()
+
+
+async def export_products(conn: AsyncConnection, query: ProductQuery) -> Sequence[Any]:
+    statement = select(*PRODUCT_COLUMNS).where(*query.where()).order_by(*query.order_by())
+    return (await conn.execute(statement)).all()
+
+
+async def search_items(conn: AsyncConnection, term: str, *, limit: int = 10) -> Sequence[Any]:
+    """Autocomplete: active products whose barcode or name contains the term.
+
+    Exact barcode first, then names starting with the term, then the rest by name and id.
+    """
+    folded = fold(term)
+    statement = (
+        select(
+            items.c.id,
+            items.c.barcode,
+            items.c.name,
+            items.c.description,
+            items.c.quantity,
+            items.c.price,
+        )
+        .where(
+            items.c.status == literal_column("1"),
+            or_(contains(items.c.barcode, term), contains(items.c.name, term)),
+        )
+        .order_by(
+            (fold(items.c.barcode) == folded).desc(),
+            starts_with(items.c.name, term).desc(),
+            fold(items.c.name),
+            items.c.id,
+        )
+        .limit(limit)
+    )
+    return (await conn.execute(statement)).all()
+
+
+async def get_product(conn: AsyncConnection, product_id: int) -> Any | None:
+    return (await conn.execute(select(*PRODUCT_COLUMNS).where(items.c.id == product_id))).first()
+
+
+async def lock_product(conn: AsyncConnection, product_id: int) -> Any | None:
+    statement = select(*PRODUCT_COLUMNS).where(items.c.id == product_id).with_for_update()
+    return (await conn.execute(statement)).first()
+
+
+async def lock_products(conn: AsyncConnection, product_ids: Iterable[int]) -> dict[int, Any]:
+    """Lock rows in ascending id order (the order the stock function uses: no deadlocks)."""
+    ids = sorted(set(product_ids))
+    if not ids:
+        return {}
+    statement = (
+        select(*PRODUCT_COLUMNS).where(items.c.id.in_(ids)).order_by(items.c.id).with_for_update()
+    )
+    return {row.id: row for row in (await conn.execute(statement)).all()}
+
+
+async def lock_products_by_barcode(
+    conn: AsyncConnection, barcodes: Iterable[str]
+) -> dict[str, Any]:
+    codes = sorted(set(barcodes))
+    if not codes:
+        return {}
+    statement = (
+        select(*PRODUCT_COLUMNS)
+        .where(items.c.barcode.in_(codes))
+        .order_by(items.c.id)
+        .with_for_update()
+    )
+    return {row.barcode: row for row in (await conn.execute(statement)).all()}
+
+
+async def insert_product(conn: AsyncConnection, values: dict[str, Any]) -> int:
+    new_id = await conn.scalar(insert(items).values(**values).returning(items.c.id))
+    assert isinstance(new_id, int)
+    return new_id
+
+
+async def insert_products(conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert many products; returns barcode → new id."""
+    if not rows:
+        return {}
+    result = await conn.execute(
+        insert(items).returning(items.c.id, items.c.barcode, sort_by_parameter_order=True), rows
+    )
+    return {row.barcode: row.id for row in result.all()}
+
+
+async def update_product(conn: AsyncConnection, product_id: int, values: dict[str, Any]) -> None:
+    await conn.execute(
+        update(items).where(items.c.id == product_id).values(**values, updated_at=func.now())
+    )
+
+
+async def update_products(
+    conn: AsyncConnection, columns: Sequence[str], rows: list[dict[str, Any]]
+) -> None:
+    """Set `columns` on many products; each row has `b_id` and `b_<column>`."""
+    if not rows or not columns:
+        return
+    statement = (
+        update(items)
+        .where(items.c.id == bindparam("b_id"))
+        .values({column: bindparam(f"b_{column}") for column in columns}, updated_at=func.now())
+    )
+    await conn.execute(statement, rows)
+
+
+async def set_prices(conn: AsyncConnection, prices: dict[int, Decimal]) -> None:
+    await update_products(
+        conn, ["price"], [{"b_id": pid, "b_price": price} for pid, price in prices.items()]
+    )
+
+
+async def set_status(conn: AsyncConnection, product_id: int, status: int) -> None:
+    await update_product(conn, product_id, {"status": status})
+
+
+# -- the stock function -----------------------------------------------------------------------
+
+
+class StockItemNotFound(Exception):
+    def __init__(self, item_id: int) -> None:
+        super().__init__(item_id)
+        self.item_id = item_id
+
+
+class StockInsufficient(Exception):
+    def __init__(self, detail: dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+_APPLY = text(
+    "SELECT * FROM products.apply_stock_movements("
+    "CAST(:movements AS jsonb), :reason, :reference, :actor_id, :actor_username)"
+)
+
+
+async def apply_stock_movements(
+    conn: AsyncConnection,
+    deltas: dict[int, int],
+    *,
+    reason: str,
+    reference: str | None,
+    actor_id: int | None,
+    actor_username: str | None,
+) -> dict[int, Any]:
+    """Run products.apply_stock_movements; returns its rows by item id."""
+    movements = [{"item_id": item_id, "delta": delta} for item_id, delta in deltas.items()]
+    if not movements:
+        return {}
+    try:
+        result = await conn.execute(
+            _APPLY,
+            {
+                "movements": json.dumps(movements),
+                "reason": reason,
+                "reference": reference,
+                "actor_id": actor_id,
+                "actor_username": actor_username,
+            },
+        )
+    except DBAPIError as exc:
+        orig: Any = exc.orig
+        state = getattr(orig, "sqlstate", None)
+        if state == "SM404":
+            raise StockItemNotFound(int(orig.diag.message_detail)) from exc
+        if state == "SM409":
+            raise StockInsufficient(json.loads(orig.diag.message_detail)) from exc
+        raise
+    return {row.item_id: row for row in result.all()}
+
+
+# -- the ledger -------------------------------------------------------------------------------
+
+
+async def count_movements(conn: AsyncConnection, product_id: int) -> int:
+    total = await conn.scalar(
+        select(func.count())
+        .select_from(stock_movements)
+        .where(stock_movements.c.item_id == product_id)
+    )
+    return int(total or 0)
+
+
+async def list_movements(
+    conn: AsyncConnection, product_id: int, *, limit: int, offset: int
+) -> Sequence[Any]:
+    """Newest first. Ids are assigned under the item's row lock, so id order is change order."""
+    statement = (
+        select(stock_movements)
+        .where(stock_movements.c.item_id == product_id)
+        .order_by(stock_movements.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return (await conn.execute(statement)).all()

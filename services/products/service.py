@@ -1,0 +1,206 @@
+"""Rules of the products service. Never commits: the request boundary does."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.products import events, repository, schemas
+from services.products.tables import outbox
+from services.products.validation import (
+    FIELD_ORDER,
+    PRICE_MAX,
+    QUANTITY_MAX,
+    money,
+    validate_update,
+)
+from stockmanager.errors import NotFound, ValidationFailed
+from stockmanager.events import Event, write_event, write_events
+from stockmanager.identity import Identity
+
+REFERENCE_MAX = 100
+
+
+def request_reference(caller: Identity) -> str:
+    return f"request:{caller.request_id}"[:REFERENCE_MAX]
+
+
+async def apply_stock(
+    conn: AsyncConnection, caller: Identity, deltas: dict[int, int], *, reason: str
+) -> dict[int, Any]:
+    """Every stock change of this service goes through products.apply_stock_movements."""
+    return await repository.apply_stock_movements(
+        conn,
+        {item_id: delta for item_id, delta in deltas.items() if delta != 0},
+        reason=reason,
+        reference=request_reference(caller),
+        actor_id=caller.user_id,
+        actor_username=caller.username,
+    )
+
+
+def crossed_low(before: Any, after: Any) -> bool:
+    """decisions §3: an active product moved from above its minimum to at or below it."""
+    return (
+        after.status == 1
+        and before.quantity > before.min_quantity
+        and after.quantity <= after.min_quantity
+    )
+
+
+def stock_low_event(caller: Identity, row: Any) -> Event:
+    return events.stock_low(
+        caller,
+        item_id=row.id,
+        name=row.name,
+        quantity=row.quantity,
+        min_quantity=row.min_quantity,
+    )
+
+
+async def create_product(conn: AsyncConnection, caller: Identity, clean: dict[str, Any]) -> int:
+    values = dict(clean)
+    quantity = values.pop("quantity")
+    # Inserted empty, then stocked through the stock function: the ledger starts at creation.
+    product_id = await repository.insert_product(conn, {**values, "quantity": 0})
+    await apply_stock(conn, caller, {product_id: quantity}, reason="initial")
+    row = await repository.get_product(conn, product_id)
+    await write_event(conn, outbox, events.created(caller, schemas.snapshot(row)))
+    return product_id
+
+
+async def update_product(
+    conn: AsyncConnection, caller: Identity, product_id: int, body: dict[str, Any]
+) -> None:
+    before = await repository.lock_product(conn, product_id)
+    if before is None:
+        raise NotFound(schemas.NOT_FOUND)
+    clean = validate_update(body)
+    changes = {key: value for key, value in clean.items() if getattr(before, key) != value}
+    if not changes:
+        raise ValidationFailed(schemas.NOTHING_TO_UPDATE)
+    changed = [key for key in FIELD_ORDER if key in changes]
+    quantity = changes.pop("quantity", None)
+    if changes:
+        await repository.update_product(conn, product_id, changes)
+    if quantity is not None:
+        await apply_stock(
+            conn, caller, {product_id: quantity - before.quantity}, reason="product_update"
+        )
+    after = await repository.get_product(conn, product_id)
+    pending = [events.updated(caller, schemas.snapshot(before), schemas.snapshot(after), changed)]
+    if crossed_low(before, after):
+        pending.append(stock_low_event(caller, after))
+    await write_events(conn, outbox, pending)
+
+
+async def set_status(conn: AsyncConnection, caller: Identity, product_id: int, status: int) -> None:
+    """Disable (DELETE) or activate. Repeating it is a no-op without an event."""
+    before = await repository.lock_product(conn, product_id)
+    if before is None:
+        raise NotFound(schemas.NOT_FOUND)
+    if before.status == status:
+        return
+    await repository.set_status(conn, product_id, status)
+    after = await repository.get_product(conn, product_id)
+    event = events.status_changed(caller, schemas.snapshot(before), schemas.snapshot(after))
+    await write_event(conn, outbox, event)
+
+
+def _entries(body: dict[str, Any]) -> list[Any]:
+    entries = body.get("products")
+    if not isinstance(entries, list):
+        raise ValidationFailed("Datos inválidos")
+    return entries
+
+
+def _entry_id(entry: Any) -> int:
+    product_id = entry.get("id") if isinstance(entry, dict) else None
+    if isinstance(product_id, bool) or not isinstance(product_id, int) or product_id < 1:
+        raise ValidationFailed("Cada producto requiere id")
+    return product_id
+
+
+async def _lock_all(conn: AsyncConnection, product_ids: list[int]) -> dict[int, Any]:
+    locked = await repository.lock_products(conn, product_ids)
+    missing = sorted(set(product_ids) - set(locked))
+    if missing:
+        raise NotFound(schemas.NOT_FOUND, ids=missing)
+    return locked
+
+
+async def update_prices(conn: AsyncConnection, caller: Identity, body: dict[str, Any]) -> None:
+    """All or nothing: every entry is validated and every id must exist before any write."""
+    prices: dict[int, Decimal] = {}
+    for entry in _entries(body):
+        product_id = _entry_id(entry)
+        price = entry.get("new_price")
+        if (
+            isinstance(price, bool)
+            or not isinstance(price, int | float)
+            or not math.isfinite(price)
+        ):
+            raise ValidationFailed("Cada producto requiere un precio numérico")
+        amount = Decimal(str(price))
+        if not 0 <= amount <= PRICE_MAX:
+            raise ValidationFailed("El precio debe estar entre 0 y 1000000.0")
+        prices[product_id] = money(amount)  # a repeated id: the last entry wins
+    if not prices:
+        return
+    locked = await _lock_all(conn, list(prices))
+    await repository.set_prices(
+        conn, {pid: price for pid, price in prices.items() if locked[pid].price != price}
+    )
+    report = [
+        {
+            "id": pid,
+            "name": locked[pid].name,
+            "old_price": float(locked[pid].price),
+            "new_price": float(price),
+        }
+        for pid, price in sorted(prices.items())
+    ]
+    await write_event(conn, outbox, events.prices_bulk_updated(caller, report))
+
+
+async def update_stock(conn: AsyncConnection, caller: Identity, body: dict[str, Any]) -> None:
+    """Absolute stock for many products, all or nothing, through the stock function."""
+    stock: dict[int, int] = {}
+    for entry in _entries(body):
+        product_id = _entry_id(entry)
+        quantity = entry.get("new_stock")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
+            raise ValidationFailed("Cada producto requiere un stock entero no negativo")
+        if quantity > QUANTITY_MAX:
+            raise ValidationFailed(f"El stock debe estar entre 0 y {QUANTITY_MAX}")
+        stock[product_id] = quantity  # a repeated id: the last entry wins
+    if not stock:
+        return
+    locked = await _lock_all(conn, list(stock))
+    applied = await apply_stock(
+        conn,
+        caller,
+        {pid: quantity - locked[pid].quantity for pid, quantity in stock.items()},
+        reason="bulk_stock",
+    )
+    report = [
+        {"id": pid, "name": locked[pid].name, "old_stock": locked[pid].quantity, "new_stock": qty}
+        for pid, qty in sorted(stock.items())
+    ]
+    pending = [events.stock_bulk_updated(caller, report)]
+    for pid in sorted(applied):
+        row = applied[pid]
+        if row.crossed_low:
+            pending.append(
+                events.stock_low(
+                    caller,
+                    item_id=pid,
+                    name=row.name,
+                    quantity=row.quantity_after,
+                    min_quantity=row.min_quantity,
+                )
+            )
+    await write_events(conn, outbox, pending)
