@@ -87,6 +87,9 @@ def serve_process(name: str, host: str, port: int | None) -> int:
         access_log=False,
         timeout_graceful_shutdown=5,
         timeout_keep_alive=30,
+        # The gateway decides the client IP itself (X-Forwarded-For only from its configured
+        # trusted proxies, decisions §2); uvicorn's default would believe any local peer.
+        proxy_headers=False,
     )
     return 0
 
