@@ -215,28 +215,52 @@ async def create_user(
 
 @dataclass(frozen=True, slots=True)
 class UserChanges:
-    """Validated fields of a PUT body (None = not sent)."""
+    """Validated fields of a PUT body (None = not sent).
+
+    A username or e-mail that fails validation is kept with its error and refused only if it
+    differs from the stored value: edit forms send every field back, and an account imported
+    or bootstrapped with a value today's rules reject (e.g. `root@localhost`) must stay
+    editable.
+    """
 
     username: str | None = None
     email: str | None = None
     role: str | None = None
     status: int | None = None
     password: str | None = None
+    errors: tuple[tuple[str, ValidationFailed], ...] = ()
+
+
+def _lenient(
+    field: str, value: Any, clean: Any, errors: list[tuple[str, ValidationFailed]]
+) -> str | None:
+    if value is None:
+        return None
+    try:
+        cleaned: str = clean(value)
+    except ValidationFailed as error:
+        if not isinstance(value, str):
+            raise
+        errors.append((field, error))
+        return value.strip()
+    return cleaned
 
 
 def parse_user_changes(body: dict[str, Any]) -> UserChanges:
+    errors: list[tuple[str, ValidationFailed]] = []
+    username = _lenient("username", body.get("username"), validation.clean_username, errors)
+    email = _lenient("email", body.get("email"), validation.clean_email, errors)
     password = body.get("password")
     return UserChanges(
-        username=None
-        if body.get("username") is None
-        else validation.clean_username(body["username"]),
-        email=None if body.get("email") is None else validation.clean_email(body["email"]),
+        username=username,
+        email=email,
         role=None if body.get("role") is None else validation.clean_role(body["role"]),
         status=None if body.get("status") is None else validation.clean_status(body["status"]),
         # Upstream: any non-empty password is re-hashed; an empty one means "keep it".
         password=None
         if password is None or password == ""
         else validation.clean_password(password),
+        errors=tuple(errors),
     )
 
 
@@ -258,6 +282,9 @@ async def update_user(
         new_value = getattr(changes, field)
         if new_value is not None and new_value != getattr(current, field):
             values[field] = new_value
+    for field, error in changes.errors:
+        if field in values:
+            raise error
     if "role" in values:
         if values["role"] == ROLE_ROOT:
             if not actor.is_root:

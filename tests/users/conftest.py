@@ -111,7 +111,7 @@ class Mailbox:
         self.messages: list[Message] = []
         self._lock = threading.Lock()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
             self.messages.append(message_from_bytes(envelope.content))
         return "250 Message accepted for delivery"
@@ -143,9 +143,7 @@ class MailStack:
 
 
 @pytest.fixture(scope="session")
-def mail_stack(
-    stack: Stack, mailbox: tuple[Mailbox, int], data_root: Path
-) -> Iterator[MailStack]:
+def mail_stack(stack: Stack, mailbox: tuple[Mailbox, int], data_root: Path) -> Iterator[MailStack]:
     """A second gateway whose users service sends mail to the test SMTP server.
 
     Same database, Redis and internal secret as `stack`; the other services are the shared
@@ -162,15 +160,29 @@ def mail_stack(
     specs = [
         ProcessSpec(
             name="users-smtp",
-            argv=[sys.executable, "-m", "stockmanager", "serve", "users", "--port",
-                  str(users_port)],
+            argv=[
+                sys.executable,
+                "-m",
+                "stockmanager",
+                "serve",
+                "users",
+                "--port",
+                str(users_port),
+            ],
             env={**stack.env, **smtp_env},
             ready_url=f"http://127.0.0.1:{users_port}/readyz",
         ),
         ProcessSpec(
             name="gateway-smtp",
-            argv=[sys.executable, "-m", "stockmanager", "serve", "gateway", "--port",
-                  str(gateway_port)],
+            argv=[
+                sys.executable,
+                "-m",
+                "stockmanager",
+                "serve",
+                "gateway",
+                "--port",
+                str(gateway_port),
+            ],
             env={**stack.env, "STOCKMANAGER_USERS_URLS": f"http://127.0.0.1:{users_port}"},
             ready_url=f"http://127.0.0.1:{gateway_port}/readyz",
         ),
