@@ -20,7 +20,7 @@ import pytest_asyncio
 from stockmanager.db import Database
 from stockmanager.embedded import free_port
 from stockmanager.supervisor import ProcessSpec, Supervisor
-from tests.notifications.support import User, create_user, login_cookie, sse_session
+from tests.notifications.support import Actor, login_cookie, new_actor, sse_session
 from tests.support.stack import Stack
 
 SECOND_HEARTBEAT = 0.5
@@ -79,17 +79,6 @@ def second_site(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
             yield SecondSite(f"http://127.0.0.1:{gateway_port}", notifications_url, supervisor)
         finally:
             supervisor.stop()
-
-
-@dataclass
-class Actor:
-    user: User
-    cookie: str
-
-
-async def new_actor(stack: Stack, db: Database, role: str = "vendedor") -> Actor:
-    user = await create_user(db, role=role)
-    return Actor(user, await login_cookie(stack.base_url, user.username))
 
 
 @pytest_asyncio.fixture

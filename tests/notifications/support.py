@@ -71,6 +71,19 @@ async def create_user(
     return User(int(user_id), username, role)
 
 
+@dataclass
+class Actor:
+    """A logged-in test user: the account and its gateway session cookie."""
+
+    user: User
+    cookie: str
+
+
+async def new_actor(stack: Stack, db: Database, role: str = "vendedor") -> Actor:
+    user = await create_user(db, role=role)
+    return Actor(user, await login_cookie(stack.base_url, user.username))
+
+
 async def login_cookie(base_url: str, username: str, password: str = PASSWORD) -> str:
     async with (
         aiohttp.ClientSession() as session,
