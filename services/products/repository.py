@@ -222,7 +222,9 @@ async def update_products(
     statement = (
         update(items)
         .where(items.c.id == bindparam("b_id"))
-        .values({column: bindparam(f"b_{column}") for column in columns}, updated_at=func.now())
+        .values(
+            {**{column: bindparam(f"b_{column}") for column in columns}, "updated_at": func.now()}
+        )
     )
     await conn.execute(statement, rows)
 

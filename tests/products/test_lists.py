@@ -1,0 +1,220 @@
+"""List endpoints, autocomplete and search semantics through the gateway.
+
+Tests share one database, so each test tags its products with a unique token and filters on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from stockmanager.db import Database
+from tests.products.conftest import create_product
+from tests.support.stack import ApiClient, unique
+
+
+def tagged(admin: ApiClient, tag: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Create products whose names start with `tag` (so `search=tag` selects exactly them)."""
+    made = []
+    for index, spec in enumerate(specs):
+        name = spec.pop("name", f"{tag}{index:02d}")
+        made.append(create_product(admin, name=name, **spec))
+    return made
+
+
+def ids(response: Any) -> list[int]:
+    assert response.status_code == 200, response.text
+    return [p["id"] for p in response.json()["data"]]
+
+
+def test_envelope_defaults_and_clamps(seller: ApiClient, admin: ApiClient) -> None:
+    tag = unique("env")[:12]
+    tagged(admin, tag, [{} for _ in range(3)])
+    body = seller.get("/api/products_all", params={"search": tag}).json()
+    assert set(body) == {"data", "total", "page", "pages", "limit"}
+    assert (body["total"], body["page"], body["pages"], body["limit"]) == (3, 1, 1, 50)
+    assert seller.get("/api/products", params={"search": tag}).json()["limit"] == 24
+    for params, expected in [
+        ({"limit": "1000"}, (1, 250)),
+        ({"limit": "0"}, (1, 1)),
+        ({"limit": "-5", "page": "-2"}, (1, 1)),
+        ({"limit": "abc", "page": "x"}, (1, 50)),
+        ({"limit": "2", "page": "2"}, (2, 2)),
+    ]:
+        got = seller.get("/api/products_all", params={"search": tag, **params}).json()
+        assert (got["page"], got["limit"]) == expected, params
+    page2 = seller.get("/api/products_all", params={"search": tag, "limit": 2, "page": 2}).json()
+    assert (len(page2["data"]), page2["total"], page2["pages"]) == (1, 3, 2)
+    past = seller.get("/api/products_all", params={"search": tag, "limit": 2, "page": 9}).json()
+    assert (past["data"], past["total"], past["pages"]) == ([], 3, 2)
+    empty = seller.get("/api/products_all", params={"search": unique("none")}).json()
+    assert (empty["data"], empty["total"], empty["pages"]) == ([], 0, 1)
+
+
+def test_sorts_with_id_tie_breaker(seller: ApiClient, admin: ApiClient) -> None:
+    tag = unique("srt")[:12]
+    made = tagged(
+        admin,
+        tag,
+        [
+            {"name": f"{tag}b", "price": 5, "quantity": 9},
+            {"name": f"{tag}A", "price": 5, "quantity": 1},
+            {"name": f"{tag}c", "price": 1, "quantity": 9},
+            {"name": f"{tag}a", "price": 5, "quantity": 9},
+        ],
+    )
+    b, upper_a, c, lower_a = (p["id"] for p in made)
+
+    def order(**params: str) -> list[int]:
+        return ids(seller.get("/api/products_all", params={"search": tag, **params}))
+
+    # Names sort case-insensitively; equal names fall back to the id.
+    assert order() == [upper_a, lower_a, b, c]
+    assert order(sort="name", order="DESC") == [c, b, lower_a, upper_a]
+    assert order(sort="price") == [c, b, upper_a, lower_a]
+    assert order(sort="price", order="desc") == [lower_a, upper_a, b, c]
+    assert order(sort="stock") == [upper_a, b, c, lower_a]
+    assert order(sort="stock", order="desc") == [lower_a, c, b, upper_a]
+    # Unknown sort/order fall back to name/asc.
+    assert order(sort="quantity; DROP TABLE", order="sideways") == order()
+    assert ids(seller.get("/api/products", params={"search": tag, "sort": "price"})) == order(
+        sort="price"
+    )
+
+
+def test_view_modes(seller: ApiClient, admin: ApiClient) -> None:
+    tag = unique("vm")[:12]
+    made = tagged(
+        admin,
+        tag,
+        [
+            {"quantity": 10, "min_quantity": 5},  # in stock
+            {"quantity": 5, "min_quantity": 5},  # low (<= min)
+            {"quantity": 1, "min_quantity": 5},  # low
+            {"quantity": 0, "min_quantity": 5},  # out of stock
+        ],
+    )
+    plenty, at_min, one, zero = (p["id"] for p in made)
+
+    def mode(path: str, view_mode: str) -> set[int]:
+        return set(ids(seller.get(path, params={"search": tag, "view_mode": view_mode})))
+
+    assert mode("/api/products_all", "all") == {plenty, at_min, one, zero}
+    assert mode("/api/products_all", "in_stock") == {plenty}
+    assert mode("/api/products_all", "low_stock") == {at_min, one}
+    assert mode("/api/products_all", "out_of_stock") == {zero}
+    assert mode("/api/products_all", "bogus") == {plenty, at_min, one, zero}
+    # /api/products: in_stock means quantity > 0; low_stock is not a filter there (upstream).
+    assert mode("/api/products", "in_stock") == {plenty, at_min, one}
+    assert mode("/api/products", "out_of_stock") == {zero}
+    assert mode("/api/products", "low_stock") == {plenty, at_min, one, zero}
+    # Disabled products: only in products_all.
+    admin.delete(f"/api/products/{one}")
+    assert mode("/api/products", "all") == {plenty, at_min, zero}
+    assert mode("/api/products_all", "low_stock") == {at_min, one}
+
+
+def test_search_fields(seller: ApiClient, admin: ApiClient) -> None:
+    token = unique("fld")[:12]
+    by_name = create_product(admin, name=f"x{token}")
+    by_barcode = create_product(admin, barcode=f"9{token}")
+    by_description = create_product(admin, description=f"about {token} things")
+    everywhere = {by_name["id"], by_barcode["id"], by_description["id"]}
+    assert set(ids(seller.get("/api/products_all", params={"search": f"  {token} "}))) == (
+        everywhere
+    )
+    # /api/products matches name or barcode only.
+    assert set(ids(seller.get("/api/products", params={"search": token}))) == {
+        by_name["id"],
+        by_barcode["id"],
+    }
+
+
+def test_search_is_case_insensitive_for_all_of_unicode(seller: ApiClient, admin: ApiClient) -> None:
+    token = unique("u")[:10]
+    eclair = create_product(admin, name=f"éclair {token}")
+    greek = create_product(admin, name=f"ΣΟΦΙΑ {token}")
+    street = create_product(admin, name=f"Straße {token}")
+
+    def found(term: str) -> set[int]:
+        return set(ids(seller.get("/api/products_all", params={"search": term})))
+
+    assert eclair["id"] in found(f"ÉCLAIR {token}")
+    assert eclair["id"] in found(f"Éclair {token.upper()}")
+    assert greek["id"] in found(f"σοφια {token}")
+    assert street["id"] in found(f"STRASSE {token}") | found(f"STRAßE {token}")
+    assert eclair["id"] not in found(f"eclair {token}")  # accents are not ignored
+    items = seller.get("/api/items", params={"q": f"ÉCLAIR {token}"}).json()
+    assert [item["id"] for item in items] == [eclair["id"]]
+
+
+def test_wildcards_in_search_are_literal(seller: ApiClient, admin: ApiClient) -> None:
+    token = unique("w")[:10]
+    percent = create_product(admin, name=f"{token} 50% off")
+    underscore = create_product(admin, name=f"{token} a_b")
+    other = create_product(admin, name=f"{token} 50x offab")
+
+    def found(term: str) -> set[int]:
+        return set(ids(seller.get("/api/products_all", params={"search": term})))
+
+    assert found(f"{token} 50%") == {percent["id"]}
+    assert found(f"{token} a_b") == {underscore["id"]}
+    assert found("%") >= {percent["id"]} and other["id"] not in found("%")
+    assert other["id"] not in found("_b")
+    assert found(f"{token}\\") == set()
+
+
+def test_items_autocomplete(seller: ApiClient, admin: ApiClient) -> None:
+    assert seller.get("/api/items").json() == []
+    assert seller.get("/api/items", params={"q": "   "}).json() == []
+    token = unique("ac")[:10]
+    made = [create_product(admin, name=f"z{token}{i:02d}", price=i + 1) for i in range(12)]
+    exact = create_product(admin, barcode=token, name="Exacto")
+    prefix = create_product(admin, name=f"{token} primero")
+    results = seller.get("/api/items", params={"q": token}).json()
+    assert len(results) == 10
+    assert set(results[0]) == {"id", "barcode", "name", "description", "stock", "price"}
+    assert results[0] == {
+        "id": exact["id"],
+        "barcode": token,
+        "name": "Exacto",
+        "description": exact["description"],
+        "stock": exact["stock"],
+        "price": exact["price"],
+    }
+    assert results[1]["id"] == prefix["id"]
+    assert [r["id"] for r in results[2:]] == [p["id"] for p in made[:8]]
+
+
+async def test_search_uses_the_trigram_indexes(db: Database) -> None:
+    async with db.connect() as conn:
+        await conn.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(
+            row[0]
+            for row in await conn.execute(
+                text(
+                    "EXPLAIN SELECT id FROM products.items WHERE"
+                    " products.search_fold(name) LIKE products.search_fold('%éclair%')"
+                    " OR products.search_fold(barcode) LIKE products.search_fold('%éclair%')"
+                )
+            )
+        )
+    assert "ix_items_name_trgm" in plan and "ix_items_barcode_trgm" in plan, plan
+
+
+@pytest.mark.parametrize("path", ["/api/products_all", "/api/products"])
+def test_bad_query_parameters_never_fail(seller: ApiClient, path: str) -> None:
+    response = seller.get(
+        path,
+        params={
+            "page": "99999999999999999999",
+            "limit": "1e3",
+            "sort": "",
+            "order": "",
+            "view_mode": "",
+            "search": "%_\\'\";--",
+        },
+    )
+    assert response.status_code == 200, response.text
