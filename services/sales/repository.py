@@ -269,33 +269,42 @@ async def insert_sale(conn: AsyncConnection, sale: Sale, events: Sequence[Event]
 
 _LOCK_SALE = text(
     """
-    SELECT s.id, s.created_at, s.vendor_id, s.vendor_username, s.payment_method,
-           l.item_id, l.item_name, l.quantity, l.unit_price
-      FROM sales.sales s
-      LEFT JOIN sales.sale_lines l ON l.sale_id = s.id
-     WHERE s.id = :sale_id
-     ORDER BY l.id
-       FOR UPDATE OF s
+    SELECT id, created_at, vendor_id, vendor_username, payment_method
+      FROM sales.sales
+     WHERE id = :sale_id
+       FOR UPDATE
+    """
+)
+
+_SALE_LINES = text(
+    """
+    SELECT item_id, item_name, quantity, unit_price
+      FROM sales.sale_lines
+     WHERE sale_id = :sale_id
+     ORDER BY id
     """
 )
 
 
 async def lock_sale(conn: AsyncConnection, sale_id: int) -> Sale | None:
-    """The sale with its lines, its header row locked until the transaction ends."""
-    rows = (await conn.execute(_LOCK_SALE, {"sale_id": sale_id})).all()
-    if not rows:
+    """The sale with its lines, its header row locked until the transaction ends.
+
+    The lines are read by a second statement on purpose: under READ COMMITTED a statement that
+    waited for the lock still sees the rows of its own (older) snapshot, so lines read together
+    with the lock could predate a concurrent edit that committed meanwhile.
+    """
+    header = (await conn.execute(_LOCK_SALE, {"sale_id": sale_id})).first()
+    if header is None:
         return None
-    first = rows[0]
+    rows = (await conn.execute(_SALE_LINES, {"sale_id": sale_id})).all()
     return Sale(
-        id=first.id,
-        sold_at=first.created_at,
-        vendor_id=first.vendor_id,
-        vendor_username=first.vendor_username,
-        payment_method=first.payment_method,
+        id=header.id,
+        sold_at=header.created_at,
+        vendor_id=header.vendor_id,
+        vendor_username=header.vendor_username,
+        payment_method=header.payment_method,
         lines=tuple(
-            SaleLine(row.item_id, row.item_name, row.quantity, row.unit_price)
-            for row in rows
-            if row.item_id is not None
+            SaleLine(row.item_id, row.item_name, row.quantity, row.unit_price) for row in rows
         ),
     )
 
