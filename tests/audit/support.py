@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +40,21 @@ class User:
             ip=ip,
             issued_at=time.time(),
         )
+
+
+def fake_user(role: str = "vendedor") -> User:
+    """An actor id no real user has: its history holds exactly the events a test publishes."""
+    return User(8_000_000_000 + random.randrange(10**9), unique("ghost"), role)
+
+
+def api_available(stack: Stack, path: str) -> bool:
+    """True once the endpoint exists: it answers 400 to an empty body (404/502/503 before)."""
+    with stack.root() as root:
+        return root.post(path, json={}).status_code == 400
+
+
+def sales_api_available(stack: Stack) -> bool:
+    return api_available(stack, "/api/sales/bulk") and api_available(stack, "/api/products")
 
 
 def users_api_available(stack: Stack) -> bool:

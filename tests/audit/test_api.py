@@ -18,16 +18,12 @@ from tests.audit.support import (
     an_event,
     assert_error,
     event_at,
+    fake_user,
     login,
     publish,
     wait_for_records,
 )
 from tests.support.stack import Stack, unique
-
-
-def fake_user(role: str = "vendedor") -> User:
-    """An actor id no real user has: its history holds exactly the events a test publishes."""
-    return User(8_000_000_000 + random.randrange(10**9), unique("ghost"), role)
 
 
 def fake_product_id() -> int:
