@@ -17,7 +17,6 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from stockmanager.db import Database
 from stockmanager.embedded import free_port
 from stockmanager.supervisor import ProcessSpec, Supervisor
 from tests.notifications.support import Actor, login_cookie, new_actor, sse_session
@@ -82,13 +81,13 @@ def second_site(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest_asyncio.fixture
-async def seller(stack: Stack, db: Database) -> Actor:
-    return await new_actor(stack, db)
+async def seller(stack: Stack) -> Actor:
+    return await new_actor(stack)
 
 
 @pytest_asyncio.fixture
-async def admin(stack: Stack, db: Database) -> Actor:
-    return await new_actor(stack, db, "admin")
+async def admin(stack: Stack) -> Actor:
+    return await new_actor(stack, "admin")
 
 
 @pytest_asyncio.fixture

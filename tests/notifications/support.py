@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+import httpx
 import orjson
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -27,13 +27,6 @@ EVENT_STREAM = "stockmanager:events"
 T = TypeVar("T")
 
 
-@functools.cache
-def password_hash() -> str:
-    from services.users.passwords import hash_password
-
-    return hash_password(PASSWORD)
-
-
 @dataclass(frozen=True)
 class User:
     id: int
@@ -42,32 +35,56 @@ class User:
     password: str = PASSWORD
 
 
+_root_cookies: dict[str, str] = {}
+
+
+async def _as_root(
+    stack: Stack, method: str, path: str, body: dict[str, Any] | None = None
+) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
+        for _attempt in range(2):
+            cookie = _root_cookies.get(stack.base_url)
+            if cookie is None:
+                cookie = await login_cookie(stack.base_url, "root", stack.root_password)
+                _root_cookies[stack.base_url] = cookie
+            response = await client.request(
+                method, path, json=body, headers={"Cookie": f"session={cookie}"}
+            )
+            if response.status_code != 401:
+                return response
+            _root_cookies.pop(stack.base_url, None)  # session expired or revoked: log in again
+    raise AssertionError(f"root could not {method} {path}: {response.text}")
+
+
 async def create_user(
-    db: Database,
+    stack: Stack,
     *,
     role: str = "vendedor",
     status: int = 1,
     application: str = "accepted",
     prefix: str = "nt",
 ) -> User:
-    """A user row for tests. The users service has no user-management API yet, so test users are
-    written straight into `users.users` (tests only; services never do this)."""
+    """A user created through the public API (as root, or self-registered when pending)."""
     username = unique(prefix)
-    async with db.transaction() as conn:
-        user_id = await conn.scalar(
-            text(
-                "INSERT INTO users.users (username, email, password_hash, role, status, "
-                "application) VALUES (:u, :e, :h, :r, :s, :a) RETURNING id"
-            ),
-            {
-                "u": username,
-                "e": f"{username}@example.test",
-                "h": password_hash(),
-                "r": role,
-                "s": status,
-                "a": application,
-            },
-        )
+    body = {"username": username, "email": f"{username}@example.test", "password": PASSWORD}
+    if application == "pending":
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
+            registered = await client.post("/api/register", json=body)
+        assert registered.status_code == 201, registered.text
+        found = await _as_root(stack, "GET", f"/api/users?search={username}")
+        [user_id] = [u["id"] for u in found.json()["data"] if u["username"] == username]
+        if role != "vendedor":  # a pending application an admin already edited
+            promoted = await _as_root(
+                stack, "PUT", f"/api/users/{user_id}", {"role": role, "status": 1}
+            )
+            assert promoted.status_code == 200, promoted.text
+    else:
+        created = await _as_root(stack, "POST", "/api/users", {**body, "role": role})
+        assert created.status_code == 201, created.text
+        user_id = created.json()["id"]
+    if status == 0:
+        disabled = await _as_root(stack, "DELETE", f"/api/users/{user_id}")
+        assert disabled.status_code == 200, disabled.text
     return User(int(user_id), username, role)
 
 
@@ -79,8 +96,8 @@ class Actor:
     cookie: str
 
 
-async def new_actor(stack: Stack, db: Database, role: str = "vendedor") -> Actor:
-    user = await create_user(db, role=role)
+async def new_actor(stack: Stack, role: str = "vendedor") -> Actor:
+    user = await create_user(stack, role=role)
     return Actor(user, await login_cookie(stack.base_url, user.username))
 
 
@@ -177,14 +194,22 @@ async def notifications_of(db: Database, user_id: int) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in rows]
 
 
-async def find_stream_event(
+async def stream_message(
     redis: Redis, event_type: str, predicate: Callable[[dict[str, Any]], bool], count: int = 2000
-) -> dict[str, Any] | None:
-    for _id, fields in await redis.xrevrange(EVENT_STREAM, count=count):
+) -> tuple[str, dict[str, Any]] | None:
+    """The newest event of this type on the stream matching `predicate`: (message id, event)."""
+    for message_id, fields in await redis.xrevrange(EVENT_STREAM, count=count):
         payload = orjson.loads(fields[b"event"])
         if payload["type"] == event_type and predicate(payload):
-            return payload  # type: ignore[no-any-return]
+            return message_id.decode(), payload
     return None
+
+
+async def find_stream_event(
+    redis: Redis, event_type: str, predicate: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any] | None:
+    found = await stream_message(redis, event_type, predicate)
+    return found[1] if found else None
 
 
 # --- Server-Sent Events client --------------------------------------------------------------

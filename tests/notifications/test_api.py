@@ -146,7 +146,7 @@ async def test_all_limit_never_exceeds_one_hundred(
 async def test_mark_read_own_only(
     api: httpx.AsyncClient, admin: Actor, seller: Actor, stack: Stack, db: Database
 ) -> None:
-    other = await new_actor(stack, db)
+    other = await new_actor(stack)
     await create(api, admin, seller.user.id, "mía")
     [mine] = (await unread(api, seller))["notifications"]
 
@@ -178,7 +178,7 @@ async def test_mark_read_own_only(
 async def test_read_all_marks_only_the_callers(
     api: httpx.AsyncClient, admin: Actor, seller: Actor, stack: Stack, db: Database
 ) -> None:
-    other = await new_actor(stack, db)
+    other = await new_actor(stack)
     for number in range(3):
         await create(api, admin, seller.user.id, f"s{number}")
     await create(api, admin, other.user.id, "del otro")
@@ -193,7 +193,7 @@ async def test_read_all_marks_only_the_callers(
 
 
 async def test_create_validation(
-    api: httpx.AsyncClient, admin: Actor, seller: Actor, db: Database
+    api: httpx.AsyncClient, admin: Actor, seller: Actor, stack: Stack
 ) -> None:
     missing = "Faltan campos requeridos"
     for body in (
@@ -230,9 +230,9 @@ async def test_create_validation(
 
     unknown = await create(api, admin, 987654321012, "t")
     assert_error(unknown, 404, "Usuario no encontrado")
-    disabled = await create_user(db, status=0)
+    disabled = await create_user(stack, status=0)
     assert_error(await create(api, admin, disabled.id, "t"), 400, "El usuario no está activo")
-    pending = await create_user(db, application="pending")
+    pending = await create_user(stack, application="pending")
     assert_error(await create(api, admin, pending.id, "t"), 400, "El usuario no está activo")
     # Nothing was written by any refused request.
     assert (await unread(api, seller))["unread_count"] == 0

@@ -34,7 +34,7 @@ def _shape(row: dict[str, Any]) -> tuple[str, str, str]:
 
 
 async def test_sale_created_notifies_the_seller(stack: Stack, db: Database, redis: Redis) -> None:
-    seller = await create_user(db)
+    seller = await create_user(stack)
     event = event_for(
         EventType.SALE_CREATED,
         actor=seller,
@@ -65,7 +65,7 @@ async def test_sale_created_notifies_the_seller(stack: Stack, db: Database, redi
 async def test_sale_recorded_for_another_seller_goes_to_that_seller(
     stack: Stack, db: Database, redis: Redis
 ) -> None:
-    admin, seller = await create_user(db, role="admin"), await create_user(db)
+    admin, seller = await create_user(stack, role="admin"), await create_user(stack)
     last = await inject(
         redis,
         event_for(
@@ -89,7 +89,7 @@ async def test_sale_recorded_for_another_seller_goes_to_that_seller(
 async def test_product_and_bulk_events_notify_the_actor(
     stack: Stack, db: Database, redis: Redis
 ) -> None:
-    actor = await create_user(db, role="admin")
+    actor = await create_user(stack, role="admin")
     snapshot = {
         "id": 9,
         "barcode": "779",
@@ -179,11 +179,11 @@ async def test_product_and_bulk_events_notify_the_actor(
 async def test_low_stock_notifies_actor_and_every_active_admin_and_root_once(
     stack: Stack, db: Database, redis: Redis
 ) -> None:
-    seller = await create_user(db)
-    admin = await create_user(db, role="admin")
-    disabled_admin = await create_user(db, role="admin", status=0)
-    pending_admin = await create_user(db, role="admin", application="pending")
-    bystander = await create_user(db)
+    seller = await create_user(stack)
+    admin = await create_user(stack, role="admin")
+    disabled_admin = await create_user(stack, role="admin", status=0)
+    pending_admin = await create_user(stack, role="admin", application="pending")
+    bystander = await create_user(stack)
     event = event_for(
         EventType.STOCK_LOW,
         actor=seller,
@@ -216,20 +216,38 @@ async def test_low_stock_notifies_actor_and_every_active_admin_and_root_once(
         rows = [r for r in await notifications_of(db, int(root_id)) if r["message"] == expected[1]]
         return rows or None
 
+    async with db.connect() as conn:
+        from sqlalchemy import text
+
+        states = (
+            await conn.execute(
+                text(
+                    "SELECT id, role, status, application FROM users.directory WHERE id IN (:a, :b)"
+                ),
+                {"a": disabled_admin.id, "b": pending_admin.id},
+            )
+        ).all()
+    # The refused recipients really are admins, one disabled and one with a pending application.
+    assert sorted(tuple(row)[1:] for row in states) == [
+        ("admin", 0, "accepted"),
+        ("admin", 1, "pending"),
+    ]
     assert len(await eventually(root_rows)) == 1
     await consumed(redis, last)  # both copies handled: nothing more can arrive
     assert await notifications_of(db, bystander.id) == []
     assert len(await notifications_of(db, seller.id)) == 1
     assert len(await notifications_of(db, admin.id)) == 1
     assert len(await root_rows() or []) == 1
-    assert await notifications_of(db, disabled_admin.id) == []
-    assert await notifications_of(db, pending_admin.id) == []
+    for refused in (disabled_admin, pending_admin):
+        # (The pending one was told its account changed when root edited it; never low stock.)
+        rows = await notifications_of(db, refused.id)
+        assert all(row["title"] != "Stock bajo" for row in rows)
 
 
 async def test_low_stock_caused_by_an_admin_reaches_them_once(
     stack: Stack, db: Database, redis: Redis
 ) -> None:
-    admin = await create_user(db, role="admin")
+    admin = await create_user(stack, role="admin")
     event = event_for(
         EventType.STOCK_LOW,
         actor=admin,
@@ -252,7 +270,7 @@ async def test_low_stock_caused_by_an_admin_reaches_them_once(
 async def test_account_changed_by_admin_notifies_the_target_only(
     stack: Stack, db: Database, redis: Redis
 ) -> None:
-    admin, target = await create_user(db, role="admin"), await create_user(db)
+    admin, target = await create_user(stack, role="admin"), await create_user(stack)
     snapshot = {
         "id": target.id,
         "username": target.username,

@@ -134,7 +134,7 @@ async def test_read_read_all_and_delete_push_updates(
 async def test_consumer_notifications_are_pushed_and_stay_private(
     stack: Stack, http: aiohttp.ClientSession, db: Database, redis: Redis
 ) -> None:
-    alice, bob = await new_actor(stack, db), await new_actor(stack, db)
+    alice, bob = await new_actor(stack), await new_actor(stack)
     alice_stream = await open_stream(http, stack.base_url, alice.cookie)
     bob_stream = await open_stream(http, stack.base_url, bob.cookie)
     try:
@@ -252,7 +252,7 @@ async def test_closing_streams_releases_everything(
         return values == [0, 0, 0] and _established_to(gateway_pid, service_port) == 0
 
     await eventually(released, within=5.0)  # nothing left over from earlier tests
-    actors = [await new_actor(stack, db) for _ in range(4)]
+    actors = [await new_actor(stack) for _ in range(4)]
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, force_close=True),
         cookie_jar=aiohttp.DummyCookieJar(),
