@@ -1,0 +1,88 @@
+"""HTTP endpoints of the metrics service (thin: parse, call the service, shape the answer).
+
+The gateway's route map already limits `/api/metrics` and `/api/never-sold` to admin/root and
+`/api/stats` to logged-in users; the service checks the same again (CurrentUser / AdminUser).
+
+Reports read one REPEATABLE READ snapshot. When a report needs item sums that are not memoised
+yet (item_cache.py), the snapshot is left, the sums are computed and stored in their own short
+transaction, and the report starts over in a new snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.responses import Response
+
+from services.metrics import service
+from services.metrics.window import parse_window
+from stockmanager.http import json_response
+from stockmanager.service_app import AdminUser, CurrentUser, Runtime, ServiceRuntime
+from stockmanager.timefmt import today
+
+log = logging.getLogger("stockmanager.metrics")
+router = APIRouter()
+
+# Snapshots tried with the memo before answering without it (the rollups kept changing).
+MEMO_ATTEMPTS = 3
+
+Prepare = Callable[[AsyncConnection, bool], Awaitable[service.Prepared]]
+
+
+async def _report(runtime: ServiceRuntime, prepare: Prepare) -> dict[str, Any]:
+    for attempt in range(MEMO_ATTEMPTS + 1):
+        use_memo = attempt < MEMO_ATTEMPTS
+        async with runtime.db.connect() as conn:
+            await service.begin_snapshot(conn)
+            prepared = await prepare(conn, use_memo)
+            missing = await service.missing_memos(conn, prepared) if use_memo else {}
+            if not missing:
+                return await prepared.run(conn)
+        try:
+            async with runtime.transaction() as conn:
+                await service.fill_memos(conn, missing, prepared.version)
+        except DBAPIError:
+            log.warning("item-sums memo fill failed; retrying", exc_info=True)
+    raise AssertionError("unreachable: the last attempt runs without the memo")
+
+
+@router.get("/api/stats")
+async def stats(runtime: Runtime, caller: CurrentUser) -> Response:
+    tz = runtime.settings.tz
+    async with runtime.db.connect() as conn:
+        body = await service.get_stats(conn, tz, today(tz))
+    return json_response(body)
+
+
+@router.get("/api/metrics")
+async def metrics(
+    runtime: Runtime,
+    caller: AdminUser,
+    period: Annotated[str | None, Query()] = None,
+    date_from: Annotated[str | None, Query(alias="from")] = None,
+    date_to: Annotated[str | None, Query(alias="to")] = None,
+) -> Response:
+    tz = runtime.settings.tz
+    current_day = today(tz)
+    window = parse_window(period=period, date_from=date_from, date_to=date_to, today=current_day)
+
+    async def prepare(conn: AsyncConnection, use_memo: bool) -> service.Prepared:
+        return await service.prepare_metrics(conn, window, tz, current_day, use_memo=use_memo)
+
+    return json_response(await _report(runtime, prepare))
+
+
+@router.get("/api/never-sold")
+async def never_sold(runtime: Runtime, caller: AdminUser) -> Response:
+    tz = runtime.settings.tz
+    current_day = today(tz)
+
+    async def prepare(conn: AsyncConnection, use_memo: bool) -> service.Prepared:
+        return await service.prepare_never_sold(conn, tz, current_day, use_memo=use_memo)
+
+    return json_response(await _report(runtime, prepare))

@@ -1,0 +1,96 @@
+"""The reporting window of `/api/metrics` and its comparison window.
+
+Upstream: `period` days ending today (default 7), or `from`..`to` when both are given; the
+previous window has the same length and ends the day before the current one starts. Days are
+business-time-zone calendar days. Choices where upstream is silent or broken (docs/api/metrics.md):
+
+- a malformed `from`/`to` (not a real `YYYY-MM-DD` date) is 400, never a 500;
+- `from` after `to` is 400;
+- only `from`: the window runs from it to today; only `to`: `period` days ending on it;
+- `period` must be an integer from 1 to MAX_DAYS (400 otherwise; upstream silently used 7 for a
+  non-integer and broke on zero or negative values); it is ignored when both dates are given;
+- no window may be longer than MAX_DAYS days (400).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from stockmanager.errors import ValidationFailed
+from stockmanager.timefmt import parse_date
+
+DEFAULT_PERIOD = 7
+MAX_DAYS = 3660  # ten years of daily points is already more than a chart can show
+
+INVALID_DATE = "Fecha inválida: use el formato YYYY-MM-DD"
+INVALID_PERIOD = f"El período debe ser un número entero de días entre 1 y {MAX_DAYS}"
+FROM_AFTER_TO = "La fecha 'from' no puede ser posterior a 'to'"
+RANGE_TOO_LONG = f"El rango de fechas no puede superar {MAX_DAYS} días"
+OUT_OF_RANGE = "Rango de fechas fuera de los límites admitidos"
+
+# The previous window must stay representable, and so must the day after `end`.
+_EARLIEST = date(1, 1, 1) + timedelta(days=MAX_DAYS + 1)
+_LATEST = date(9999, 12, 30)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: date
+    end: date
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    @property
+    def previous(self) -> Window:
+        return Window(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
+
+    def each_day(self) -> list[date]:
+        return [self.start + timedelta(days=offset) for offset in range(self.days)]
+
+
+def _date_param(value: str | None) -> date | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return parse_date(value.strip())
+    except ValueError as exc:
+        raise ValidationFailed(INVALID_DATE) from exc
+
+
+def _period_param(value: str | None) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_PERIOD
+    text = value.strip()
+    if not text.lstrip("+-").isdigit():
+        raise ValidationFailed(INVALID_PERIOD)
+    period = int(text)
+    if not 1 <= period <= MAX_DAYS:
+        raise ValidationFailed(INVALID_PERIOD)
+    return period
+
+
+def parse_window(
+    *, period: str | None, date_from: str | None, date_to: str | None, today: date
+) -> Window:
+    start = _date_param(date_from)
+    end = _date_param(date_to)
+    if start is None or end is None:
+        days = _period_param(period)
+        if start is not None:
+            end = today
+        elif end is not None:
+            start = end - timedelta(days=days - 1) if end >= _EARLIEST else end
+        else:
+            end = today
+            start = today - timedelta(days=days - 1)
+    assert start is not None and end is not None
+    if start > end:
+        raise ValidationFailed(FROM_AFTER_TO)
+    if (end - start).days + 1 > MAX_DAYS:
+        raise ValidationFailed(RANGE_TOO_LONG)
+    if start < _EARLIEST or end > _LATEST:
+        raise ValidationFailed(OUT_OF_RANGE)
+    return Window(start, end)
