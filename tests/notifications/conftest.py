@@ -85,12 +85,14 @@ async def seller(stack: Stack) -> Actor:
     return await new_actor(stack)
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(scope="session")
 async def admin(stack: Stack) -> Actor:
+    """One admin shared by the tests (it mostly acts; assertions about what it receives filter
+    by unique product names or titles)."""
     return await new_actor(stack, "admin")
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(scope="session")
 async def root_cookie(stack: Stack) -> str:
     return await login_cookie(stack.base_url, "root", stack.root_password)
 

@@ -252,7 +252,7 @@ async def test_closing_streams_releases_everything(
         return values == [0, 0, 0] and _established_to(gateway_pid, service_port) == 0
 
     await eventually(released, within=5.0)  # nothing left over from earlier tests
-    actors = [await new_actor(stack) for _ in range(4)]
+    actors = [await new_actor(stack) for _ in range(2)]
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, force_close=True),
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -260,20 +260,20 @@ async def test_closing_streams_releases_everything(
         for _round in range(2):
             streams = await asyncio.gather(
                 *(
-                    open_stream(session, second_site.gateway_url, actors[i % 4].cookie)
+                    open_stream(session, second_site.gateway_url, actors[i % 2].cookie)
                     for i in range(40)
                 )
             )
             await asyncio.gather(*(s.next_event("init") for s in streams))
             assert await metric(url, "stockmanager_notifications_sse_streams") == 40
-            assert await metric(url, "stockmanager_notifications_sse_users") == 4
+            assert await metric(url, "stockmanager_notifications_sse_users") == 2
             assert _established_to(gateway_pid, service_port) >= 40
             await asyncio.gather(*(s.close() for s in streams))
             await eventually(released, within=5.0)
 
         # Clients that hang up while the request is still in flight (before or while the
         # stream starts) leave nothing behind either.
-        for delay in (0.0, 0.005, 0.02, 0.05):
+        for delay in (0.0, 0.01, 0.05):
             pending = [
                 asyncio.create_task(open_stream(session, second_site.gateway_url, actors[0].cookie))
                 for _ in range(10)
