@@ -54,6 +54,40 @@ FIELD_LABELS: dict[str, str] = {
     "value": "Valor",
 }
 
+# Display order of fields in descriptions. Payloads that went through a JSONB outbox arrive
+# with their keys reordered (shortest first), so the order is fixed here, not taken from them.
+DISPLAY_ORDER: dict[str, int] = {
+    key: rank
+    for rank, key in enumerate(
+        (
+            "barcode",
+            "name",
+            "description",
+            "price",
+            "quantity",
+            "min_quantity",
+            "expiration_date",
+            "username",
+            "email",
+            "role",
+            "status",
+            "application",
+            "vendor_username",
+            "vendor_id",
+            "payment_method",
+            "total",
+            "items",
+            "sale_id",
+            "user_id",
+            "title",
+            "message",
+            "type",
+            "key",
+            "value",
+        )
+    )
+}
+
 MONEY_FIELDS = frozenset({"price", "old_price", "new_price", "total", "unit_price", "subtotal"})
 # Never part of a description (identity is given separately; secrets are never stored).
 HIDDEN_FIELDS = frozenset(
@@ -65,6 +99,12 @@ SYSTEM_SET_ON_CREATE = frozenset({"status", "application", "sale_id", "vendor_id
 
 MAX_TEXT = 200  # a quoted value longer than this is cut (descriptions stay readable)
 MAX_LIST_ITEMS = 50  # bulk descriptions list this many products, then "… y N más"
+
+
+def ordered(keys: Iterable[str]) -> list[str]:
+    """Known fields in DISPLAY_ORDER, then any others alphabetically."""
+    unique = list(dict.fromkeys(keys))
+    return sorted(unique, key=lambda k: (DISPLAY_ORDER.get(k, len(DISPLAY_ORDER)), k))
 
 
 def entity_label(entity_type: str) -> str:
@@ -155,10 +195,11 @@ def created(entity_type: str, values: Mapping[str, Any] | None, *, verb: str = "
     """`Nuevo Producto creado — Nombre: 'x', Precio: '$1,234.50', …`."""
     adjective = _agree(entity_type, "Nuevo", "Nueva")
     head = f"{adjective} {entity_label(entity_type)} {_agree(entity_type, verb, verb[:-1] + 'a')}"
+    values = values or {}
     fields = [
-        f"{field_label(key)}: {quoted(key, value, creation=True)}"
-        for key, value in (values or {}).items()
-        if key not in HIDDEN_FIELDS and key not in SYSTEM_SET_ON_CREATE and value is not None
+        f"{field_label(key)}: {quoted(key, values[key], creation=True)}"
+        for key in ordered(values)
+        if key not in HIDDEN_FIELDS and key not in SYSTEM_SET_ON_CREATE and values[key] is not None
     ]
     return f"{head} — {', '.join(fields)}" if fields else head
 
@@ -172,7 +213,7 @@ def changes(
     extra = list(extra)
     if before is None or after is None:
         return "; ".join(["Cambios registrados (snapshot parcial)", *extra])
-    keys = [*after.keys(), *(k for k in before if k not in after)]
+    keys = ordered([*after.keys(), *before.keys()])
     parts = [
         f"{field_label(key)}: {quoted(key, before.get(key))} → {quoted(key, after.get(key))}"
         for key in keys

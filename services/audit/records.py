@@ -248,7 +248,8 @@ def _settings_updated(event: Event) -> Change:
 
 
 def _notification_created(event: Event) -> Change:
-    return Change("create", describe.created("notification", event.data), new=event.data)
+    snapshot = event.after or event.data
+    return Change("create", describe.created("notification", snapshot), new=snapshot)
 
 
 def _notification_deleted(event: Event) -> Change:

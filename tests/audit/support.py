@@ -6,7 +6,8 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy import text
 
 from stockmanager.db import Database
 from stockmanager.events import Event, new_event
-from stockmanager.identity import Identity
+from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
 from tests.support.factories import create_user_row
 from tests.support.stack import ApiClient, Stack, unique
 
@@ -47,9 +48,22 @@ def fake_user(role: str = "vendedor") -> User:
     return User(8_000_000_000 + random.randrange(10**9), unique("ghost"), role)
 
 
+_ROOT_CLIENTS: dict[str, ApiClient] = {}
+
+
+@contextmanager
+def as_root(stack: Stack) -> Iterator[ApiClient]:
+    """A logged-in root client, reused across tests (a login costs an Argon2 verification)."""
+    client = _ROOT_CLIENTS.get(stack.base_url)
+    if client is None or client.get("/api/session").status_code != 200:
+        client = stack.root()
+        _ROOT_CLIENTS[stack.base_url] = client
+    yield client
+
+
 def api_available(stack: Stack, path: str) -> bool:
     """True once the endpoint exists: it answers 400 to an empty body (404/502/503 before)."""
-    with stack.root() as root:
+    with as_root(stack) as root:
         return root.post(path, json={}).status_code == 400
 
 
@@ -59,7 +73,7 @@ def sales_api_available(stack: Stack) -> bool:
 
 def users_api_available(stack: Stack) -> bool:
     """True once the users service serves POST /api/users (it answers 400 to an empty body)."""
-    with stack.root() as root:
+    with as_root(stack) as root:
         return root.post("/api/users", json={}).status_code == 400
 
 
@@ -67,7 +81,7 @@ def create_user(stack: Stack, database_url: str, role: str, prefix: str = "aud")
     """Through the API when the users service has it; straight into users.users until then."""
     username = unique(prefix)
     if users_api_available(stack):
-        with stack.root() as root:
+        with as_root(stack) as root:
             response = root.post(
                 "/api/users",
                 json={
@@ -155,3 +169,47 @@ def assert_error(response: httpx.Response, status: int, message: str | None = No
     assert isinstance(body.get("code"), str)
     if message is not None:
         assert body["error"] == message
+
+
+def create_product(stack: Stack, stock: int, price: float = 10.5) -> int:
+    """A product through the API (min_quantity 0: no low-stock noise); returns its id."""
+    barcode = unique("77")[:20]
+    with as_root(stack) as root:
+        response = root.post(
+            "/api/products",
+            json={
+                "barcode": barcode,
+                "name": unique("P")[:25],
+                "quantity": stock,
+                "min_quantity": 0,
+                "price": price,
+            },
+        )
+        assert response.status_code == 201, response.text
+        listed = root.get("/api/products_all", params={"search": barcode}).json()["data"]
+    return int(next(p["id"] for p in listed if p["barcode"] == barcode))
+
+
+def direct_sale(
+    client: httpx.Client,
+    stack: Stack,
+    seller: User,
+    product: int,
+    request_id: str,
+    ip: str = "203.0.113.9",
+) -> httpx.Response:
+    """POST /api/sales/bulk straight to the sales service with a signed gateway identity."""
+    identity = Identity(
+        user_id=seller.id,
+        username=seller.username,
+        role=seller.role,
+        request_id=request_id,
+        ip=ip,
+        issued_at=time.time(),
+    )
+    secret = stack.env["STOCKMANAGER_INTERNAL_SECRET"]
+    return client.post(
+        "/api/sales/bulk",
+        json={"items": [{"item_id": product, "quantity": 1}]},
+        headers={IDENTITY_HEADER: sign_identity(identity, secret)},
+    )

@@ -16,6 +16,7 @@ from stockmanager.events import Event, EventType
 from tests.audit.support import (
     User,
     an_event,
+    as_root,
     assert_error,
     event_at,
     fake_user,
@@ -60,7 +61,7 @@ def test_who_may_read_what(
         assert_error(client.get("/api/all"), 403, "Permiso denegado")
         trail = client.get("/api/entity/product/1")
         assert trail.status_code == 200 and trail.json()["entity_type"] == "product"
-    with stack.root() as client:
+    with as_root(stack) as client:
         assert client.get(f"/api/user/{vendedor.id}").status_code == 200
         assert client.get("/api/all", params={"limit": 1}).status_code == 200
 
@@ -110,7 +111,7 @@ async def test_history_shape_order_and_tie_break(stack: Stack, redis: Redis, db:
         an_event(EventType.LOGOUT, actor, "user", actor.id), "2020-03-02T12:00:00+00:00"
     )
     rows = await publish_and_wait(redis, db, [first, tie_a, tie_b])
-    with stack.root() as client:
+    with as_root(stack) as client:
         body = client.get(f"/api/user/{actor.id}").json()
     assert body["total"] == 3
     assert [r["action"] for r in body["records"]] == ["logout", "login", "create"]
@@ -156,7 +157,7 @@ async def test_filters_action_dates_limit_offset(stack: Stack, redis: Redis, db:
     await publish_and_wait(redis, db, events)
 
     def fetch(**params: Any) -> dict[str, Any]:
-        with stack.root() as client:
+        with as_root(stack) as client:
             response = client.get(f"/api/user/{actor.id}", params=params)
         assert response.status_code == 200, response.text
         return response.json()
@@ -195,7 +196,7 @@ async def test_filters_action_dates_limit_offset(stack: Stack, redis: Redis, db:
     ],
 )
 def test_malformed_dates_are_400(stack: Stack, root_user: User, params: dict[str, str]) -> None:
-    with stack.root() as client:
+    with as_root(stack) as client:
         for path in (f"/api/user/{root_user.id}", "/api/all", "/api/entity/product/1"):
             response = client.get(path, params=params)
             assert_error(response, 400)
@@ -212,7 +213,7 @@ async def test_limit_is_clamped_to_500(stack: Stack, redis: Redis, db: Database)
         for i in range(501)
     ]
     await publish_and_wait(redis, db, events)
-    with stack.root() as client:
+    with as_root(stack) as client:
         everything = client.get(f"/api/user/{actor.id}", params={"limit": 100000}).json()
         rest = client.get(f"/api/user/{actor.id}", params={"limit": 500, "offset": 500}).json()
         default = client.get(f"/api/user/{actor.id}").json()
@@ -245,7 +246,7 @@ async def test_all_lists_every_actor_newest_first(stack: Stack, redis: Redis, db
         event_at(an_event(EventType.LOGOUT, two, "user", two.id), at(2)),
     ]
     await publish_and_wait(redis, db, events)
-    with stack.root() as client:
+    with as_root(stack) as client:
         body = client.get("/api/all", params={"from": at(0), "to": at(2)}).json()
         assert client.get("/api/all", params={"from": at(1), "to": at(1)}).json()["total"] == 1
     assert body["total"] == 3
@@ -258,7 +259,7 @@ async def test_all_lists_every_actor_newest_first(stack: Stack, redis: Redis, db
     assert failed["username"] is None and failed["role"] is None
     assert one.username in failed["description"]
     # Anonymous records belong to no user, not even the one whose name was typed.
-    with stack.root() as client:
+    with as_root(stack) as client:
         own = client.get(f"/api/user/{one.id}").json()
     assert [r["action"] for r in own["records"]] == ["login"]
 
@@ -437,7 +438,7 @@ def test_login_logout_and_failed_login_through_the_gateway(
 
     deadline = time.monotonic() + 30
     while True:
-        with stack.root() as client:
+        with as_root(stack) as client:
             listed = client.get("/api/all", params={"action": "LOGIN", "limit": 500}).json()
             outs = client.get("/api/all", params={"action": "logout", "limit": 500}).json()
         found = by_request(listed["records"] + outs["records"])

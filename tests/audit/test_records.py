@@ -58,6 +58,20 @@ def test_product_created_lists_fields_with_labels_and_money() -> None:
     assert record.status == "success"
 
 
+def test_descriptions_do_not_depend_on_key_order() -> None:
+    # Payloads read back from a JSONB outbox have their keys reordered.
+    shuffled = dict(sorted(PRODUCT.items(), key=lambda item: (len(item[0]), item[0])))
+    one = record_for(event(EventType.PRODUCT_CREATED, after=PRODUCT))
+    two = record_for(event(EventType.PRODUCT_CREATED, after=shuffled))
+    assert one is not None and two is not None and one.description == two.description
+    before = dict(reversed(list({**PRODUCT, "price": 1.0}.items())))
+    three = record_for(
+        event(EventType.PRODUCT_UPDATED, before=before, after={**shuffled, "name": "X"})
+    )
+    assert three is not None
+    assert three.description == "Cambios: Nombre: 'Yerba 1kg' → 'X'; Precio: '1.0' → '1234.5'"
+
+
 def test_product_update_describes_only_changed_fields() -> None:
     before = {**PRODUCT, "price": 10.0}
     after = {**PRODUCT, "price": 12.0, "name": "Yerba 2kg"}

@@ -14,7 +14,6 @@ Redis is back.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -31,16 +30,17 @@ from stockmanager.cli import migrate
 from stockmanager.db import Database
 from stockmanager.embedded import EmbeddedRedis, free_port
 from stockmanager.events import EventType
-from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
 from tests.audit.support import (
+    User,
     an_event,
+    create_product,
+    direct_sale,
     fake_user,
     publish,
     sales_api_available,
     wait_for_records,
     wait_until,
 )
-from tests.audit.test_delivery import create_product
 from tests.support.stack import Stack, start_stack, unique
 
 
@@ -100,30 +100,19 @@ def test_sales_during_redis_outage_are_all_audited(site: Site) -> None:
     product = create_product(stack, 1000)
     with stack.root() as root:
         root_id = int(root.get("/api/session").json()["user_id"])
-    secret = stack.env["STOCKMANAGER_INTERNAL_SECRET"]
     tag = unique("outage-")
     sold: list[int] = []
     failures: list[str] = []
     stop = threading.Event()
+
+    root = User(root_id, "root", "root")
 
     def burst() -> None:
         with httpx.Client(base_url=stack.service_urls["sales"][0], timeout=30) as client:
             index = 0
             while not stop.is_set():
                 index += 1
-                identity = Identity(
-                    user_id=root_id,
-                    username="root",
-                    role="root",
-                    request_id=f"{tag}-{index}",
-                    ip="203.0.113.9",
-                    issued_at=time.time(),
-                )
-                response = client.post(
-                    "/api/sales/bulk",
-                    json={"items": [{"item_id": product, "quantity": 1}]},
-                    headers={IDENTITY_HEADER: sign_identity(identity, secret)},
-                )
+                response = direct_sale(client, stack, root, product, f"{tag}-{index}")
                 if response.status_code != 201:
                     failures.append(f"{response.status_code} {response.text}")
                     return
