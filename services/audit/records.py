@@ -9,6 +9,8 @@ update that crossed the threshold), not a change of its own.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +19,8 @@ from typing import Any
 from services.audit import describe
 from services.audit.refused import action_for_request
 from stockmanager.events import Event, EventType
+
+log = logging.getLogger("audit.records")
 
 SECRET_KEYS = frozenset({"password", "password_hash", "new_password", "code", "token"})
 NOT_AUDITED = frozenset({EventType.STOCK_LOW.value})
@@ -73,13 +77,28 @@ def without_secrets(value: Any) -> Any:
     return value
 
 
+_BIGINT = 2**63
+
+
 def as_int(value: Any) -> int | None:
+    """An id for a bigint column, or None (bools, non-numbers and out-of-range values)."""
     if isinstance(value, bool):
         return None
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if -_BIGINT <= number < _BIGINT else None
+
+
+def as_token(value: Any, limit: int, default: str) -> str:
+    """A lower-case ASCII name (action, entity type): what the CHECK constraints accept."""
+    token = re.sub(r"[^a-z0-9_]+", "_", str(value or "").lower()).strip("_")[:limit]
+    return token or default
+
+
+def as_text(value: Any, limit: int = 200) -> str | None:
+    return None if value is None else str(value)[:limit]
 
 
 def as_ip(value: Any) -> str | None:
@@ -99,7 +118,7 @@ def as_time(value: Any) -> datetime:
 
 def _entity(event: Event) -> tuple[str, int | None]:
     entity = event.entity or {}
-    return str(entity.get("type") or "system").lower()[:32], as_int(entity.get("id"))
+    return as_token(entity.get("type"), 32, "system"), as_int(entity.get("id"))
 
 
 def _name(event: Event, key: str = "name") -> Any:
@@ -352,10 +371,43 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
+# The action of each known type when its payload cannot be described (see record_for).
+FALLBACK_ACTIONS: dict[str, str] = {
+    EventType.LOGIN_SUCCEEDED: "login",
+    EventType.LOGIN_FAILED: "login",
+    EventType.LOGOUT: "logout",
+    EventType.PRODUCT_CREATED: "create",
+    EventType.PRODUCT_UPDATED: "update",
+    EventType.PRODUCT_DISABLED: "delete",
+    EventType.PRODUCT_ACTIVATED: "activate",
+    EventType.PRODUCT_PRICES_BULK_UPDATED: "update_price_bulk",
+    EventType.PRODUCT_STOCK_BULK_UPDATED: "stock_update_bulk",
+    EventType.PRODUCTS_IMPORTED: "import",
+    EventType.SALE_CREATED: "create",
+    EventType.SALE_UPDATED: "update",
+    EventType.USER_CREATED: "create",
+    EventType.USER_UPDATED: "update",
+    EventType.USER_DISABLED: "delete",
+    EventType.USER_REGISTERED: "register",
+    EventType.USER_PASSWORD_CHANGED: "change_password",
+    EventType.USER_PASSWORD_RESET_REQUESTED: "reset_password",
+    EventType.USER_PASSWORD_RESET: "change_password",
+    EventType.APPLICATION_APPROVED: "approve",
+    EventType.APPLICATION_REJECTED: "reject",
+    EventType.SETTINGS_UPDATED: "update",
+    EventType.NOTIFICATION_CREATED: "create",
+    EventType.NOTIFICATION_DELETED: "delete",
+    EventType.DEBUG_COMMAND_RUN: "debug_command",
+}
+
+
 def _unknown(event: Event) -> Change:
-    """A type this version does not know yet: still recorded, in upstream's generic form."""
+    """A type this version does not know (or a payload it cannot describe): still recorded,
+    with upstream's generic description."""
     entity_type, entity_id = _entity(event)
-    action = event.type.rsplit(".", 1)[-1].lower()[:64] or "event"
+    action = FALLBACK_ACTIONS.get(event.type) or as_token(
+        str(event.type).rsplit(".", 1)[-1], 64, "event"
+    )
     return Change(
         action, describe.generic(action, entity_type, entity_id), old=event.before, new=event.after
     )
@@ -365,24 +417,28 @@ def record_for(event: Event) -> AuditRecord | None:
     """The audit record of `event`, or None for the types that are not audited."""
     if event.type in NOT_AUDITED:
         return None
-    change = BUILDERS.get(event.type, _unknown)(event)
+    try:
+        change = BUILDERS.get(event.type, _unknown)(event)
+    except Exception:
+        log.exception("describing event failed", extra={"event_id": event.id})
+        change = _unknown(event)
     entity_type, entity_id = _entity(event)
-    actor = event.actor or {}
+    actor = event.actor if isinstance(event.actor, Mapping) else {}
     user_id = as_int(actor.get("id"))
     return AuditRecord(
         event_id=event.id,
-        event_type=event.type[:64],
+        event_type=str(event.type)[:64],
         occurred_at=as_time(event.occurred_at),
         user_id=user_id,
-        username=actor.get("username") if user_id is not None else None,
-        role=actor.get("role") if user_id is not None else None,
-        action=change.action.lower()[:64],
+        username=as_text(actor.get("username")) if user_id is not None else None,
+        role=as_text(actor.get("role"), 20) if user_id is not None else None,
+        action=as_token(change.action, 64, "event"),
         entity_type=entity_type,
         entity_id=entity_id,
         old_value=without_secrets(change.old),
         new_value=without_secrets(change.new),
         description=change.description,
         ip_address=as_ip(event.ip),
-        request_id=(event.request_id or None) and str(event.request_id)[:200],
+        request_id=as_text(event.request_id or None),
         status="error" if event.status == "error" else "success",
     )

@@ -414,3 +414,29 @@ def test_bad_ip_and_entity_id_do_not_break_the_record() -> None:
     )
     record = record_for(event(EventType.PRODUCT_UPDATED, entity_id=None, identity=weird))
     assert record is not None and record.ip_address is None and record.entity_id is None
+
+
+def test_a_payload_that_cannot_be_described_is_still_recorded() -> None:
+    odd = record_for(
+        event(EventType.PRODUCT_UPDATED, before=["not", "a", "dict"], after={"price": 1})
+    )  # type: ignore[arg-type]
+    assert odd is not None
+    assert (odd.action, odd.entity_id) == ("update", 12)
+    assert odd.description == "Actualización de Producto #12"
+    assert odd.old_value == ["not", "a", "dict"]
+    strange = record_for(event("Weird.Ünïcode Type!", entity_type="Odd Thing", entity_id=2**70))
+    assert strange is not None
+    assert (strange.action, strange.entity_type, strange.entity_id) == (
+        "n_code_type",
+        "odd_thing",
+        None,
+    )
+
+
+def test_fallback_actions_match_the_builders() -> None:
+    from services.audit.records import BUILDERS, FALLBACK_ACTIONS
+
+    assert set(FALLBACK_ACTIONS) == set(BUILDERS) - {EventType.REQUEST_REFUSED}
+    for event_type, action in FALLBACK_ACTIONS.items():
+        record = record_for(event(event_type, data={}))
+        assert record is not None and record.action == action, event_type
