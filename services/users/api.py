@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
-from services.users import applications, schemas, service
+from services.users import applications, repository, schemas, service
 from stockmanager.errors import ValidationFailed
 from stockmanager.http import json_object, json_response
 from stockmanager.pagination import parse_page
@@ -28,8 +28,18 @@ async def verify_credentials(runtime: Runtime, caller: AnyCaller, body: JsonBody
         raise ValidationFailed("Usuario y contraseña requeridos")
     if not identifier.strip() or not password:
         raise ValidationFailed("Usuario y contraseña requeridos")
-    async with runtime.transaction() as conn:
-        user = await service.check_credentials(conn, identifier, password)
+    # No connection is held while Argon2 runs (it is slow on purpose).
+    async with runtime.db.connect() as conn:
+        row = await repository.find_by_login(conn, identifier)
+    user = await service.authenticate(row, password)
+    new_hash = await service.upgraded_hash(row, password)
+    if new_hash is not None:
+        # Upstream hashes become Argon2id; compare-and-set, so a concurrent password change
+        # is never overwritten with the old password.
+        async with runtime.transaction() as conn:
+            await repository.replace_password_hash(
+                conn, user.user_id, old_hash=row.password_hash, new_hash=new_hash
+            )
     return json_response(schemas.credentials_response(user.user_id, user.username, user.role))
 
 

@@ -14,13 +14,15 @@ from stockmanager.service_app import ServiceRuntime, create_service_app
 
 
 async def _start_mail(runtime: ServiceRuntime) -> None:
-    runtime.extras["mail"] = MailDispatcher(mailer_for(runtime.settings))
+    dispatcher = MailDispatcher(mailer_for(runtime.settings))
+    dispatcher.start()
+    runtime.extras["mail"] = dispatcher
 
 
 async def _drain_mail(runtime: ServiceRuntime) -> None:
     dispatcher: MailDispatcher | None = runtime.extras.get("mail")
     if dispatcher is not None:
-        await dispatcher.drain()
+        await dispatcher.stop()
 
 
 def create_app() -> FastAPI:

@@ -73,17 +73,33 @@ def mailer_for(settings: UsersSettings) -> Mailer:
 
 
 class MailDispatcher:
-    """Sends mail in the background, keeps the tasks referenced, and drains them at shutdown."""
+    """Sends mail in the background, one message at a time and in the order dispatched (so a
+    user who asks twice gets the newer code last), and drains the queue at shutdown."""
 
-    def __init__(self, mailer: Mailer, *, retries: int = 2) -> None:
+    def __init__(self, mailer: Mailer, *, retries: int = 2, queue_size: int = 1000) -> None:
         self.mailer = mailer
         self.retries = retries
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.queue: asyncio.Queue[EmailMessage] = asyncio.Queue(maxsize=queue_size)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="users-mail")
 
     def dispatch(self, message: EmailMessage) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            log.error(
+                "mail queue full, message dropped", extra={"mail_subject": message["Subject"]}
+            )
+
+    async def _run(self) -> None:
+        while True:
+            message = await self.queue.get()
+            try:
+                await self._deliver(message)
+            finally:
+                self.queue.task_done()
 
     async def _deliver(self, message: EmailMessage) -> None:
         for attempt in range(self.retries + 1):
@@ -104,13 +120,14 @@ class MailDispatcher:
                 )
                 return
 
-    async def drain(self) -> None:
-        """Give mail in flight a bounded chance to go out before the process stops."""
-        if self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*self._tasks, return_exceptions=True), DRAIN_SECONDS
-                )
+    async def stop(self) -> None:
+        """Give queued mail a bounded chance to go out, then stop the worker."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.join(), DRAIN_SECONDS)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 def reset_code_message(sender: str, recipient: str, code: str, ttl_minutes: int) -> EmailMessage:

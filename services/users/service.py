@@ -125,13 +125,12 @@ class VerifiedUser:
     role: str
 
 
-async def check_credentials(conn: AsyncConnection, identifier: str, password: str) -> VerifiedUser:
-    """The login check, in the order decisions §2 fixes.
+async def authenticate(user: Any | None, password: str) -> VerifiedUser:
+    """The login check on a user row read beforehand, in the order decisions §2 fixes.
 
     A wrong password is always 401; only a correct password on a disabled or pending account
-    reveals 403. Upstream hashes are upgraded to Argon2id on success.
+    reveals 403. Runs Argon2 in a thread and needs no database connection meanwhile.
     """
-    user = await repository.find_by_login(conn, identifier)
     if user is None:
         await asyncio.to_thread(passwords.burn_time, password)
         raise InvalidCredentials()
@@ -142,10 +141,14 @@ async def check_credentials(conn: AsyncConnection, identifier: str, password: st
         raise AccountDisabled()
     if user.role not in ROLES:
         raise InvalidRole()
-    if passwords.needs_rehash(user.password_hash):
-        new_hash = await asyncio.to_thread(passwords.hash_password, password)
-        await repository.set_password_hash(conn, user.id, new_hash)
     return VerifiedUser(user_id=user.id, username=user.username, role=user.role)
+
+
+async def upgraded_hash(user: Any, password: str) -> str | None:
+    """A fresh Argon2id hash when the stored one is an upstream (Werkzeug) or outdated hash."""
+    if not passwords.needs_rehash(user.password_hash):
+        return None
+    return await asyncio.to_thread(passwords.hash_password, password)
 
 
 # --- admin: create ----------------------------------------------------------------------------
