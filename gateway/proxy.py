@@ -90,6 +90,10 @@ class ServiceProxy:
         self.down_seconds = down_seconds
         self.pool_limit = pool_limit
         self.session: aiohttp.ClientSession | None = None
+        # Long-lived streams (SSE) get their own unbounded pool: each open stream holds a
+        # connection for as long as the client listens, and must never starve (or be refused
+        # by) the bounded pool that ordinary requests share.
+        self.stream_session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -101,10 +105,17 @@ class ServiceProxy:
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
+        self.stream_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
 
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
+        if self.stream_session is not None:
+            await self.stream_session.close()
 
     async def forward(
         self,
@@ -116,11 +127,12 @@ class ServiceProxy:
         *,
         stream: bool = False,
     ) -> UpstreamResponse:
-        assert self.session is not None
+        assert self.session is not None and self.stream_session is not None
+        session = self.stream_session if stream else self.session
         upstream = self.upstreams[service]
         for replica in upstream.order():
             try:
-                response = await self.session.request(
+                response = await session.request(
                     method,
                     replica.url + path_qs,
                     headers=headers,
