@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from services.products import csvio, importer, repository, schemas, service
@@ -15,7 +18,7 @@ from services.products.validation import validate_create
 from stockmanager.errors import NotFound
 from stockmanager.http import json_object, json_response
 from stockmanager.pagination import parse_page
-from stockmanager.service_app import AdminUser, CurrentUser, Runtime
+from stockmanager.service_app import AdminUser, CurrentUser, Runtime, ServiceRuntime
 from stockmanager.timefmt import now_utc
 
 router = APIRouter()
@@ -26,6 +29,15 @@ ALL_DEFAULT_LIMIT = 50
 ACTIVE_DEFAULT_LIMIT = 24
 MAX_LIMIT = 250
 MOVEMENTS_DEFAULT_LIMIT = 50
+
+
+@asynccontextmanager
+async def reading(runtime: ServiceRuntime) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads in autocommit: each read is one statement (one snapshot), so the
+    BEGIN/ROLLBACK round trips of a transaction would buy nothing."""
+    async with runtime.db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
 
 
 def product_query(request: Request, *, active_only: bool) -> ProductQuery:
@@ -50,11 +62,11 @@ async def _list(request: Request, runtime: Any, *, active_only: bool, default_li
         default_limit=default_limit,
         max_limit=MAX_LIMIT,
     )
-    tz = runtime.settings.tz
-    async with runtime.db.connect() as conn:
-        total = await repository.count_products(conn, query)
-        rows = await repository.list_products(conn, query, limit=page.limit, offset=page.offset)
-    return json_response(page.envelope([schemas.product(row, tz) for row in rows], total))
+    async with reading(runtime) as conn:
+        rows, total = await repository.list_page(
+            conn, query, limit=page.limit, offset=page.offset, tz=runtime.settings.timezone
+        )
+    return json_response(page.envelope([schemas.product(row) for row in rows], total))
 
 
 @router.get("/api/products_all")
@@ -72,7 +84,7 @@ async def autocomplete(request: Request, runtime: Runtime, caller: CurrentUser) 
     term = request.query_params.get("q", "").strip()
     if not term:
         return json_response([])
-    async with runtime.db.connect() as conn:
+    async with reading(runtime) as conn:
         rows = await repository.search_items(conn, term)
     return json_response([schemas.item(row) for row in rows])
 
@@ -80,10 +92,10 @@ async def autocomplete(request: Request, runtime: Runtime, caller: CurrentUser) 
 @router.get("/api/products/export")
 async def export_products(request: Request, runtime: Runtime, caller: AdminUser) -> Response:
     query = product_query(request, active_only=False)
-    async with runtime.db.connect() as conn:
-        rows = await repository.export_products(conn, query)
+    async with reading(runtime) as conn:
+        rows = await repository.export_products(conn, query, runtime.settings.timezone)
     tz = runtime.settings.tz
-    content = await asyncio.to_thread(csvio.export_csv, rows, tz)
+    content = await asyncio.to_thread(csvio.export_csv, rows)
     filename = f"stockly_productos_{now_utc().astimezone(tz):%Y%m%d_%H%M}.csv"
     return Response(
         content,
@@ -128,11 +140,11 @@ async def product_info(barcode: str, runtime: Runtime, caller: CurrentUser) -> R
 
 @router.get("/api/products/{product_id}")
 async def get_product(product_id: int, runtime: Runtime, caller: CurrentUser) -> Response:
-    async with runtime.db.connect() as conn:
-        row = await repository.get_product(conn, product_id)
+    async with reading(runtime) as conn:
+        row = await repository.get_product_display(conn, product_id, runtime.settings.timezone)
     if row is None:
         raise NotFound(schemas.NOT_FOUND)
-    return json_response(schemas.product(row, runtime.settings.tz))
+    return json_response(schemas.product(row))
 
 
 @router.post("/api/products")
@@ -176,7 +188,7 @@ async def product_movements(
         default_limit=MOVEMENTS_DEFAULT_LIMIT,
         max_limit=MAX_LIMIT,
     )
-    async with runtime.db.connect() as conn:
+    async with reading(runtime) as conn:
         if await repository.get_product(conn, product_id) is None:
             raise NotFound(schemas.NOT_FOUND)
         total = await repository.count_movements(conn, product_id)

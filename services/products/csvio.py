@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from services.products.validation import FieldError, validate_field
 from stockmanager.errors import UnsupportedMediaType, ValidationFailed
-from stockmanager.timefmt import local_str
 
 REQUIRED_COLUMNS = ("barcode", "name", "quantity", "price")
 OPTIONAL_COLUMNS = ("description", "min_quantity", "expiration_date")
@@ -206,7 +204,8 @@ def _safe(value: str | None) -> str:
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
-def export_csv(rows: Iterable[Any], tz: ZoneInfo) -> str:
+def export_csv(rows: Iterable[Any]) -> str:
+    """`rows` from `repository.display_columns` (times already local text)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
@@ -221,9 +220,9 @@ def export_csv(rows: Iterable[Any], tz: ZoneInfo) -> str:
                 row.min_quantity,
                 f"{row.price:.2f}",
                 row.status,
-                row.expiration_date.isoformat() if row.expiration_date else "",
-                local_str(row.created_at, tz) or "",
-                local_str(row.updated_at, tz) or "",
+                row.expiration_date or "",
+                row.created_at or "",
+                row.updated_at or "",
             )
         )
     return out.getvalue()

@@ -10,10 +10,15 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
+    Select,
+    String,
     and_,
     bindparam,
+    cast,
     func,
     insert,
+    literal,
     literal_column,
     or_,
     select,
@@ -40,6 +45,7 @@ PRODUCT_COLUMNS = (
     items.c.updated_at,
 )
 
+LOCAL_FORMAT = "YYYY-MM-DD HH24:MI:SS"  # upstream's local time format
 SORT_COLUMNS = {"name": "name", "stock": "quantity", "price": "price"}
 VIEW_MODES = ("all", "in_stock", "low_stock", "out_of_stock")
 
@@ -49,13 +55,14 @@ def fold(value: Any) -> ColumnElement[Any]:
     return func.products.search_fold(value)
 
 
-def contains(column: ColumnElement[Any], term: str) -> ColumnElement[bool]:
-    return fold(column).like(fold(like_contains(term)), escape=LIKE_ESCAPE)
+def contains(folded_column: ColumnElement[Any], term: str) -> ColumnElement[bool]:
+    """`term` anywhere in a `*_folded` column (served by its trigram index)."""
+    return folded_column.like(fold(like_contains(term)), escape=LIKE_ESCAPE)
 
 
-def starts_with(column: ColumnElement[Any], term: str) -> ColumnElement[bool]:
+def starts_with(folded_column: ColumnElement[Any], term: str) -> ColumnElement[bool]:
     # like_contains escapes the term; drop its leading % to anchor the match at the start.
-    return fold(column).like(fold(like_contains(term)[1:]), escape=LIKE_ESCAPE)
+    return folded_column.like(fold(like_contains(term)[1:]), escape=LIKE_ESCAPE)
 
 
 # Written with literal constants so the planner can match the partial low-stock indexes.
@@ -77,9 +84,12 @@ class ProductQuery:
         if self.active_only:
             clauses.append(items.c.status == literal_column("1"))
         if self.search:
-            matches = [contains(items.c.name, self.search), contains(items.c.barcode, self.search)]
+            matches = [
+                contains(items.c.name_folded, self.search),
+                contains(items.c.barcode_folded, self.search),
+            ]
             if not self.active_only:
-                matches.append(contains(items.c.description, self.search))
+                matches.append(contains(items.c.description_folded, self.search))
             clauses.append(or_(*matches))
         if self.active_only:
             if self.view_mode == "in_stock":
@@ -94,35 +104,101 @@ class ProductQuery:
             clauses.append(items.c.quantity == literal_column("0"))
         return clauses
 
-    def order_by(self) -> list[ColumnElement[Any]]:
-        column: ColumnElement[Any] = (
-            fold(items.c.name) if self.sort == "name" else items.c[SORT_COLUMNS[self.sort]]
-        )
+    def sort_key(self) -> ColumnElement[Any]:
+        # Names sort case-insensitively (folded), then by id like every other sort.
+        return items.c.name_folded if self.sort == "name" else items.c[SORT_COLUMNS[self.sort]]
+
+    def order_by(self, key: ColumnElement[Any] | None = None, id_column: Any = None) -> list[Any]:
+        key = self.sort_key() if key is None else key
+        id_column = items.c.id if id_column is None else id_column
         if self.order == "desc":
-            return [column.desc(), items.c.id.desc()]
-        return [column.asc(), items.c.id.asc()]
+            return [key.desc(), id_column.desc()]
+        return [key.asc(), id_column.asc()]
 
 
-async def count_products(conn: AsyncConnection, query: ProductQuery) -> int:
-    total = await conn.scalar(select(func.count()).select_from(items).where(*query.where()))
-    return int(total or 0)
+def display_columns(tz: str) -> tuple[ColumnElement[Any], ...]:
+    """Product columns ready for the wire, formatted by PostgreSQL (local times as upstream's
+    `YYYY-MM-DD HH:MM:SS` in the business zone, dates as text, money as a float): list pages
+    then cost no per-row date or Decimal work in Python."""
+    zone = literal(tz, String)
+    return (
+        items.c.id,
+        items.c.barcode,
+        items.c.name,
+        items.c.description,
+        items.c.quantity,
+        items.c.min_quantity,
+        cast(items.c.price, Float).label("price"),
+        items.c.status,
+        func.to_char(items.c.expiration_date, "YYYY-MM-DD").label("expiration_date"),
+        func.to_char(func.timezone(zone, items.c.created_at), LOCAL_FORMAT).label("created_at"),
+        func.to_char(func.timezone(zone, items.c.updated_at), LOCAL_FORMAT).label("updated_at"),
+    )
 
 
-async def list_products(
-    conn: AsyncConnection, query: ProductQuery, *, limit: int, offset: int
-) -> Sequence[Any]:
-    statement = (
-        select(*PRODUCT_COLUMNS)
+def count_statement(query: ProductQuery) -> Select[Any]:
+    return select(func.count()).select_from(items).where(*query.where())
+
+
+def page_statement(query: ProductQuery, *, limit: int, offset: int, tz: str) -> Select[Any]:
+    """One page and the total in one statement, in plan shapes that stay fast on large
+    catalogues (bench/results/products.md).
+
+    With a search term the trigram indexes find the matches once (a materialized CTE), and
+    both the total and the sorted page come from that set. The fence matters: the planner
+    misjudges how many rows match `'%term%'` and would otherwise walk the sort index filtering
+    row by row (30 ms instead of 2 ms on 50,000 products). Without a search the page's ids
+    are found first (index-only scans on the sort and partial low-stock indexes, cheap even
+    for deep offsets), the count uses the same indexes, and only the page's rows are fetched.
+    """
+    if query.search:
+        hits = (
+            select(items.c.id.label("hit_id"), query.sort_key().label("hit_key"))
+            .where(*query.where())
+            .cte("hits")
+            .prefix_with("MATERIALIZED")
+        )
+        total = select(func.count()).select_from(hits).scalar_subquery()
+        page = (
+            select(hits.c.hit_id, hits.c.hit_key)
+            .order_by(*query.order_by(hits.c.hit_key, hits.c.hit_id))
+            .limit(limit)
+            .offset(offset)
+            .subquery("page")
+        )
+        return (
+            select(*display_columns(tz), total.label("total"))
+            .join(page, items.c.id == page.c.hit_id)
+            .order_by(*query.order_by(page.c.hit_key, page.c.hit_id))
+        )
+    total = count_statement(query).scalar_subquery()
+    page_ids = (
+        select(items.c.id.label("page_id"))
         .where(*query.where())
         .order_by(*query.order_by())
         .limit(limit)
         .offset(offset)
+        .subquery("page")
     )
-    return (await conn.execute(statement)).all()
+    return (
+        select(*display_columns(tz), total.label("total"))
+        .join(page_ids, items.c.id == page_ids.c.page_id)
+        .order_by(*query.order_by())
+    )
 
 
-async def export_products(conn: AsyncConnection, query: ProductQuery) -> Sequence[Any]:
-    statement = select(*PRODUCT_COLUMNS).where(*query.where()).order_by(*query.order_by())
+async def list_page(
+    conn: AsyncConnection, query: ProductQuery, *, limit: int, offset: int, tz: str
+) -> tuple[Sequence[Any], int]:
+    rows = (await conn.execute(page_statement(query, limit=limit, offset=offset, tz=tz))).all()
+    if rows:
+        return rows, int(rows[0].total)
+    # A page past the end carries no row to read the total from.
+    return rows, int(await conn.scalar(count_statement(query)) or 0)
+
+
+async def export_products(conn: AsyncConnection, query: ProductQuery, tz: str) -> Sequence[Any]:
+    statement = select(*display_columns(tz)).where(*query.where()).order_by(*query.order_by())
     return (await conn.execute(statement)).all()
 
 
@@ -139,21 +215,26 @@ async def search_items(conn: AsyncConnection, term: str, *, limit: int = 10) -> 
             items.c.name,
             items.c.description,
             items.c.quantity,
-            items.c.price,
+            cast(items.c.price, Float).label("price"),
         )
         .where(
             items.c.status == literal_column("1"),
-            or_(contains(items.c.barcode, term), contains(items.c.name, term)),
+            or_(contains(items.c.barcode_folded, term), contains(items.c.name_folded, term)),
         )
         .order_by(
-            (fold(items.c.barcode) == folded).desc(),
-            starts_with(items.c.name, term).desc(),
-            fold(items.c.name),
+            (items.c.barcode_folded == folded).desc(),
+            starts_with(items.c.name_folded, term).desc(),
+            items.c.name_folded,
             items.c.id,
         )
         .limit(limit)
     )
     return (await conn.execute(statement)).all()
+
+
+async def get_product_display(conn: AsyncConnection, product_id: int, tz: str) -> Any | None:
+    statement = select(*display_columns(tz)).where(items.c.id == product_id)
+    return (await conn.execute(statement)).first()
 
 
 async def get_product(conn: AsyncConnection, product_id: int) -> Any | None:

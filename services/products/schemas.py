@@ -24,8 +24,11 @@ def iso_date(value: date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def product(row: Any, tz: ZoneInfo) -> dict[str, Any]:
-    """The list object of `products_all` / `products` (and, with `status`, the detail)."""
+def product(row: Any) -> dict[str, Any]:
+    """The list object of `products_all` / `products` (and, with `status`, the detail).
+
+    `row` comes from `repository.display_columns`: dates and times are already text.
+    """
     return {
         "id": row.id,
         "barcode": row.barcode,
@@ -35,9 +38,9 @@ def product(row: Any, tz: ZoneInfo) -> dict[str, Any]:
         "min_stock": row.min_quantity,
         "price": row.price,
         "status": row.status,
-        "expiration_date": iso_date(row.expiration_date),
-        "created_at": local_str(row.created_at, tz),
-        "updated_at": local_str(row.updated_at, tz),
+        "expiration_date": row.expiration_date,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
     }
 
 

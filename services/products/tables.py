@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     func,
     text,
 )
@@ -38,6 +40,12 @@ items = Table(
     Column("status", SmallInteger, nullable=False, server_default=text("1")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Unicode case-folded copies for search and the name sort (migration products_0002).
+    Column("name_folded", Text, Computed("products.search_fold(name)", persisted=True)),
+    Column("barcode_folded", Text, Computed("products.search_fold(barcode)", persisted=True)),
+    Column(
+        "description_folded", Text, Computed("products.search_fold(description)", persisted=True)
+    ),
 )
 
 stock_movements = Table(

@@ -196,8 +196,8 @@ async def test_search_uses_the_trigram_indexes(db: Database) -> None:
             for row in await conn.execute(
                 text(
                     "EXPLAIN SELECT id FROM products.items WHERE"
-                    " products.search_fold(name) LIKE products.search_fold('%éclair%')"
-                    " OR products.search_fold(barcode) LIKE products.search_fold('%éclair%')"
+                    " name_folded LIKE products.search_fold('%ÉCLAIR%')"
+                    " OR barcode_folded LIKE products.search_fold('%ÉCLAIR%')"
                 )
             )
         )

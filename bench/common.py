@@ -1,0 +1,201 @@
+"""Shared helpers for the benchmarks: a whole stack on a fresh machine, load, latency stats.
+
+`bench_stack()` starts embedded PostgreSQL and Redis in a temporary directory (or uses
+DATABASE_URL / REDIS_URL when set), runs the migrations and starts the gateway and every service
+as real processes (tests/support/stack.py). `run_load()` drives one request shape at a fixed
+concurrency with aiohttp and returns latency percentiles and throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
+from tests.support.stack import Stack, start_stack
+
+
+@contextmanager
+def bench_stack(*, extra_env: dict[str, str] | None = None) -> Iterator[tuple[Stack, str]]:
+    """(stack, database_url): embedded servers + migrations + every process, stopped after."""
+    from stockmanager.cli import migrate
+    from stockmanager.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    with ExitStack() as cleanup:
+        root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sm-bench-")))
+        database_url = os.environ.get("DATABASE_URL")
+        redis_url = os.environ.get("REDIS_URL")
+        if not database_url:
+            postgres = EmbeddedPostgres(root / "postgres")
+            database_url = postgres.start()
+            cleanup.callback(postgres.stop)
+        if not redis_url:
+            redis = EmbeddedRedis(root / "redis")
+            redis_url = redis.start()
+            cleanup.callback(redis.stop)
+        migrate(database_url)
+        stack = cleanup.enter_context(
+            start_stack(
+                database_url=database_url,
+                redis_url=redis_url,
+                log_dir=root,
+                extra_env=extra_env,
+            )
+        )
+        yield stack, database_url
+
+
+def signed_headers(
+    stack: Stack, *, user_id: int = 1, username: str = "root", role: str = "root"
+) -> dict[str, str]:
+    """The identity header the gateway would send (valid for the identity max age, 60 s)."""
+    identity = Identity(
+        user_id=user_id,
+        username=username,
+        role=role,
+        request_id="bench",
+        ip="127.0.0.1",
+        issued_at=time.time(),
+    )
+    return {IDENTITY_HEADER: sign_identity(identity, stack.env["STOCKMANAGER_INTERNAL_SECRET"])}
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    label: str
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
+        return ordered[index]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies_ms)
+
+    @property
+    def p95(self) -> float:
+        return self.percentile(95)
+
+    @property
+    def p99(self) -> float:
+        return self.percentile(99)
+
+    def row(self) -> str:
+        return (
+            f"| {self.label} | {self.requests} | {self.p50:.1f} | {self.p95:.1f} | "
+            f"{self.p99:.1f} | {self.throughput:.0f} |"
+        )
+
+
+TABLE_HEADER = (
+    "| scenario | requests | p50 ms | p95 ms | p99 ms | req/s |\n|---|---:|---:|---:|---:|---:|"
+)
+
+RequestFactory = Callable[[int], tuple[str, dict[str, str]]]
+
+
+async def run_load(
+    label: str,
+    make_request: RequestFactory,
+    *,
+    concurrency: int = 8,
+    requests: int = 2000,
+    warmup: int = 200,
+    cookies: dict[str, str] | None = None,
+) -> LoadResult:
+    """GET `requests` URLs from `make_request(i)` with `concurrency` workers; 200 expected."""
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, cookies=cookies) as session:
+
+        async def fetch(index: int) -> float:
+            url, headers = make_request(index)
+            started = time.perf_counter()
+            async with session.get(url, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{label}: {url} answered {response.status}")
+            return (time.perf_counter() - started) * 1000
+
+        await _drive(fetch, concurrency, warmup)
+        started = time.perf_counter()
+        latencies = await _drive(fetch, concurrency, requests)
+        elapsed = time.perf_counter() - started
+    return LoadResult(label, requests, elapsed, latencies)
+
+
+async def _drive(
+    fetch: Callable[[int], Awaitable[float]], concurrency: int, total: int
+) -> list[float]:
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for index in counter:
+            latencies.append(await fetch(index))
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    python = platform.python_version()
+    return f"{platform.system()} {platform.machine()}, {cpus} CPUs, Python {python}"
+
+
+PostFactory = Callable[[int], tuple[str, dict[str, str], bytes]]
+
+
+async def run_post_load(
+    label: str,
+    make_request: PostFactory,
+    *,
+    concurrency: int = 8,
+    requests: int = 2000,
+    warmup: int = 100,
+    expected_status: int = 201,
+    cookies: dict[str, str] | None = None,
+) -> LoadResult:
+    """POST `requests` JSON bodies from `make_request(i)` -> (url, headers, body) with
+    `concurrency` workers (one keep-alive connection each); any other status than
+    `expected_status` aborts the run."""
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, cookies=cookies) as session:
+
+        async def send(index: int) -> float:
+            url, headers, body = make_request(index)
+            started = time.perf_counter()
+            async with session.post(
+                url, data=body, headers={"content-type": "application/json", **headers}
+            ) as response:
+                payload = await response.read()
+                if response.status != expected_status:
+                    raise RuntimeError(
+                        f"{label}: {url} answered {response.status}: {payload[:300]!r}"
+                    )
+            return (time.perf_counter() - started) * 1000
+
+        if warmup:
+            await _drive(send, concurrency, warmup)
+        started = time.perf_counter()
+        latencies = await _drive(send, concurrency, requests)
+        elapsed = time.perf_counter() - started
+    return LoadResult(label, requests, elapsed, latencies)
