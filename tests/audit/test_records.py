@@ -434,7 +434,7 @@ def test_a_payload_that_cannot_be_described_is_still_recorded() -> None:
 
 
 def test_fallback_actions_match_the_builders() -> None:
-    from services.audit.records import BUILDERS, FALLBACK_ACTIONS
+    from services.audit.builders import BUILDERS, FALLBACK_ACTIONS
 
     assert set(FALLBACK_ACTIONS) == set(BUILDERS) - {EventType.REQUEST_REFUSED}
     for event_type, action in FALLBACK_ACTIONS.items():

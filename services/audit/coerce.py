@@ -1,0 +1,63 @@
+"""Values from an event envelope made safe for the audit table's columns and constraints.
+
+A record must never be lost to an odd payload: anything that does not fit becomes None (or a
+safe token) instead of failing the insert, which would send the event to the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+SECRET_KEYS = frozenset({"password", "password_hash", "new_password", "code", "token"})
+
+
+def without_secrets(value: Any) -> Any:
+    """Defence in depth: no password, hash or reset code is ever stored, at any depth."""
+    if isinstance(value, Mapping):
+        return {k: without_secrets(v) for k, v in value.items() if k not in SECRET_KEYS}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
+
+
+_BIGINT = 2**63
+
+
+def as_int(value: Any) -> int | None:
+    """An id for a bigint column, or None (bools, non-numbers and out-of-range values)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if -_BIGINT <= number < _BIGINT else None
+
+
+def as_token(value: Any, limit: int, default: str) -> str:
+    """A lower-case ASCII name (action, entity type): what the CHECK constraints accept."""
+    token = re.sub(r"[^a-z0-9_]+", "_", str(value or "").lower()).strip("_")[:limit]
+    return token or default
+
+
+def as_text(value: Any, limit: int = 200) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
+def as_ip(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(str(value))) if value else None
+    except ValueError:
+        return None
+
+
+def as_time(value: Any) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
