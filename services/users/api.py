@@ -32,6 +32,7 @@ async def verify_credentials(runtime: Runtime, caller: AnyCaller, body: JsonBody
     async with runtime.db.connect() as conn:
         row = await repository.find_by_login(conn, identifier)
     user = await service.authenticate(row, password)
+    assert row is not None  # authenticate refused an unknown user
     new_hash = await service.upgraded_hash(row, password)
     if new_hash is not None:
         # Upstream hashes become Argon2id; compare-and-set, so a concurrent password change

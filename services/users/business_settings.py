@@ -45,12 +45,12 @@ def text(*, min_length: int = 0, max_length: int) -> Parser:
     def parse(key: str, value: Any) -> str:
         if not isinstance(value, str):
             raise _invalid(key, "debe ser texto")
-        value = value.strip()
-        if len(value) < min_length:
+        cleaned = value.strip()
+        if len(cleaned) < min_length:
             raise _invalid(key, "no puede estar vacío")
-        if len(value) > max_length:
-            raise _invalid(key, f"máximo {max_length} caracteres (tiene {len(value)})")
-        return value
+        if len(cleaned) > max_length:
+            raise _invalid(key, f"máximo {max_length} caracteres (tiene {len(cleaned)})")
+        return cleaned
 
     return parse
 

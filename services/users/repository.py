@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,7 +57,7 @@ async def find_by_login(conn: AsyncConnection, identifier: str) -> Any | None:
     ).first()
 
 
-async def find_by_email(conn: AsyncConnection, email: str) -> Row[Any] | None:
+async def find_by_email(conn: AsyncConnection, email: str) -> Any | None:
     return (
         await conn.execute(
             select(*PUBLIC_COLUMNS).where(func.lower(users.c.email) == email.strip().lower())
@@ -65,9 +65,7 @@ async def find_by_email(conn: AsyncConnection, email: str) -> Row[Any] | None:
     ).first()
 
 
-async def get_user(
-    conn: AsyncConnection, user_id: int, *, for_update: bool = False
-) -> Row[Any] | None:
+async def get_user(conn: AsyncConnection, user_id: int, *, for_update: bool = False) -> Any | None:
     query = select(*PUBLIC_COLUMNS).where(users.c.id == user_id)
     if for_update:
         query = query.with_for_update()
@@ -116,7 +114,7 @@ async def insert_user(
     role: str,
     status: int,
     application: str,
-) -> Row[Any]:
+) -> Any:
     """Insert an account; a unique index refusing it raises DuplicateAccount."""
     statement = (
         insert(users)
@@ -139,7 +137,7 @@ async def insert_user(
         raise duplicate from exc
 
 
-async def update_user(conn: AsyncConnection, user_id: int, values: dict[str, Any]) -> Row[Any]:
+async def update_user(conn: AsyncConnection, user_id: int, values: dict[str, Any]) -> Any:
     statement = (
         update(users)
         .where(users.c.id == user_id)
@@ -178,7 +176,7 @@ async def replace_password_hash(
 
 async def list_users(
     conn: AsyncConnection, *, search: str | None, status: int | None, offset: int, limit: int
-) -> tuple[list[Row[Any]], int]:
+) -> tuple[list[Any], int]:
     conditions = []
     if search:
         pattern = like_contains(search)
@@ -203,7 +201,7 @@ async def list_users(
     return list(rows), int(total)
 
 
-async def suggest_vendors(conn: AsyncConnection, term: str, limit: int = 10) -> list[Row[Any]]:
+async def suggest_vendors(conn: AsyncConnection, term: str, limit: int = 10) -> list[Any]:
     pattern = like_contains(term)
     rows = await conn.execute(
         select(users.c.id, users.c.username, users.c.email)
@@ -222,9 +220,7 @@ async def suggest_vendors(conn: AsyncConnection, term: str, limit: int = 10) -> 
     return list(rows.all())
 
 
-async def list_pending(
-    conn: AsyncConnection, *, offset: int, limit: int
-) -> tuple[list[Row[Any]], int]:
+async def list_pending(conn: AsyncConnection, *, offset: int, limit: int) -> tuple[list[Any], int]:
     pending = users.c.application == "pending"
     total = await conn.scalar(select(func.count()).select_from(users).where(pending)) or 0
     rows = (
@@ -241,7 +237,7 @@ async def list_pending(
 
 async def decide_application(
     conn: AsyncConnection, user_id: int, *, application: str, status: int
-) -> Row[Any] | None:
+) -> Any | None:
     """Settle a *pending* application; None when it is not pending (or does not exist).
 
     The condition is in the UPDATE itself, so of two concurrent decisions exactly one wins.
@@ -260,7 +256,7 @@ async def insert_root(
     conn: AsyncConnection, *, username: str, email: str, password_hash: str
 ) -> int | None:
     """Insert the root account unless one exists (the partial unique index arbitrates races)."""
-    return await conn.scalar(
+    created: int | None = await conn.scalar(
         insert(users)
         .values(
             username=username,
@@ -273,3 +269,4 @@ async def insert_root(
         .on_conflict_do_nothing()
         .returning(users.c.id)
     )
+    return created

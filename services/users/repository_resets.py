@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, case, delete, func, literal, or_, select, update
+from sqlalchemy import case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -50,7 +50,7 @@ async def issue_code(
     return (await conn.execute(statement)).first() is not None
 
 
-async def lock_code(conn: AsyncConnection, user_id: int) -> Row[Any] | None:
+async def lock_code(conn: AsyncConnection, user_id: int) -> Any | None:
     """The user's current code row, locked, with `live` = not expired by the database clock."""
     return (
         await conn.execute(

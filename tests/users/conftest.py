@@ -73,6 +73,11 @@ def wait_for(
         time.sleep(interval)
 
 
+def signed_out(client: httpx.Client) -> Callable[[], bool]:
+    """A `wait_for` predicate: the client's session no longer works."""
+    return lambda: client.get("/api/session").status_code == 401
+
+
 @pytest.fixture(scope="session")
 def root_client(stack: Stack) -> Iterator[ApiClient]:
     with stack.root() as client:

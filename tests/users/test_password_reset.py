@@ -307,7 +307,9 @@ def test_without_smtp_the_mail_goes_to_the_log(
             for line in log.read_text(errors="replace").splitlines():
                 if account.email in line and "mail_body" in line:
                     entry = json.loads(line[line.index("{") :])
-                    found.append(CODE.search(entry["mail_body"]).group(1))
+                    match = CODE.search(entry["mail_body"])
+                    assert match is not None, entry
+                    found.append(match.group(1))
             return bool(found)
 
         assert wait_for(logged, timeout=10, interval=0.1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -187,7 +188,7 @@ def test_applications_need_admin(stack: Stack, seller: AdminPair, admin: AdminPa
     ],
 )
 def test_register_validation(
-    stack: Stack, admin: AdminPair, body: dict, message: str | None
+    stack: Stack, admin: AdminPair, body: dict[str, Any], message: str | None
 ) -> None:
     username = unique("rv")
     body = {k: v.replace("{u}", username) for k, v in body.items()}

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 
 from stockmanager.db import Database
 from tests.support.stack import ApiClient, Stack, unique
-from tests.users.conftest import PASSWORD, Account, assert_error, create_account, wait_for
+from tests.users.conftest import (
+    PASSWORD,
+    Account,
+    assert_error,
+    create_account,
+    signed_out,
+    wait_for,
+)
 
 AdminPair = tuple[Account, ApiClient]
 KEYS = {
@@ -118,7 +127,7 @@ def test_change_own_password(stack: Stack, root_client: ApiClient, path: str) ->
     assert response.json() == {"success": True, "message": "Contraseña actualizada correctamente"}
     # Every session of the user ends, including the one that made the change.
     for session in (client, other_session):
-        assert wait_for(lambda s=session: s.get("/api/session").status_code == 401)
+        assert wait_for(signed_out(session))
     with stack.login(account.username, "new-password-1") as fresh:
         assert fresh.get("/api/session").json()["user_id"] == account.id
 
@@ -275,7 +284,7 @@ def test_setting_values_are_typed(
     ],
 )
 def test_setting_writes_refused(
-    root_client: ApiClient, key: str, body: dict, status: int, message: str | None
+    root_client: ApiClient, key: str, body: dict[str, Any], status: int, message: str | None
 ) -> None:
     before = root_client.get("/api/settings/actual").json()
     error = assert_error(

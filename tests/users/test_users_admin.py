@@ -5,13 +5,21 @@ from __future__ import annotations
 import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from stockmanager.db import Database
 from tests.support.stack import ApiClient, Stack, unique
-from tests.users.conftest import PASSWORD, Account, assert_error, create_account, wait_for
+from tests.users.conftest import (
+    PASSWORD,
+    Account,
+    assert_error,
+    create_account,
+    signed_out,
+    wait_for,
+)
 
 LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
@@ -218,7 +226,7 @@ def test_create_user_by_admin(stack: Stack, admin: AdminPair) -> None:
         ),
     ],
 )
-def test_create_user_validation(admin: AdminPair, body: dict, message: str) -> None:
+def test_create_user_validation(admin: AdminPair, body: dict[str, Any], message: str) -> None:
     _, client = admin
     username = unique("bad")
     body = {k: (username if v == "{u}" else v) for k, v in body.items()}
@@ -437,7 +445,7 @@ def test_disabling_a_user_ends_their_sessions(
     _, client = admin
     assert client.delete(f"/api/users/{target.id}").status_code == 200
     for session in (first, second):
-        assert wait_for(lambda s=session: s.get("/api/session").status_code == 401)
+        assert wait_for(signed_out(session))
         assert_error(session.get("/api/items"), 401, "No autenticado")
 
 
