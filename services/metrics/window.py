@@ -29,10 +29,6 @@ FROM_AFTER_TO = "La fecha 'from' no puede ser posterior a 'to'"
 RANGE_TOO_LONG = f"El rango de fechas no puede superar {MAX_DAYS} días"
 OUT_OF_RANGE = "Rango de fechas fuera de los límites admitidos"
 
-# The previous window must stay representable, and so must the day after `end`.
-_EARLIEST = date(1, 1, 1) + timedelta(days=MAX_DAYS + 1)
-_LATEST = date(9999, 12, 30)
-
 
 @dataclass(frozen=True, slots=True)
 class Window:
@@ -79,18 +75,21 @@ def parse_window(
     end = _date_param(date_to)
     if start is None or end is None:
         days = _period_param(period)
-        if start is not None:
-            end = today
-        elif end is not None:
-            start = end - timedelta(days=days - 1) if end >= _EARLIEST else end
-        else:
-            end = today
-            start = today - timedelta(days=days - 1)
-    assert start is not None and end is not None
+        end = end or today
+        if start is None:
+            start = _shift(end, -(days - 1))
     if start > end:
         raise ValidationFailed(FROM_AFTER_TO)
-    if (end - start).days + 1 > MAX_DAYS:
+    window = Window(start, end)
+    if window.days > MAX_DAYS:
         raise ValidationFailed(RANGE_TOO_LONG)
-    if start < _EARLIEST or end > _LATEST:
-        raise ValidationFailed(OUT_OF_RANGE)
-    return Window(start, end)
+    _shift(start, -window.days)  # the previous window and the day after must be real dates
+    _shift(end, 1)
+    return window
+
+
+def _shift(day: date, days: int) -> date:
+    try:
+        return day + timedelta(days=days)
+    except OverflowError as exc:
+        raise ValidationFailed(OUT_OF_RANGE) from exc
