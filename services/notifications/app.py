@@ -24,9 +24,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
                 payload = await service.unread(conn, user_id, service.UNREAD_LIMIT, settings.tz)
             return sse_frame("update", payload)
 
-        hub = NotificationHub(
-            settings.redis_url, settings.sse_channel, load_update_frame, publisher=runtime.redis
-        )
+        hub = NotificationHub(settings.redis_url, settings.sse_channel, load_update_frame)
         runtime.extras["hub"] = hub
         await hub.start()
 

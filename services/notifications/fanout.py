@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from prometheus_client import Counter, Gauge
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 log = logging.getLogger("stockmanager.notifications.fanout")
 
@@ -85,12 +85,22 @@ class NotificationHub:
         channel: str,
         load_frame: FrameLoader,
         *,
-        publisher: Redis,
+        publish_connections: int = 16,
     ) -> None:
         self.redis_url = redis_url
         self.channel = channel
         self.load_frame = load_frame
-        self.publisher = publisher
+        # A bounded pool that waits for a free connection: a burst of writes must delay its
+        # publishes a little, never drop them (redis-py's default pool raises past 100).
+        self.publisher = Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=publish_connections,
+                timeout=5,
+                socket_timeout=5,
+                socket_connect_timeout=3,
+            )
+        )
         self._users: dict[int, _UserStreams] = {}
         self._listener: asyncio.Task[None] | None = None
         self._subscriber: Redis | None = None
@@ -138,6 +148,8 @@ class NotificationHub:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        with contextlib.suppress(Exception):
+            await self.publisher.aclose()
 
     # --- streams ------------------------------------------------------------------------------
 
