@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
-from services.users import applications, repository, schemas, service
+from services.users import applications, login, registration, repository, schemas, service
 from stockmanager.errors import ValidationFailed
 from stockmanager.http import json_object, json_response
 from stockmanager.pagination import parse_page
@@ -31,9 +31,9 @@ async def verify_credentials(runtime: Runtime, caller: AnyCaller, body: JsonBody
     # No connection is held while Argon2 runs (it is slow on purpose).
     async with runtime.db.connect() as conn:
         row = await repository.find_by_login(conn, identifier)
-    user = await service.authenticate(row, password)
+    user = await login.authenticate(row, password)
     assert row is not None  # authenticate refused an unknown user
-    new_hash = await service.upgraded_hash(row, password)
+    new_hash = await login.upgraded_hash(row, password)
     if new_hash is not None:
         # Upstream hashes become Argon2id; compare-and-set, so a concurrent password change
         # is never overwritten with the old password.
@@ -110,10 +110,10 @@ async def disable_user(runtime: Runtime, caller: AdminUser, user_id: int) -> Res
 
 @router.post("/api/register")
 async def register(runtime: Runtime, caller: AnyCaller, body: JsonBody) -> Response:
-    new = service.parse_registration(body)
+    new = registration.parse_registration(body)
     password_hash = await service.hash_password(new.password)
     async with runtime.transaction() as conn:
-        await service.register(conn, caller, new, password_hash)
+        await registration.register(conn, caller, new, password_hash)
     return json_response(schemas.success(schemas.REGISTERED), status_code=201)
 
 

@@ -1,4 +1,4 @@
-"""Rules for accounts: login check, admin management, self-registration, seller suggestions.
+"""Rules for accounts managed by admins, the user lists and seller suggestions.
 
 Never commits: the request boundary does. Validation that needs no database happens in the
 `parse_*` functions, before a transaction is opened and before any password is hashed; the
@@ -27,12 +27,11 @@ from stockmanager.errors import (
     ApiError,
     Conflict,
     Forbidden,
-    InvalidCredentials,
     NotFound,
     ValidationFailed,
 )
 from stockmanager.events import EventType, new_event
-from stockmanager.identity import ROLE_ROOT, ROLES, Identity
+from stockmanager.identity import ROLE_ROOT, Identity
 from stockmanager.pagination import Page
 from stockmanager.timefmt import local_str
 
@@ -40,19 +39,6 @@ MISSING_FIELDS = "Faltan campos requeridos"
 EMAIL_TAKEN = "El correo ya está registrado"
 EMAIL_TAKEN_ON_UPDATE = "Este correo ya está registrado"
 USERNAME_TAKEN = "Este usuario ya existe"
-ACCOUNT_TAKEN_ON_REGISTER = "Usuario o correo ya existe"
-
-
-class AccountDisabled(ApiError):
-    status = 403
-    code = "account_disabled"
-    default_message = "Usuario desactivado. Contacta al administrador"
-
-
-class InvalidRole(ApiError):
-    status = 403
-    code = "invalid_role"
-    default_message = "Rol de usuario no válido"
 
 
 class UserNotFound(NotFound):
@@ -113,42 +99,6 @@ def _conflict_from_index(duplicate: DuplicateAccount, *, email_message: str) -> 
     if duplicate.index == EMAIL_INDEX:
         return DuplicateEmail(email_message)
     return Conflict()
-
-
-# --- login ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedUser:
-    user_id: int
-    username: str
-    role: str
-
-
-async def authenticate(user: Any | None, password: str) -> VerifiedUser:
-    """The login check on a user row read beforehand, in the order decisions §2 fixes.
-
-    A wrong password is always 401; only a correct password on a disabled or pending account
-    reveals 403. Runs Argon2 in a thread and needs no database connection meanwhile.
-    """
-    if user is None:
-        await asyncio.to_thread(passwords.burn_time, password)
-        raise InvalidCredentials()
-    valid = await asyncio.to_thread(passwords.verify_password, user.password_hash, password)
-    if not valid:
-        raise InvalidCredentials()
-    if user.status != 1 or user.application != "accepted":
-        raise AccountDisabled()
-    if user.role not in ROLES:
-        raise InvalidRole()
-    return VerifiedUser(user_id=user.id, username=user.username, role=user.role)
-
-
-async def upgraded_hash(user: Any, password: str) -> str | None:
-    """A fresh Argon2id hash when the stored one is an upstream (Werkzeug) or outdated hash."""
-    if not passwords.needs_rehash(user.password_hash):
-        return None
-    return await asyncio.to_thread(passwords.hash_password, password)
 
 
 # --- admin: create ----------------------------------------------------------------------------
@@ -389,59 +339,6 @@ async def get_user(conn: AsyncConnection, user_id: int, tz: ZoneInfo) -> dict[st
 async def suggest_vendors(conn: AsyncConnection, term: str) -> list[dict[str, Any]]:
     rows = await repository.suggest_vendors(conn, term)
     return [{"id": row.id, "username": row.username, "email": row.email} for row in rows]
-
-
-# --- self-registration ------------------------------------------------------------------------
-
-
-def parse_registration(body: dict[str, Any]) -> NewUser:
-    """Checks in upstream's order (reference §2.3, POST /api/register)."""
-    fields = [body.get(key) for key in ("username", "email", "password")]
-    if any(not isinstance(value, str) or not value.strip() for value in fields):
-        raise ValidationFailed(MISSING_FIELDS)
-    username, email, password = (str(value) for value in fields)
-    if len(password) < validation.PASSWORD_MIN:
-        raise ValidationFailed(validation.PASSWORD_TOO_SHORT)
-    if validation.email_problem(email.strip()) == validation.INVALID_EMAIL_FORMAT:
-        raise ValidationFailed(f"Email inválido: {validation.INVALID_EMAIL_FORMAT}")
-    return NewUser(
-        username=validation.clean_username(username),
-        email=validation.clean_email(email),
-        password=validation.clean_password(password),
-        role="vendedor",
-    )
-
-
-async def register(
-    conn: AsyncConnection, caller: Identity, new: NewUser, password_hash: str
-) -> None:
-    username_taken, email_taken = await repository.taken(
-        conn, username=new.username, email=new.email, exclude_id=None
-    )
-    if username_taken or email_taken:
-        raise Conflict(ACCOUNT_TAKEN_ON_REGISTER)
-    try:
-        user = await repository.insert_user(
-            conn,
-            username=new.username,
-            email=new.email,
-            password_hash=password_hash,
-            role="vendedor",
-            status=0,
-            application="pending",
-        )
-    except DuplicateAccount as duplicate:
-        raise Conflict(ACCOUNT_TAKEN_ON_REGISTER) from duplicate
-    await emit(
-        conn,
-        new_event(
-            EventType.USER_REGISTERED,
-            identity=caller,
-            entity_type="user",
-            entity_id=user.id,
-            after=snapshot(user),
-        ),
-    )
 
 
 async def hash_password(password: str) -> str:

@@ -130,6 +130,8 @@ def test_change_own_password(stack: Stack, root_client: ApiClient, path: str) ->
         assert wait_for(signed_out(session))
     with stack.login(account.username, "new-password-1") as fresh:
         assert fresh.get("/api/session").json()["user_id"] == account.id
+    with stack.client() as anonymous:
+        assert_error(anonymous.put(path, json=body()), 401, "No autenticado")
 
 
 def test_wrong_current_passwords_are_throttled(stack: Stack, root_client: ApiClient) -> None:
