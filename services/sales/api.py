@@ -9,11 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from services.sales import schemas, service
+from services.sales.deps import AdminUser, CurrentUser, Runtime
 from services.sales.idempotency import Outcome, claim_for, run_once
 from stockmanager.errors import NotFound
 from stockmanager.http import json_object, json_response
 from stockmanager.pagination import parse_page
-from stockmanager.service_app import AdminUser, CurrentUser, Runtime
 
 router = APIRouter()
 

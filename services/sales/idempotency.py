@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.sales import repository
+from services.sales import repository_keys as repository
 from services.sales.errors import IdempotencyKeyReused
 from stockmanager.errors import InternalError, ValidationFailed
 from stockmanager.http import dumps

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.sales import events, repository
+from services.sales import events, repository, repository_history
 from services.sales.errors import InsufficientStock, ProductsUnavailable
 from services.sales.model import (
     BarcodeOrder,
@@ -24,7 +24,7 @@ from services.sales.model import (
     SaleOrder,
 )
 from services.sales.repository import CatalogEntry, ItemNotFound, StockChange, StockShortage
-from stockmanager.errors import NotFound, ValidationFailed
+from stockmanager.errors import ApiError, NotFound, ValidationFailed
 from stockmanager.identity import ROLE_SELLER, Identity
 
 ACTIVE = 1
@@ -92,57 +92,85 @@ async def _apply_stock(
 # ------------------------------------------------------------------------------ new sales
 
 
+def _header(caller: Identity, payment_method: str) -> repository.SaleHeader:
+    assert caller.user_id is not None
+    return repository.SaleHeader(
+        vendor_id=caller.user_id,
+        vendor_username=caller.username or "unknown",
+        payment_method=payment_method,
+        actor_id=caller.user_id,
+        actor_username=caller.username,
+    )
+
+
+def _shortage(exc: repository.StockFunctionError, lines: Sequence[RequestedLine]) -> ApiError:
+    if isinstance(exc, ItemNotFound):
+        return ValidationFailed(not_found_message(exc.item_id))
+    assert isinstance(exc, StockShortage)
+    requested = {line.item_id: line.quantity for line in lines}
+    return InsufficientStock(
+        product=exc.name,
+        requested=requested.get(exc.item_id, exc.requested),
+        available=exc.available,
+    )
+
+
 async def record_bulk_sale(conn: AsyncConnection, caller: Identity, order: SaleOrder) -> Sale:
     item_ids = [line.item_id for line in order.lines]
-    reservation = await repository.reserve_sale(conn, item_ids)
+    header = _header(caller, order.payment_method)
+    reservation, outcome = await repository.reserve_and_sell(conn, order.lines, header)
+    # The catalogue decides first (unknown ids, then disabled products); the stock after.
     _check_catalog(item_ids, reservation.catalog)
-    return await _record(conn, caller, reservation, order.lines, order.payment_method)
+    if isinstance(outcome, repository.StockFunctionError):
+        raise _shortage(outcome, order.lines)
+    return await _recorded(conn, caller, reservation, order.lines, header, outcome)
 
 
 async def record_barcode_sale(conn: AsyncConnection, caller: Identity, order: BarcodeOrder) -> Sale:
-    reservation = await repository.reserve_sale_by_barcode(conn, order.barcode)
+    reservation = await repository.reserve_by_barcode(conn, order.barcode)
     if not reservation.catalog:
         raise NotFound("Producto no encontrado")
     (entry,) = reservation.catalog.values()
     if entry.status != ACTIVE:
         raise _unavailable([entry.name])
     lines = (RequestedLine(entry.id, order.quantity),)
-    return await _record(conn, caller, reservation, lines, order.payment_method)
+    header = _header(caller, order.payment_method)
+    try:
+        changes = await repository.sell(conn, lines, header)
+    except repository.StockFunctionError as exc:
+        raise _shortage(exc, lines) from None
+    return await _recorded(conn, caller, reservation, lines, header, changes)
 
 
-async def _record(
+async def _recorded(
     conn: AsyncConnection,
     caller: Identity,
     reservation: repository.Reservation,
     lines: Sequence[RequestedLine],
-    payment_method: str,
+    header: repository.SaleHeader,
+    changes: dict[int, StockChange],
 ) -> Sale:
-    assert caller.user_id is not None
-    changes = await _apply_stock(
-        conn,
-        caller,
-        {line.item_id: -line.quantity for line in lines},
-        reason="sale",
-        sale_id=reservation.sale_id,
-        shown_requested={line.item_id: line.quantity for line in lines},
-    )
+    """The sale as written (stock rows locked), after the last check; then its events."""
     _check_still_active([line.item_id for line in lines], changes)
     sale = Sale(
         id=reservation.sale_id,
         sold_at=reservation.sold_at,
-        vendor_id=caller.user_id,
-        vendor_username=caller.username or "unknown",
-        payment_method=payment_method,
+        vendor_id=header.vendor_id,
+        vendor_username=header.vendor_username,
+        payment_method=header.payment_method,
         lines=tuple(
             # Name and price as read under the stock row lock: what the customer paid.
             SaleLine(
-                line.item_id, changes[line.item_id].name, line.quantity, changes[line.item_id].price
+                line.item_id,
+                changes[line.item_id].name,
+                line.quantity,
+                changes[line.item_id].price,
             )
             for line in lines
         ),
     )
-    await repository.insert_sale(
-        conn, sale, [events.sale_created(sale, caller), *events.stock_low(changes.values(), caller)]
+    await repository.write_events(
+        conn, [events.sale_created(sale, caller), *events.stock_low(changes.values(), caller)]
     )
     return sale
 
@@ -237,19 +265,19 @@ async def list_sales(
     conn: AsyncConnection, caller: Identity, filters: SaleFilters, *, offset: int, limit: int
 ) -> tuple[list[Sale], int]:
     scoped = visible_to(caller, filters)
-    total = await repository.count_sales(conn, scoped)
+    total = await repository_history.count_sales(conn, scoped)
     if total == 0 or offset >= total:
         return [], total
-    return await repository.list_sales(conn, scoped, offset=offset, limit=limit), total
+    return await repository_history.list_sales(conn, scoped, offset=offset, limit=limit), total
 
 
 async def get_sale(conn: AsyncConnection, caller: Identity, sale_id: int) -> Sale | None:
     scope = visible_to(caller, SaleFilters()).only_vendor_id
-    return await repository.get_sale(conn, sale_id, only_vendor_id=scope)
+    return await repository_history.get_sale(conn, sale_id, only_vendor_id=scope)
 
 
 async def get_sale_for_edit(conn: AsyncConnection, sale_id: int) -> Sale:
-    sale = await repository.get_sale(conn, sale_id, only_vendor_id=None)
+    sale = await repository_history.get_sale(conn, sale_id, only_vendor_id=None)
     if sale is None:
         raise NotFound("Venta no encontrada")
     return sale

@@ -1,0 +1,366 @@
+"""Checkout benchmark: bulk sales of 3 lines at concurrency 1, 16 and 64, via the gateway and
+straight to the sales service, in the same run.
+
+    python -m bench.sales_bench [--requests 2000 --products 500 --output bench/results/sales.md]
+
+Starts its own stack (embedded PostgreSQL and Redis in a temporary directory unless
+DATABASE_URL / REDIS_URL are set; migrations; gateway and every service as real processes, so
+the outbox relay and the audit/notifications/metrics consumers run as in production). Seeds
+products with ample stock straight into `products.items`, creates one seller through the users
+API and logs in once. Each request is `POST /api/sales/bulk` with 3 distinct random products
+(1-3 units each): through the gateway with the session cookie, and directly to the sales
+service with the signed identity header the gateway would send. Reports sales/s, p50, p95,
+p99 and the gateway's added latency (gateway p50 - direct p50 at the same concurrency), checks
+afterwards that every sale, line and stock unit is accounted for, and writes
+`bench/results/sales.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import psycopg
+
+from bench.common import LoadResult, bench_stack, machine, run_post_load
+from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
+from tests.support.stack import Stack
+
+RESULTS = Path(__file__).parent / "results" / "sales.md"
+TICK = os.sysconf("SC_CLK_TCK")
+CONCURRENCY = (1, 16, 64)
+STOCK = 10_000_000
+LINES = 3
+
+
+@dataclass(frozen=True)
+class Seller:
+    user_id: int
+    username: str
+    cookies: dict[str, str]
+
+
+def seed_products(database_url: str, count: int, rng: random.Random) -> list[int]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY products.items (barcode, name, quantity, min_quantity, price) FROM STDIN"
+            ) as copy,
+        ):
+            for n in range(count):
+                price = f"{rng.randint(50, 99_999) / 100:.2f}"
+                copy.write_row((f"bench{n:07d}", f"Bench product {n}", STOCK, 5, price))
+        return [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM products.items WHERE barcode LIKE 'bench%' ORDER BY id"
+            )
+        ]
+
+
+def create_seller(stack: Stack) -> Seller:
+    username, password = "bench-seller", "bench-password"
+    with stack.root() as root:
+        response = root.post(
+            "/api/users",
+            json={
+                "username": username,
+                "email": "bench@example.test",
+                "password": password,
+                "role": "vendedor",
+            },
+        )
+        response.raise_for_status()
+    client = stack.login(username, password)  # logged in once; every request reuses it
+    with client:
+        session = client.get("/api/session").json()
+        return Seller(session["user_id"], username, dict(client.cookies))
+
+
+def _cpu_seconds(pid: int, *, children: bool = False) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:  # reaped children (short-lived PostgreSQL backends) count for the parent
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICK
+
+
+def _children_of(parent: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _reads(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return b""
+
+
+class CpuMeter:
+    """CPU seconds used by each process of the stack (Linux /proc), to see what limits it."""
+
+    def __init__(self, stack: Stack, database_url: str) -> None:
+        self.stack = stack
+        with psycopg.connect(database_url) as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+        self.postmaster = int(fields[1])
+        port = stack.env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0]
+        self.redis = [
+            int(cmd.parent.name)
+            for cmd in Path("/proc").glob("[0-9]*/cmdline")
+            if b"redis-server" in (line := _reads(cmd)) and port.encode() in line
+        ]
+
+    def sample(self) -> dict[str, float]:
+        usage = {name: _cpu_seconds(pid) for name, pid in self.stack.supervisor.pids.items()}
+        usage["postgres"] = _cpu_seconds(self.postmaster, children=True) + sum(
+            _cpu_seconds(pid) for pid in _children_of(self.postmaster)
+        )
+        usage["redis"] = sum(_cpu_seconds(pid) for pid in self.redis)
+        usage["load generator + supervisor"] = _cpu_seconds(os.getpid())
+        return usage
+
+    @staticmethod
+    def per_sale(before: dict[str, float], after: dict[str, float], sales: int) -> dict[str, float]:
+        return {name: 1000 * (after[name] - before.get(name, 0.0)) / sales for name in after}
+
+
+class Checkout:
+    """Request factory: 3 distinct random products per sale, 1-3 units each."""
+
+    def __init__(self, products: list[int], seed: int) -> None:
+        self.products = products
+        self.rng = random.Random(seed)
+        self.units = 0
+        self.lines = 0
+
+    def body(self) -> bytes:
+        items = [
+            {"item_id": item, "quantity": self.rng.randint(1, 3)}
+            for item in self.rng.sample(self.products, LINES)
+        ]
+        self.units += sum(item["quantity"] for item in items)
+        self.lines += len(items)
+        return orjson.dumps({"items": items, "payment_method": "Efectivo"})
+
+
+class DirectIdentity:
+    """The gateway's signed identity header, re-signed well within its 60 s validity."""
+
+    def __init__(self, seller: Seller, secret: str) -> None:
+        self.seller = seller
+        self.secret = secret
+        self.header = ""
+        self.signed_at = 0.0
+
+    def headers(self) -> dict[str, str]:
+        now = time.time()
+        if now - self.signed_at > 20:
+            identity = Identity(
+                self.seller.user_id, self.seller.username, "vendedor", "bench", "127.0.0.1", now
+            )
+            self.header = sign_identity(identity, self.secret)
+            self.signed_at = now
+        return {IDENTITY_HEADER: self.header}
+
+
+@dataclass
+class Scenario:
+    concurrency: int
+    path: str
+    result: LoadResult
+    load_before: float
+    cpu_ms_per_sale: dict[str, float]
+
+
+WARMUP = 50
+
+
+async def measure(
+    stack: Stack, seller: Seller, requests: int, checkout: Checkout, meter: CpuMeter
+) -> list[Scenario]:
+    gateway_url = f"{stack.base_url}/api/sales/bulk"
+    direct_url = f"{stack.service_urls['sales'][0]}/api/sales/bulk"
+    identity = DirectIdentity(seller, stack.env["STOCKMANAGER_INTERNAL_SECRET"])
+    scenarios = []
+    for concurrency in CONCURRENCY:
+        count = requests if concurrency > 1 else max(200, requests // 5)
+        for path in ("gateway", "direct"):
+            if path == "gateway":
+
+                def request(_i: int) -> tuple[str, dict[str, str], bytes]:
+                    return gateway_url, {}, checkout.body()
+
+                cookies: dict[str, str] | None = seller.cookies
+            else:
+
+                def request(_i: int) -> tuple[str, dict[str, str], bytes]:
+                    return direct_url, identity.headers(), checkout.body()
+
+                cookies = None
+            load = os.getloadavg()[0]
+            before = meter.sample()
+            result = await run_post_load(
+                f"{path} c={concurrency}",
+                request,
+                concurrency=concurrency,
+                requests=count,
+                warmup=WARMUP,
+                cookies=cookies,
+            )
+            cpu = CpuMeter.per_sale(before, meter.sample(), count + WARMUP)
+            scenarios.append(Scenario(concurrency, path, result, load, cpu))
+            print(
+                f"c={concurrency} {path}: {result.throughput:.0f} sales/s, p50 "
+                f"{result.p50:.1f} ms, p99 {result.p99:.1f} ms, CPU/sale "
+                f"{sum(cpu.values()):.2f} ms (load avg {load:.1f})",
+                flush=True,
+            )
+    return scenarios
+
+
+def verify(
+    database_url: str, seller: Seller, products: list[int], checkout: Checkout, sales: int
+) -> str:
+    """Every request made exactly one sale with its lines; stock moved by the units sold."""
+    with psycopg.connect(database_url) as conn:
+        count, lines, units = conn.execute(
+            "SELECT count(DISTINCT s.id), count(l.id), coalesce(sum(l.quantity), 0)"
+            " FROM sales.sales s JOIN sales.sale_lines l ON l.sale_id = s.id"
+            " WHERE s.vendor_id = %s",
+            (seller.user_id,),
+        ).fetchone()
+        consumed = conn.execute(
+            "SELECT sum(%s - quantity) FROM products.items WHERE id = ANY(%s)", (STOCK, products)
+        ).fetchone()[0]
+        ledger = conn.execute(
+            "SELECT -sum(delta) FROM products.stock_movements WHERE item_id = ANY(%s)", (products,)
+        ).fetchone()[0]
+    ok = (count, lines, units, consumed, ledger) == (
+        sales,
+        checkout.lines,
+        checkout.units,
+        checkout.units,
+        checkout.units,
+    )
+    return (
+        f"{'OK' if ok else 'MISMATCH'}: {count} sales (expected {sales}), {lines} lines "
+        f"(expected {checkout.lines}), units sold {units} = stock consumed {consumed} = "
+        f"ledger {ledger} (expected {checkout.units})"
+    )
+
+
+def report(scenarios: list[Scenario], verdict: str, args: argparse.Namespace) -> str:
+    lines = [
+        "# Sales checkout benchmark",
+        "",
+        f"Command: `python -m bench.sales_bench --requests {args.requests} "
+        f"--products {args.products}`",
+        f"Machine: {machine()}; the whole stack (PostgreSQL, Redis, gateway, every service with "
+        "its relay and consumers, the load generator) on it.",
+        "",
+        "Each request: `POST /api/sales/bulk` with 3 distinct random products out of "
+        f"{args.products} (1-3 units each), one seller logged in once. Gateway = session cookie "
+        "through the gateway; direct = signed identity header straight to the sales service.",
+        "",
+        "| concurrency | path | sales | sales/s | p50 ms | p95 ms | p99 ms | load avg before |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for sc in scenarios:
+        r = sc.result
+        lines.append(
+            f"| {sc.concurrency} | {sc.path} | {r.requests} | {r.throughput:.0f} | "
+            f"{r.p50:.1f} | {r.p95:.1f} | {r.p99:.1f} | {sc.load_before:.1f} |"
+        )
+    lines += ["", "Gateway added latency (gateway p50 - direct p50, same run):", ""]
+    by_key = {(sc.concurrency, sc.path): sc for sc in scenarios}
+    for concurrency in CONCURRENCY:
+        gateway, direct = by_key[(concurrency, "gateway")], by_key[(concurrency, "direct")]
+        lines.append(
+            f"- concurrency {concurrency}: {gateway.result.p50 - direct.result.p50:+.2f} ms"
+        )
+    names = sorted({name for sc in scenarios for name in sc.cpu_ms_per_sale})
+    lines += [
+        "",
+        "CPU per sale by process, in ms (from /proc; warm-up sales included; postgres counts "
+        "every backend, so it includes the consumers' and relays' transactions):",
+        "",
+        "| process | " + " | ".join(f"c={sc.concurrency} {sc.path}" for sc in scenarios) + " |",
+        "|---|" + "---:|" * len(scenarios),
+    ]
+    for name in names:
+        cells = " | ".join(f"{sc.cpu_ms_per_sale.get(name, 0.0):.2f}" for sc in scenarios)
+        lines.append(f"| {name} | {cells} |")
+    totals = " | ".join(f"**{sum(sc.cpu_ms_per_sale.values()):.2f}**" for sc in scenarios)
+    lines += [f"| **total** | {totals} |", "", f"Consistency check after the run: {verdict}", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=2000,
+        help="sales per scenario at concurrency 16 and 64 (a fifth at 1)",
+    )
+    parser.add_argument("--products", type=int, default=500)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="keep the stack up after measuring (for profiling); Ctrl-C ends",
+    )
+    args = parser.parse_args(argv)
+    rng = random.Random(42)
+    with bench_stack() as (stack, database_url):
+        products = seed_products(database_url, args.products, rng)
+        seller = create_seller(stack)
+        checkout = Checkout(products, seed=7)
+        meter = CpuMeter(stack, database_url)
+        scenarios = asyncio.run(measure(stack, seller, args.requests, checkout, meter))
+        sales = sum(sc.result.requests + WARMUP for sc in scenarios)
+        verdict = verify(database_url, seller, products, checkout, sales)
+        print(verdict, flush=True)
+        text = report(scenarios, verdict, args)
+        if args.hold:
+            print(
+                f"stack up: gateway {stack.base_url}, sales {stack.service_urls['sales'][0]}",
+                flush=True,
+            )
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    existing = args.output.read_text() if args.output.exists() else ""
+    marker = "\n## Analysis"
+    analysis = existing[existing.index(marker) :] if marker in existing else ""
+    args.output.write_text(text + analysis)
+    print(text)
+    return 0 if verdict.startswith("OK") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""SQL of the Idempotency-Key records (see idempotency.py for the protocol)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    request_hash: bytes
+    status: int
+    body: bytes
+
+
+# Takes the key, or takes over an expired record of it. When another transaction holds the
+# key uncommitted, this waits for it on the primary key, then returns no row if it committed.
+_CLAIM_KEY = text(
+    """
+    INSERT INTO sales.idempotency_keys AS k
+        (user_id, key, request_hash, response_status, response_body)
+    VALUES (:user_id, :key, :request_hash, 0, :empty)
+    ON CONFLICT (user_id, key) DO UPDATE
+       SET request_hash = EXCLUDED.request_hash, response_status = 0,
+           response_body = EXCLUDED.response_body, sale_id = NULL, created_at = now()
+     WHERE k.created_at < now() - make_interval(secs => :ttl)
+    RETURNING 1
+    """
+)
+
+_STORED_RESPONSE = text(
+    """
+    SELECT request_hash, response_status, response_body
+      FROM sales.idempotency_keys
+     WHERE user_id = :user_id AND key = :key
+    """
+)
+
+_STORE_RESPONSE = text(
+    """
+    UPDATE sales.idempotency_keys
+       SET response_status = :status, response_body = :body, sale_id = :sale_id
+     WHERE user_id = :user_id AND key = :key
+    """
+)
+
+_PURGE_KEYS = text(
+    """
+    DELETE FROM sales.idempotency_keys
+     WHERE ctid = ANY (ARRAY(
+           SELECT ctid FROM sales.idempotency_keys
+            WHERE created_at < now() - make_interval(secs => :ttl)
+            LIMIT :batch))
+    """
+)
+
+
+async def claim_idempotency_key(
+    conn: AsyncConnection, user_id: int, key: str, request_hash: bytes, ttl_seconds: int
+) -> bool:
+    row = (
+        await conn.execute(
+            _CLAIM_KEY,
+            {
+                "user_id": user_id,
+                "key": key,
+                "request_hash": request_hash,
+                "empty": b"",
+                "ttl": ttl_seconds,
+            },
+        )
+    ).first()
+    return row is not None
+
+
+async def stored_response(conn: AsyncConnection, user_id: int, key: str) -> StoredResponse | None:
+    row = (await conn.execute(_STORED_RESPONSE, {"user_id": user_id, "key": key})).first()
+    if row is None:
+        return None
+    return StoredResponse(bytes(row.request_hash), row.response_status, bytes(row.response_body))
+
+
+async def store_response(
+    conn: AsyncConnection, user_id: int, key: str, *, status: int, body: bytes, sale_id: int | None
+) -> None:
+    await conn.execute(
+        _STORE_RESPONSE,
+        {"user_id": user_id, "key": key, "status": status, "body": body, "sale_id": sale_id},
+    )
+
+
+async def purge_idempotency_keys(conn: AsyncConnection, ttl_seconds: int, batch: int) -> int:
+    result = await conn.execute(_PURGE_KEYS, {"ttl": ttl_seconds, "batch": batch})
+    return int(result.rowcount or 0)
