@@ -6,11 +6,14 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Float,
+    Integer,
     Select,
     String,
     and_,
@@ -18,7 +21,6 @@ from sqlalchemy import (
     cast,
     func,
     insert,
-    literal,
     literal_column,
     or_,
     select,
@@ -55,18 +57,20 @@ def fold(value: Any) -> ColumnElement[Any]:
     return func.products.search_fold(value)
 
 
-def contains(folded_column: ColumnElement[Any], term: str) -> ColumnElement[bool]:
-    """`term` anywhere in a `*_folded` column (served by its trigram index)."""
-    return folded_column.like(fold(like_contains(term)), escape=LIKE_ESCAPE)
+PATTERN = bindparam("pattern", type_=String)
 
 
-def starts_with(folded_column: ColumnElement[Any], term: str) -> ColumnElement[bool]:
-    # like_contains escapes the term; drop its leading % to anchor the match at the start.
-    return folded_column.like(fold(like_contains(term)[1:]), escape=LIKE_ESCAPE)
+def contains(folded_column: ColumnElement[Any], pattern: Any = PATTERN) -> ColumnElement[bool]:
+    """A LIKE pattern (`like_contains(term)`) on a `*_folded` column (its trigram index)."""
+    return folded_column.like(fold(pattern), escape=LIKE_ESCAPE)
 
 
 # Written with literal constants so the planner can match the partial low-stock indexes.
 LOW_STOCK = and_(items.c.quantity > literal_column("0"), items.c.quantity <= items.c.min_quantity)
+
+# (searching, view_mode, sort, order, active_only): statements are built once per shape and
+# reused with bound values, so SQLAlchemy's per-statement work (cache keys) is done once.
+Shape = tuple[bool, str, str, str, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,48 +83,60 @@ class ProductQuery:
     order: str = "asc"
     active_only: bool = False  # /api/products: status = 1, search name/barcode only
 
-    def where(self) -> list[ColumnElement[bool]]:
-        clauses: list[ColumnElement[bool]] = []
-        if self.active_only:
-            clauses.append(items.c.status == literal_column("1"))
-        if self.search:
-            matches = [
-                contains(items.c.name_folded, self.search),
-                contains(items.c.barcode_folded, self.search),
-            ]
-            if not self.active_only:
-                matches.append(contains(items.c.description_folded, self.search))
-            clauses.append(or_(*matches))
-        if self.active_only:
-            if self.view_mode == "in_stock":
-                clauses.append(items.c.quantity > literal_column("0"))
-            elif self.view_mode == "out_of_stock":
-                clauses.append(items.c.quantity == literal_column("0"))
-        elif self.view_mode == "in_stock":
-            clauses.append(items.c.quantity > items.c.min_quantity)
-        elif self.view_mode == "low_stock":
-            clauses.append(LOW_STOCK)
-        elif self.view_mode == "out_of_stock":
+    @property
+    def shape(self) -> Shape:
+        view_mode = self.view_mode if self.view_mode in VIEW_MODES else "all"
+        return (bool(self.search), view_mode, self.sort, self.order, self.active_only)
+
+    def params(self) -> dict[str, Any]:
+        return {"pattern": like_contains(self.search)} if self.search else {}
+
+
+def _where(shape: Shape) -> list[ColumnElement[bool]]:
+    searching, view_mode, _, _, active_only = shape
+    clauses: list[ColumnElement[bool]] = []
+    if active_only:
+        clauses.append(items.c.status == literal_column("1"))
+    if searching:
+        matches = [contains(items.c.name_folded), contains(items.c.barcode_folded)]
+        if not active_only:
+            matches.append(contains(items.c.description_folded))
+        clauses.append(or_(*matches))
+    if active_only:
+        if view_mode == "in_stock":
+            clauses.append(items.c.quantity > literal_column("0"))
+        elif view_mode == "out_of_stock":
             clauses.append(items.c.quantity == literal_column("0"))
-        return clauses
-
-    def sort_key(self) -> ColumnElement[Any]:
-        # Names sort case-insensitively (folded), then by id like every other sort.
-        return items.c.name_folded if self.sort == "name" else items.c[SORT_COLUMNS[self.sort]]
-
-    def order_by(self, key: ColumnElement[Any] | None = None, id_column: Any = None) -> list[Any]:
-        key = self.sort_key() if key is None else key
-        id_column = items.c.id if id_column is None else id_column
-        if self.order == "desc":
-            return [key.desc(), id_column.desc()]
-        return [key.asc(), id_column.asc()]
+    elif view_mode == "in_stock":
+        clauses.append(items.c.quantity > items.c.min_quantity)
+    elif view_mode == "low_stock":
+        clauses.append(LOW_STOCK)
+    elif view_mode == "out_of_stock":
+        clauses.append(items.c.quantity == literal_column("0"))
+    return clauses
 
 
-def display_columns(tz: str) -> tuple[ColumnElement[Any], ...]:
+def _sort_key(shape: Shape) -> ColumnElement[Any]:
+    # Names sort case-insensitively (folded), then by id like every other sort.
+    sort = shape[2]
+    return items.c.name_folded if sort == "name" else items.c[SORT_COLUMNS[sort]]
+
+
+def _order_by(shape: Shape, key: Any = None, id_column: Any = None) -> list[Any]:
+    key = _sort_key(shape) if key is None else key
+    id_column = items.c.id if id_column is None else id_column
+    if shape[3] == "desc":
+        return [key.desc(), id_column.desc()]
+    return [key.asc(), id_column.asc()]
+
+
+TZ = bindparam("tz", type_=String)
+
+
+def display_columns() -> tuple[ColumnElement[Any], ...]:
     """Product columns ready for the wire, formatted by PostgreSQL (local times as upstream's
-    `YYYY-MM-DD HH:MM:SS` in the business zone, dates as text, money as a float): list pages
-    then cost no per-row date or Decimal work in Python."""
-    zone = literal(tz, String)
+    `YYYY-MM-DD HH:MM:SS` in the business zone `:tz`, dates as text, money as a float): list
+    pages then cost no per-row date or Decimal work in Python."""
     return (
         items.c.id,
         items.c.barcode,
@@ -131,16 +147,18 @@ def display_columns(tz: str) -> tuple[ColumnElement[Any], ...]:
         cast(items.c.price, Float).label("price"),
         items.c.status,
         func.to_char(items.c.expiration_date, "YYYY-MM-DD").label("expiration_date"),
-        func.to_char(func.timezone(zone, items.c.created_at), LOCAL_FORMAT).label("created_at"),
-        func.to_char(func.timezone(zone, items.c.updated_at), LOCAL_FORMAT).label("updated_at"),
+        func.to_char(func.timezone(TZ, items.c.created_at), LOCAL_FORMAT).label("created_at"),
+        func.to_char(func.timezone(TZ, items.c.updated_at), LOCAL_FORMAT).label("updated_at"),
     )
 
 
-def count_statement(query: ProductQuery) -> Select[Any]:
-    return select(func.count()).select_from(items).where(*query.where())
+@lru_cache(maxsize=256)
+def _count_statement(shape: Shape) -> Select[Any]:
+    return select(func.count()).select_from(items).where(*_where(shape))
 
 
-def page_statement(query: ProductQuery, *, limit: int, offset: int, tz: str) -> Select[Any]:
+@lru_cache(maxsize=256)
+def _page_statement(shape: Shape) -> Select[Any]:
     """One page and the total in one statement, in plan shapes that stay fast on large
     catalogues (bench/results/products.md).
 
@@ -151,55 +169,96 @@ def page_statement(query: ProductQuery, *, limit: int, offset: int, tz: str) -> 
     are found first (index-only scans on the sort and partial low-stock indexes, cheap even
     for deep offsets), the count uses the same indexes, and only the page's rows are fetched.
     """
-    if query.search:
+    limit, offset = bindparam("limit", type_=BigInteger), bindparam("offset", type_=BigInteger)
+    if shape[0]:
         hits = (
-            select(items.c.id.label("hit_id"), query.sort_key().label("hit_key"))
-            .where(*query.where())
+            select(items.c.id.label("hit_id"), _sort_key(shape).label("hit_key"))
+            .where(*_where(shape))
             .cte("hits")
             .prefix_with("MATERIALIZED")
         )
         total = select(func.count()).select_from(hits).scalar_subquery()
         page = (
             select(hits.c.hit_id, hits.c.hit_key)
-            .order_by(*query.order_by(hits.c.hit_key, hits.c.hit_id))
+            .order_by(*_order_by(shape, hits.c.hit_key, hits.c.hit_id))
             .limit(limit)
             .offset(offset)
             .subquery("page")
         )
         return (
-            select(*display_columns(tz), total.label("total"))
+            select(*display_columns(), total.label("total"))
             .join(page, items.c.id == page.c.hit_id)
-            .order_by(*query.order_by(page.c.hit_key, page.c.hit_id))
+            .order_by(*_order_by(shape, page.c.hit_key, page.c.hit_id))
         )
-    total = count_statement(query).scalar_subquery()
     page_ids = (
         select(items.c.id.label("page_id"))
-        .where(*query.where())
-        .order_by(*query.order_by())
+        .where(*_where(shape))
+        .order_by(*_order_by(shape))
         .limit(limit)
         .offset(offset)
         .subquery("page")
     )
     return (
-        select(*display_columns(tz), total.label("total"))
+        select(*display_columns(), _count_statement(shape).scalar_subquery().label("total"))
         .join(page_ids, items.c.id == page_ids.c.page_id)
-        .order_by(*query.order_by())
+        .order_by(*_order_by(shape))
     )
+
+
+@lru_cache(maxsize=256)
+def _export_statement(shape: Shape) -> Select[Any]:
+    return select(*display_columns()).where(*_where(shape)).order_by(*_order_by(shape))
+
+
+def count_statement(query: ProductQuery) -> Select[Any]:
+    """The count with its values bound (for EXPLAIN in the benchmark)."""
+    return _count_statement(query.shape).params(query.params())
+
+
+def page_statement(query: ProductQuery, *, limit: int, offset: int, tz: str) -> Select[Any]:
+    """The page statement with its values bound (for EXPLAIN in the benchmark)."""
+    values = {**query.params(), "limit": limit, "offset": offset, "tz": tz}
+    return _page_statement(query.shape).params(values)
 
 
 async def list_page(
     conn: AsyncConnection, query: ProductQuery, *, limit: int, offset: int, tz: str
 ) -> tuple[Sequence[Any], int]:
-    rows = (await conn.execute(page_statement(query, limit=limit, offset=offset, tz=tz))).all()
+    values = {**query.params(), "limit": limit, "offset": offset, "tz": tz}
+    rows = (await conn.execute(_page_statement(query.shape), values)).all()
     if rows:
         return rows, int(rows[0].total)
     # A page past the end carries no row to read the total from.
-    return rows, int(await conn.scalar(count_statement(query)) or 0)
+    total = await conn.scalar(_count_statement(query.shape), query.params())
+    return rows, int(total or 0)
 
 
 async def export_products(conn: AsyncConnection, query: ProductQuery, tz: str) -> Sequence[Any]:
-    statement = select(*display_columns(tz)).where(*query.where()).order_by(*query.order_by())
-    return (await conn.execute(statement)).all()
+    values = {**query.params(), "tz": tz}
+    return (await conn.execute(_export_statement(query.shape), values)).all()
+
+
+_ITEMS_STATEMENT = (
+    select(
+        items.c.id,
+        items.c.barcode,
+        items.c.name,
+        items.c.description,
+        items.c.quantity,
+        cast(items.c.price, Float).label("price"),
+    )
+    .where(
+        items.c.status == literal_column("1"),
+        or_(contains(items.c.barcode_folded), contains(items.c.name_folded)),
+    )
+    .order_by(
+        (items.c.barcode_folded == fold(bindparam("term", type_=String))).desc(),
+        contains(items.c.name_folded, bindparam("prefix", type_=String)).desc(),
+        items.c.name_folded,
+        items.c.id,
+    )
+    .limit(bindparam("limit", type_=Integer))
+)
 
 
 async def search_items(conn: AsyncConnection, term: str, *, limit: int = 10) -> Sequence[Any]:
@@ -207,34 +266,16 @@ async def search_items(conn: AsyncConnection, term: str, *, limit: int = 10) -> 
 
     Exact barcode first, then names starting with the term, then the rest by name and id.
     """
-    folded = fold(term)
-    statement = (
-        select(
-            items.c.id,
-            items.c.barcode,
-            items.c.name,
-            items.c.description,
-            items.c.quantity,
-            cast(items.c.price, Float).label("price"),
-        )
-        .where(
-            items.c.status == literal_column("1"),
-            or_(contains(items.c.barcode_folded, term), contains(items.c.name_folded, term)),
-        )
-        .order_by(
-            (items.c.barcode_folded == folded).desc(),
-            starts_with(items.c.name_folded, term).desc(),
-            items.c.name_folded,
-            items.c.id,
-        )
-        .limit(limit)
-    )
-    return (await conn.execute(statement)).all()
+    pattern = like_contains(term)
+    values = {"pattern": pattern, "term": term, "prefix": pattern[1:], "limit": limit}
+    return (await conn.execute(_ITEMS_STATEMENT, values)).all()
+
+
+_DISPLAY_ONE = select(*display_columns()).where(items.c.id == bindparam("product_id"))
 
 
 async def get_product_display(conn: AsyncConnection, product_id: int, tz: str) -> Any | None:
-    statement = select(*display_columns(tz)).where(items.c.id == product_id)
-    return (await conn.execute(statement)).first()
+    return (await conn.execute(_DISPLAY_ONE, {"product_id": product_id, "tz": tz})).first()
 
 
 async def get_product(conn: AsyncConnection, product_id: int) -> Any | None:

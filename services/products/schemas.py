@@ -24,24 +24,28 @@ def iso_date(value: date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+PRODUCT_KEYS = (
+    "id",
+    "barcode",
+    "name",
+    "description",
+    "stock",
+    "min_stock",
+    "price",
+    "status",
+    "expiration_date",
+    "created_at",
+    "updated_at",
+)
+
+
 def product(row: Any) -> dict[str, Any]:
     """The list object of `products_all` / `products` (and, with `status`, the detail).
 
-    `row` comes from `repository.display_columns`: dates and times are already text.
+    `row` comes from `repository.display_columns` (same order; dates and times already text;
+    a trailing `total` column is ignored).
     """
-    return {
-        "id": row.id,
-        "barcode": row.barcode,
-        "name": row.name,
-        "description": row.description,
-        "stock": row.quantity,
-        "min_stock": row.min_quantity,
-        "price": row.price,
-        "status": row.status,
-        "expiration_date": row.expiration_date,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
+    return dict(zip(PRODUCT_KEYS, row, strict=False))
 
 
 def item(row: Any) -> dict[str, Any]:
