@@ -4,7 +4,7 @@ The gateway's route map already limits `/api/metrics` and `/api/never-sold` to a
 `/api/stats` to logged-in users; the service checks the same again (CurrentUser / AdminUser).
 
 Reports read one REPEATABLE READ snapshot. When a report needs item sums that are not memoised
-yet (item_cache.py), the snapshot is left, the sums are computed and stored in their own short
+yet (memo.py), the snapshot is left, the sums are computed and stored in their own short
 transaction, and the report starts over in a new snapshot.
 """
 

@@ -1,9 +1,9 @@
 """Request-time SQL of the metrics service.
 
 Reads the published views only (`products.catalog`, `sales.sale_lines_v`, `sales.sales_v`,
-`users.directory`) plus the service's own rollups and item-sums memo (`metrics.*`). Aggregation
-happens in SQL; the service receives compact rows (per day, per weekday-hour slot, per vendor,
-the top and forecast products).
+`users.directory`) plus the service's own rollups and memo (`metrics.*`). Aggregation happens in
+SQL; the service receives compact rows (per day, per weekday-hour slot, per seller, the top and
+forecast products).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.metrics.coverage import NO_COVERAGE, Coverage, DayPlan
 from services.metrics.sql import (
-    SALE_HOUR,
-    covered_item_source,
+    Source,
+    covered_items,
+    covered_sales_rows,
     instant_ranges_sql,
-    item_source,
-    per_day_source,
+    live_items,
+    live_sales_rows,
 )
 from stockmanager.timefmt import day_end_exclusive
 
@@ -114,20 +115,19 @@ async def stats(
 
 
 async def never_sold(
-    conn: AsyncConnection, ever: DayPlan, tz: ZoneInfo, cache_key: str | None
+    conn: AsyncConnection, ever: DayPlan, tz: ZoneInfo, memo_key: str | None
 ) -> Sequence[Row[Any]]:
     """Active products without any sale line. `ever` covers all time up to today: products
     with sales on its covered days are ruled out from the rollups; the few remaining
     candidates are checked against the live lines of every other moment."""
-    covered = covered_item_source(ever, "n", cache_key)
-    covered_instants = [(lo, hi) for lo, hi in ever.covered_instants(tz)]
-    in_covered, instant_params = instant_ranges_sql("l.sold_at", covered_instants, "ni")
+    covered = covered_items(ever, "n", memo_key)
+    in_covered, instant_params = instant_ranges_sql("l.sold_at", ever.covered_instants(tz), "ni")
     sql = f"""
-        WITH sold AS (SELECT DISTINCT item_id FROM ({covered.sql}) u),
-        candidates AS MATERIALIZED (
+        WITH candidates AS MATERIALIZED (
             SELECT c.id, c.name, c.barcode, c.quantity, c.price
               FROM products.catalog c
-             WHERE c.status = 1 AND NOT EXISTS (SELECT 1 FROM sold s WHERE s.item_id = c.id)
+             WHERE c.status = 1
+               AND NOT EXISTS (SELECT 1 FROM ({covered.sql}) s WHERE s.item_id = c.id)
         )
         SELECT c.* FROM candidates c
          WHERE NOT EXISTS (SELECT 1 FROM sales.sale_lines_v l
@@ -140,83 +140,50 @@ async def never_sold(
 # --- /api/metrics ----------------------------------------------------------------------------
 
 
-async def sales_by_day_and_slot(
-    conn: AsyncConnection, plan: DayPlan, tz: ZoneInfo, current_lo: date
+async def sales_rows(
+    conn: AsyncConnection, plan: DayPlan, tz: ZoneInfo, current_lo: date, memo_key: str | None
 ) -> Sequence[Row[Any]]:
-    """Over plan's days: one 'day' row per day >= current_lo with sales, one 'previous' row
-    (totals before current_lo) and one 'slot' row per weekday-hour (isodow-1)*24+hour."""
-    source = per_day_source(
-        plan, tz, table="sales_day_hour", key="hour", live_key=SALE_HOUR, prefix="h"
-    )
-    sql = f"""
-        WITH u AS ({source.sql})
-        SELECT 'day' AS kind, day, NULL::int AS slot, sum(revenue_cents)::bigint AS revenue_cents,
-               sum(sales)::bigint AS sales, sum(units)::bigint AS units
-          FROM u WHERE day >= :current_lo GROUP BY day
-        UNION ALL
-        SELECT 'previous', NULL, NULL, coalesce(sum(revenue_cents), 0)::bigint,
-               coalesce(sum(sales), 0)::bigint, coalesce(sum(units), 0)::bigint
-          FROM u WHERE day < :current_lo
-        UNION ALL
-        SELECT 'slot', NULL, ((extract(isodow FROM day)::int - 1) * 24 + hour)::int,
-               sum(revenue_cents)::bigint, sum(sales)::bigint, sum(units)::bigint
-          FROM u WHERE day >= :current_lo GROUP BY 3
-    """
-    result = await conn.execute(text(sql), {**source.params, "current_lo": current_lo})
-    return result.all()
-
-
-async def vendors(
-    conn: AsyncConnection, plan: DayPlan, tz: ZoneInfo, current_lo: date
-) -> Sequence[Row[Any]]:
-    """Every active user with their figures in the current window (days >= current_lo) and in
-    the previous one (days < current_lo), by current revenue descending."""
-    source = per_day_source(
-        plan, tz, table="sales_day_vendor", key="vendor_id", live_key="vendor_id", prefix="v"
-    )
-    sql = f"""
-        WITH u AS ({source.sql}),
-        per_vendor AS (
-            SELECT vendor_id,
-                   sum(revenue_cents) FILTER (WHERE day >= :current_lo) AS revenue_cents,
-                   sum(sales) FILTER (WHERE day >= :current_lo) AS sales,
-                   sum(units) FILTER (WHERE day >= :current_lo) AS units,
-                   sum(revenue_cents) FILTER (WHERE day < :current_lo) AS prev_revenue_cents,
-                   sum(sales) FILTER (WHERE day < :current_lo) AS prev_sales
-              FROM u GROUP BY vendor_id
+    """Rows (kind, k, revenue_cents, sales, units) of every day of the plan (see sql.py); rows
+    of the same (kind, k) from the covered and the live days are to be added up."""
+    if memo_key is not None:
+        covered = Source(
+            "SELECT kind, k, revenue_cents, sales, units FROM metrics.sales_sums"
+            " WHERE cache_key = :skey",
+            {"skey": memo_key},
         )
-        SELECT d.id, d.username,
-               coalesce(v.revenue_cents, 0)::bigint AS revenue_cents,
-               coalesce(v.sales, 0)::bigint AS sales,
-               coalesce(v.units, 0)::bigint AS units,
-               coalesce(v.prev_revenue_cents, 0)::bigint AS prev_revenue_cents,
-               coalesce(v.prev_sales, 0)::bigint AS prev_sales
-          FROM users.directory d
-          LEFT JOIN per_vendor v ON v.vendor_id = d.id
-         WHERE d.status = 1
-         ORDER BY coalesce(v.revenue_cents, 0) DESC, d.id
-    """
-    result = await conn.execute(text(sql), {**source.params, "current_lo": current_lo})
-    return result.all()
+    else:
+        covered = covered_sales_rows(plan, "s")
+    live = live_sales_rows(plan, tz, "s")
+    sql = f"SELECT * FROM ({covered.sql}) c UNION ALL SELECT * FROM ({live.sql}) l"
+    params = {**covered.params, **live.params, "current_lo": current_lo}
+    return (await conn.execute(text(sql), params)).all()
+
+
+async def active_users(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    return (
+        await conn.execute(text("SELECT id, username FROM users.directory WHERE status = 1"))
+    ).all()
 
 
 async def items(
-    conn: AsyncConnection, plan: DayPlan, tz: ZoneInfo, days: int, cache_key: str | None
+    conn: AsyncConnection, plan: DayPlan, tz: ZoneInfo, days: int, memo_key: str | None
 ) -> Sequence[Row[Any]]:
     """'top' rows: the 10 products with most units in the window; 'forecast' rows: the 20
     active products sold in the window that run out soonest (zero days remaining first)."""
-    source = item_source(plan, tz, "i", cache_key)
+    covered = covered_items(plan, "i", memo_key)
+    live = live_items(plan, tz, "i")
     sql = f"""
         WITH per_item AS (
-            SELECT item_id, sum(units)::bigint AS units, sum(revenue_cents)::bigint AS cents
-              FROM ({source.sql}) u
-             GROUP BY item_id
+            SELECT coalesce(c.item_id, v.item_id) AS item_id,
+                   coalesce(c.units, 0) + coalesce(v.units, 0) AS units,
+                   coalesce(c.revenue_cents, 0) + coalesce(v.revenue_cents, 0) AS cents
+              FROM ({covered.sql}) c FULL JOIN ({live.sql}) v ON v.item_id = c.item_id
         )
         (SELECT 'top' AS kind, p.item_id AS id, c.name, c.barcode, p.units,
                 p.cents AS revenue_cents, c.quantity, c.min_quantity
-           FROM per_item p JOIN products.catalog c ON c.id = p.item_id
-          ORDER BY p.units DESC, p.cents DESC, p.item_id
-          LIMIT 10)
+           FROM (SELECT * FROM per_item ORDER BY units DESC, cents DESC, item_id LIMIT 10) p
+           JOIN products.catalog c ON c.id = p.item_id
+          ORDER BY p.units DESC, p.cents DESC, p.item_id)
         UNION ALL
         (SELECT 'forecast', p.item_id, c.name, c.barcode, p.units, p.cents, c.quantity,
                 c.min_quantity
@@ -225,18 +192,20 @@ async def items(
           ORDER BY (c.quantity::bigint * :days) / p.units, p.units DESC, p.item_id
           LIMIT 20)
     """
-    result = await conn.execute(text(sql), {**source.params, "tz": tz.key, "days": days})
-    return result.all()
+    params = {**covered.params, **live.params, "days": days}
+    return (await conn.execute(text(sql), params)).all()
 
 
 async def inventory(
-    conn: AsyncConnection, movement: DayPlan, tz: ZoneInfo, cache_key: str | None
+    conn: AsyncConnection, movement: DayPlan, tz: ZoneInfo, memo_key: str | None
 ) -> Row[Any]:
     """Stock alerts and inventory totals over active products; `no_movement` counts those
     with no sale line on the days of `movement`."""
-    source = item_source(movement, tz, "m", cache_key)
+    covered = covered_items(movement, "m", memo_key)
+    live = live_items(movement, tz, "m")
     sql = f"""
-        WITH moved AS (SELECT DISTINCT item_id FROM ({source.sql}) u)
+        WITH moved AS (SELECT item_id FROM ({covered.sql}) c
+                       UNION SELECT item_id FROM ({live.sql}) v)
         SELECT count(*) FILTER (WHERE c.quantity = 0) AS out_of_stock,
                count(*) FILTER (WHERE c.quantity > 0 AND c.quantity <= c.min_quantity)
                    AS low_stock,
@@ -247,7 +216,7 @@ async def inventory(
           LEFT JOIN moved m ON m.item_id = c.id
          WHERE c.status = 1
     """
-    return (await conn.execute(text(sql), {**source.params, "tz": tz.key})).one()
+    return (await conn.execute(text(sql), {**covered.params, **live.params})).one()
 
 
 # --- event handling --------------------------------------------------------------------------

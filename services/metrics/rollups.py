@@ -31,7 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.metrics.coverage import ONE_DAY, DayRange, merge_ranges, next_month
-from services.metrics.item_cache import purge as purge_item_sums
+from services.metrics.memo import purge as purge_memo
 from services.metrics.settings import MetricsSettings
 from services.metrics.sql import (
     LINE_CENTS,
@@ -85,7 +85,7 @@ async def refresh(
             chunk = settings.metrics_seal_chunk_days
             while await _snapshot(conn, lambda c: _seal_next(c, tz, target, chunk, report)):
                 pass
-            await _snapshot(conn, purge_item_sums)
+            await _snapshot(conn, purge_memo)
             return report
         finally:
             await conn.rollback()

@@ -67,18 +67,18 @@ def forecast_entry(row: Any, days: int) -> dict[str, Any]:
     }
 
 
-def vendor_entry(row: Any) -> dict[str, Any]:
-    revenue = money(row.revenue_cents)
-    previous = money(row.prev_revenue_cents)
+def vendor_entry(user_id: int, username: str, current: Any, previous: Any) -> dict[str, Any]:
+    """A seller's figures; `current` / `previous` have revenue_cents, sales and units."""
+    revenue = money(current.revenue_cents)
     return {
-        "id": row.id,
-        "name": row.username,
+        "id": user_id,
+        "name": username,
         "revenue": revenue,
-        "salesCount": int(row.sales),
-        "unitsSold": int(row.units),
-        "avgTicket": ratio2(revenue, int(row.sales)),
-        "revenueChange": vendor_change(revenue, previous),
-        "salesChange": vendor_change(int(row.sales), int(row.prev_sales)),
+        "salesCount": current.sales,
+        "unitsSold": current.units,
+        "avgTicket": ratio2(revenue, current.sales),
+        "revenueChange": vendor_change(revenue, money(previous.revenue_cents)),
+        "salesChange": vendor_change(current.sales, previous.sales),
     }
 
 

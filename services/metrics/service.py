@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.metrics import item_cache, repository, schemas
-from services.metrics.coverage import Coverage, DayPlan, plan_days
+from services.metrics import memo, repository, schemas, sql
+from services.metrics.coverage import plan_days
 from services.metrics.formulas import (
     WEEKDAY_LONG,
     day_labels,
@@ -31,6 +31,7 @@ NO_MOVEMENT_DAYS = 30
 # Start of "all time" for never-sold: older sales are simply never covered by the rollups,
 # so they are still found (live).
 EPOCH = date(1970, 1, 1)
+UNIX_EPOCH = date(1970, 1, 1)  # day numbers of the sales rows count from here
 
 
 async def get_stats(conn: AsyncConnection, tz: ZoneInfo, today: date) -> dict[str, Any]:
@@ -52,25 +53,28 @@ RunReport = Callable[[AsyncConnection], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A report ready to run: the item-sums memo entries it reads, and how to run it."""
+    """A report ready to run: the memo entries it reads, and how to run it."""
 
     version: int
-    memos: dict[str, DayPlan]
+    memos: list[memo.MemoEntry]
     run: RunReport
 
 
-def _memo(plan: DayPlan, coverage: Coverage, use_memo: bool) -> str | None:
-    return item_cache.cache_key(plan, coverage.version) if use_memo else None
+async def missing_memos(conn: AsyncConnection, prepared: Prepared) -> list[memo.MemoEntry]:
+    return await memo.missing(conn, prepared.memos)
 
 
-async def missing_memos(conn: AsyncConnection, prepared: Prepared) -> dict[str, DayPlan]:
-    missing = await item_cache.missing_keys(conn, prepared.memos)
-    return {key: plan for key, plan in prepared.memos.items() if key in missing}
+async def fill_memos(conn: AsyncConnection, entries: list[memo.MemoEntry], version: int) -> None:
+    for entry in entries:
+        await memo.fill(conn, entry, version)
 
 
-async def fill_memos(conn: AsyncConnection, memos: dict[str, DayPlan], version: int) -> None:
-    for key, plan in memos.items():
-        await item_cache.fill(conn, key, plan, version)
+def _memo_entries(*entries: memo.MemoEntry | None) -> list[memo.MemoEntry]:
+    return [entry for entry in entries if entry is not None]
+
+
+def _key(entry: memo.MemoEntry | None) -> str | None:
+    return entry.key if entry is not None else None
 
 
 async def prepare_never_sold(
@@ -78,80 +82,108 @@ async def prepare_never_sold(
 ) -> Prepared:
     coverage = await repository.read_coverage(conn, tz)
     ever = plan_days(EPOCH, today, coverage)
-    key = _memo(ever, coverage, use_memo)
+    ever_memo = memo.entry("items", ever, coverage.version) if use_memo else None
 
     async def run(conn: AsyncConnection) -> dict[str, Any]:
-        rows = await repository.never_sold(conn, ever, tz, key)
+        rows = await repository.never_sold(conn, ever, tz, _key(ever_memo))
         return {"products": [schemas.never_sold_entry(row) for row in rows]}
 
-    return Prepared(coverage.version, {key: ever} if key else {}, run)
+    return Prepared(coverage.version, _memo_entries(ever_memo), run)
 
 
 async def prepare_metrics(
     conn: AsyncConnection, window: Window, tz: ZoneInfo, today: date, *, use_memo: bool = True
 ) -> Prepared:
     coverage = await repository.read_coverage(conn, tz)
-    previous = window.previous
     # The current and the previous windows are adjacent: one pass over both.
-    sales_plan = plan_days(previous.start, window.end, coverage)
+    sales_plan = plan_days(window.previous.start, window.end, coverage)
     items_plan = plan_days(window.start, window.end, coverage)
     movement = plan_days(today - timedelta(days=NO_MOVEMENT_DAYS), today, coverage)
-    items_key = _memo(items_plan, coverage, use_memo)
-    movement_key = _memo(movement, coverage, use_memo)
-    memos = {
-        key: plan
-        for key, plan in ((items_key, items_plan), (movement_key, movement))
-        if key is not None
-    }
+    sales_memo = items_memo = movement_memo = None
+    if use_memo:
+        sales_memo = memo.entry("sales", sales_plan, coverage.version, window.start)
+        items_memo = memo.entry("items", items_plan, coverage.version)
+        movement_memo = memo.entry("items", movement, coverage.version)
 
     async def run(conn: AsyncConnection) -> dict[str, Any]:
-        day_rows = await repository.sales_by_day_and_slot(conn, sales_plan, tz, window.start)
-        vendor_rows = await repository.vendors(conn, sales_plan, tz, window.start)
-        item_rows = await repository.items(conn, items_plan, tz, window.days, items_key)
-        stock = await repository.inventory(conn, movement, tz, movement_key)
-        return build_metrics(window, day_rows, vendor_rows, item_rows, stock)
+        rows = await repository.sales_rows(conn, sales_plan, tz, window.start, _key(sales_memo))
+        users = await repository.active_users(conn)
+        item_rows = await repository.items(conn, items_plan, tz, window.days, _key(items_memo))
+        stock = await repository.inventory(conn, movement, tz, _key(movement_memo))
+        return build_metrics(window, SalesFigures.from_rows(rows), users, item_rows, stock)
 
-    return Prepared(coverage.version, memos, run)
+    return Prepared(coverage.version, _memo_entries(sales_memo, items_memo, movement_memo), run)
+
+
+@dataclass(slots=True)
+class Sums:
+    revenue_cents: int = 0
+    sales: int = 0
+    units: int = 0
+
+    def add(self, revenue_cents: int, sales: int, units: int) -> None:
+        self.revenue_cents += revenue_cents
+        self.sales += sales
+        self.units += units
+
+
+@dataclass(slots=True)
+class SalesFigures:
+    """The sales rows of a report (sql.py kinds), added up."""
+
+    days: dict[date, Sums] = field(default_factory=dict)
+    slots: dict[int, Sums] = field(default_factory=dict)
+    previous: Sums = field(default_factory=Sums)
+    vendors: dict[int, Sums] = field(default_factory=dict)
+    vendors_previous: dict[int, Sums] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Any]) -> SalesFigures:
+        figures = cls()
+        for row in rows:
+            values = (int(row.revenue_cents), int(row.sales), int(row.units))
+            kind, k = row.kind, int(row.k)
+            if kind == sql.DAY:
+                figures.days.setdefault(UNIX_EPOCH + timedelta(days=k), Sums()).add(*values)
+            elif kind == sql.SLOT:
+                figures.slots.setdefault(k, Sums()).add(*values)
+            elif kind == sql.PREVIOUS:
+                figures.previous.add(*values)
+            elif kind == sql.VENDOR:
+                figures.vendors.setdefault(k, Sums()).add(*values)
+            elif kind == sql.VENDOR_PREVIOUS:
+                figures.vendors_previous.setdefault(k, Sums()).add(*values)
+        return figures
 
 
 def build_metrics(
     window: Window,
-    day_rows: Sequence[Any],
-    vendor_rows: Sequence[Any],
+    figures: SalesFigures,
+    users: Sequence[Any],
     item_rows: Sequence[Any],
     stock: Any,
 ) -> dict[str, Any]:
-    per_day: dict[date, Any] = {}
     heat = [[0] * 24 for _ in range(7)]
     weekday_cents = [0] * 7
-    previous_row = None
-    for row in day_rows:
-        if row.kind == "day":
-            per_day[row.day] = row
-        elif row.kind == "slot":
-            weekday, hour = divmod(row.slot, 24)
-            heat[weekday][hour] += int(row.sales)
-            weekday_cents[weekday] += int(row.revenue_cents)
-        else:
-            previous_row = row
+    for slot, sums in figures.slots.items():
+        weekday, hour = divmod(slot, 24)
+        heat[weekday][hour] += sums.sales
+        weekday_cents[weekday] += sums.revenue_cents
 
-    cents = sum(int(row.revenue_cents) for row in per_day.values())
-    sales = sum(int(row.sales) for row in per_day.values())
-    units = sum(int(row.units) for row in per_day.values())
-    prev_cents = int(previous_row.revenue_cents) if previous_row is not None else 0
-    prev_sales = int(previous_row.sales) if previous_row is not None else 0
-    prev_units = int(previous_row.units) if previous_row is not None else 0
-
-    revenue, prev_revenue = money(cents), money(prev_cents)
-    ticket = round2(revenue / sales) if sales else Decimal(0)
-    prev_ticket = round2(prev_revenue / prev_sales) if prev_sales else Decimal(0)
+    totals = Sums()
+    for sums in figures.days.values():
+        totals.add(sums.revenue_cents, sums.sales, sums.units)
+    previous = figures.previous
+    revenue, prev_revenue = money(totals.revenue_cents), money(previous.revenue_cents)
+    ticket = round2(revenue / totals.sales) if totals.sales else Decimal(0)
+    prev_ticket = round2(prev_revenue / previous.sales) if previous.sales else Decimal(0)
     revenue_change = pct_change(revenue, prev_revenue)
 
     days = window.each_day()
     labels = day_labels(days)
-    daily_revenue = [
-        money(int(per_day[d].revenue_cents)) if d in per_day else Decimal(0) for d in days
-    ]
+    empty = Sums()
+    daily = [figures.days.get(day, empty) for day in days]
+    daily_revenue = [money(sums.revenue_cents) for sums in daily]
     by_weekday = [sum(hours) for hours in heat]
     by_hour = [sum(heat[weekday][hour] for weekday in range(7)) for hour in range(24)]
 
@@ -159,24 +191,36 @@ def build_metrics(
     forecast = [
         schemas.forecast_entry(row, window.days) for row in item_rows if row.kind == "forecast"
     ]
+    vendors = sorted(
+        (
+            schemas.vendor_entry(
+                user.id,
+                user.username,
+                figures.vendors.get(user.id, empty),
+                figures.vendors_previous.get(user.id, empty),
+            )
+            for user in users
+        ),
+        key=lambda entry: (-entry["revenue"], entry["id"]),
+    )
     best_index = first_max_index(by_weekday)
     peak_hour = first_max_index(by_hour)
 
     return {
         "kpis": {
             "revenue": revenue,
-            "totalSales": sales,
+            "totalSales": totals.sales,
             "avgTicket": ticket,
-            "unitsSold": units,
+            "unitsSold": totals.units,
             "revenueChange": revenue_change,
-            "salesChange": pct_change(sales, prev_sales),
+            "salesChange": pct_change(totals.sales, previous.sales),
             "ticketChange": pct_change(ticket, prev_ticket),
-            "unitsChange": pct_change(units, prev_units),
+            "unitsChange": pct_change(totals.units, previous.units),
         },
         "salesOverTime": {
             "labels": labels,
             "revenue": [float(value) for value in daily_revenue],
-            "sales": [int(per_day[d].sales) if d in per_day else 0 for d in days],
+            "sales": [sums.sales for sums in daily],
         },
         "topProducts": top,
         "salesByWeekday": by_weekday,
@@ -198,7 +242,7 @@ def build_metrics(
             "topProduct": {"name": top[0]["name"], "units": top[0]["units"]} if top else None,
             "trend": trend_sentence(revenue_change, prev_revenue),
         },
-        "vendors": [schemas.vendor_entry(row) for row in vendor_rows],
+        "vendors": vendors,
         "period": schemas.period_entry(window.start, window.end, window.days),
         "inventory": {
             "totalValue": round2(Decimal(stock.total_value)),

@@ -87,8 +87,8 @@ sales_month_item = Table(
     Column("revenue_cents", BigInteger, nullable=False),
 )
 
-item_sums_keys = Table(
-    "item_sums_keys",
+memo_keys = Table(
+    "memo_keys",
     metadata,
     Column("cache_key", Text, primary_key=True),
     Column("version", BigInteger, nullable=False),
@@ -101,12 +101,28 @@ item_sums = Table(
     Column(
         "cache_key",
         Text,
-        ForeignKey(item_sums_keys.c.cache_key, ondelete="CASCADE"),
+        ForeignKey(memo_keys.c.cache_key, ondelete="CASCADE"),
         primary_key=True,
     ),
     Column("item_id", BigInteger, primary_key=True),
     Column("units", BigInteger, nullable=False),
     Column("revenue_cents", BigInteger, nullable=False),
+)
+
+sales_sums = Table(
+    "sales_sums",
+    metadata,
+    Column(
+        "cache_key",
+        Text,
+        ForeignKey(memo_keys.c.cache_key, ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("kind", SmallInteger, primary_key=True),
+    Column("k", BigInteger, primary_key=True),
+    Column("revenue_cents", BigInteger, nullable=False),
+    Column("sales", BigInteger, nullable=False),
+    Column("units", BigInteger, nullable=False),
 )
 
 outbox = outbox_table(metadata)
