@@ -77,6 +77,16 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float]
 
+    @classmethod
+    def merge(cls, parts: list[LoadResult]) -> LoadResult:
+        """Several runs of one scenario as one result (requests and time add up)."""
+        return cls(
+            parts[0].label,
+            sum(part.requests for part in parts),
+            sum(part.seconds for part in parts),
+            [latency for part in parts for latency in part.latencies_ms],
+        )
+
     @property
     def throughput(self) -> float:
         return self.requests / self.seconds
@@ -134,7 +144,8 @@ async def run_load(
                     raise RuntimeError(f"{label}: {url} answered {response.status}")
             return (time.perf_counter() - started) * 1000
 
-        await _drive(fetch, concurrency, warmup)
+        if warmup:
+            await _drive(fetch, concurrency, warmup)
         started = time.perf_counter()
         latencies = await _drive(fetch, concurrency, requests)
         elapsed = time.perf_counter() - started

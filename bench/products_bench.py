@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 import sys
 import time
@@ -256,27 +257,42 @@ async def measure(
         query = {"view_mode": "low_stock", "sort": "price", "order": "desc", "page": page}
         return f"{base}/api/products_all?" + urlencode(query)
 
-    options = {"concurrency": args.concurrency, "requests": args.requests}
-    results = [
-        await run_load(
-            "search via gateway", lambda i: (search_url(gateway, i), {}), cookies=cookie, **options
-        ),
-        await run_load("search direct", lambda i: (search_url(direct, i), signed()), **options),
-        await run_load(
-            "low_stock by price desc via gateway",
-            lambda i: (low_url(gateway, i), {}),
-            cookies=cookie,
-            **options,
-        ),
-        await run_load(
-            "low_stock by price desc direct", lambda i: (low_url(direct, i), signed()), **options
-        ),
-    ]
+    # Gateway and direct runs alternate in rounds, so that both see the same machine (other
+    # processes' load changes over a run); each round's requests continue the term/page cycle.
+    rounds = max(1, args.rounds)
+    per_round = max(1, args.requests // rounds)
+    results = []
+    for scenario, make_url in (("search", search_url), ("low_stock by price desc", low_url)):
+        via: list[LoadResult] = []
+        straight: list[LoadResult] = []
+        for number in range(rounds):
+            offset = number * per_round
+            via.append(
+                await run_load(
+                    f"{scenario} via gateway",
+                    lambda i, o=offset, u=make_url: (u(gateway, i + o), {}),
+                    cookies=cookie,
+                    concurrency=args.concurrency,
+                    requests=per_round,
+                    warmup=200 if number == 0 else 0,
+                )
+            )
+            straight.append(
+                await run_load(
+                    f"{scenario} direct",
+                    lambda i, o=offset, u=make_url: (u(direct, i + o), signed()),
+                    concurrency=args.concurrency,
+                    requests=per_round,
+                    warmup=200 if number == 0 else 0,
+                )
+            )
+        results += [LoadResult.merge(via), LoadResult.merge(straight)]
     return results, low_pages
 
 
 def report(
     args: argparse.Namespace,
+    load_before: str,
     results: list[LoadResult],
     plans: list[str],
     low_pages: int,
@@ -304,8 +320,12 @@ def report(
             f"- Catalogue: {args.products:,} products seeded with COPY in "
             f"{seconds_seeding:.1f} s (70 % in stock, 20 % low, 10 % out of stock, 5 % "
             f"disabled); the low-stock slice has {low_pages} pages of 50.",
-            f"- Load: {args.requests} requests per scenario after 200 warm-up requests, "
-            f"concurrency {args.concurrency}, keep-alive (aiohttp).",
+            f"- Load: {args.requests} requests per scenario and path after 200 warm-up requests, "
+            f"concurrency {args.concurrency}, keep-alive (aiohttp); gateway and direct runs "
+            f"alternate in {args.rounds} rounds so both see the same machine.",
+            f"- Load average of the machine (1/5/15 min) before: {load_before}, after: "
+            f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())}. Other processes running "
+            "meanwhile take their share of the two cores.",
             "- Search terms rotate over common words (`leche`, `café`), capitals and accents "
             "(`CAFÉ`, `SERENISIMA`), two-word terms and whole barcodes; low-stock pages rotate "
             "over every page.",
@@ -325,12 +345,16 @@ def report(
             "",
             "## Query plans relied on",
             "",
-            "Each request runs a `count(*)` and the page query below (the same SQLAlchemy "
-            "statements the service builds, with literal values). `products.search_fold` is "
-            "the migration's Unicode case folding (`casefold(... COLLATE pg_unicode_fast)` on "
-            "PostgreSQL 18); the GIN trigram indexes are built on it, so `LIKE '%term%'` "
-            "on folded text is an index search. The low-stock slice has partial indexes "
-            "(`WHERE quantity > 0 AND quantity <= min_quantity`) per sort column.",
+            "Each list request is one statement: the page and its total (the statements the "
+            "service builds, shown here with literal values; the service binds them and plans "
+            "every execution with its values: `plan_cache_mode = force_custom_plan`). "
+            "`name_folded`/`barcode_folded` are stored Unicode case-folded copies "
+            "(`products.search_fold`: `casefold(... COLLATE pg_unicode_fast)` on PostgreSQL 18) "
+            "with GIN trigram indexes, so `LIKE '%term%'` is an index search; a materialized "
+            "CTE makes the planner find the matches once and sort them, instead of walking the "
+            "name index and filtering. Lists without a search find the page's ids with an "
+            "index-only scan (the low-stock slice has partial indexes `WHERE quantity > 0 AND "
+            "quantity <= min_quantity` per sort column) and fetch only those rows.",
             "",
             *plans,
         ]
@@ -342,52 +366,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=int, default=50_000)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=4, help="gateway/direct alternations")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
+    load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     with bench_stack() as (stack, database_url):
         started = time.perf_counter()
         barcodes = seed(database_url, args.products, rng)
         seconds_seeding = time.perf_counter() - started
         results, low_pages = asyncio.run(measure(stack, database_url, args, barcodes))
+        low = ProductQuery(view_mode="low_stock", sort="price", order="desc")
         plans = [
             explain(
                 database_url,
-                "count: search 'leche' in active products",
-                repository.count_statement(ProductQuery(search="leche", active_only=True)),
-            ),
-            explain(
-                database_url,
-                "page: search 'leche' in active products, by name",
+                "search 'leche' in active products, by name (page and total in one statement)",
                 repository.page_statement(
                     ProductQuery(search="leche", active_only=True), limit=24, offset=0, tz=TZ
                 ),
             ),
             explain(
                 database_url,
-                "page: search a barcode in active products",
+                "search a whole barcode",
                 repository.page_statement(
                     ProductQuery(search=barcodes[0], active_only=True), limit=24, offset=0, tz=TZ
                 ),
             ),
             explain(
                 database_url,
-                "count: low stock",
-                repository.count_statement(ProductQuery(view_mode="low_stock")),
+                "search 'té' (too short for trigrams: a sequential scan)",
+                repository.page_statement(
+                    ProductQuery(search="té", active_only=True), limit=24, offset=0, tz=TZ
+                ),
             ),
             explain(
                 database_url,
-                f"page: low stock by price desc, last page ({low_pages})",
-                repository.page_statement(
-                    ProductQuery(view_mode="low_stock", sort="price", order="desc"),
-                    limit=50,
-                    offset=(low_pages - 1) * 50,
-                    tz=TZ,
-                ),
+                "low stock by price desc, first page",
+                repository.page_statement(low, limit=50, offset=0, tz=TZ),
+            ),
+            explain(
+                database_url,
+                f"low stock by price desc, last page ({low_pages})",
+                repository.page_statement(low, limit=50, offset=(low_pages - 1) * 50, tz=TZ),
             ),
         ]
-    text = report(args, results, plans, low_pages, seconds_seeding)
+    text = report(args, load_before, results, plans, low_pages, seconds_seeding)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text + "\n")
     print(TABLE_HEADER)
