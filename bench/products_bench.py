@@ -26,14 +26,25 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
+from sqlalchemy import Select
 from sqlalchemy.dialects import postgresql
 
-from bench.common import TABLE_HEADER, LoadResult, bench_stack, machine, run_load, signed_headers
+from bench.common import (
+    TABLE_HEADER,
+    LoadResult,
+    RequestFactory,
+    bench_stack,
+    machine,
+    run_load,
+    signed_headers,
+)
 from services.products import repository
 from services.products.repository import ProductQuery
 
@@ -210,14 +221,13 @@ def search_terms(barcodes: list[str]) -> list[str]:
     return terms + barcodes[: len(terms)]
 
 
-def sql_of(statement: object) -> str:
-    compiled = statement.compile(  # type: ignore[attr-defined]
-        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-    )
+def sql_of(statement: Select[Any]) -> str:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
     return str(compiled).replace("%%", "%")
 
 
-def explain(database_url: str, title: str, statement: object) -> str:
+def explain(database_url: str, title: str, statement: Select[Any]) -> str:
     sql = sql_of(statement)
     with psycopg.connect(database_url, autocommit=True) as conn:
         for _ in range(2):  # warm the cache like the load did
@@ -225,6 +235,18 @@ def explain(database_url: str, title: str, statement: object) -> str:
         plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql).fetchall()
     body = "\n".join(row[0] for row in plan)
     return f"#### {title}\n\n```sql\n{sql}\n```\n\n```\n{body}\n```\n"
+
+
+def requests_for(
+    make_url: Callable[[str, int], str],
+    base: str,
+    offset: int,
+    headers: Callable[[], dict[str, str]],
+) -> RequestFactory:
+    def build(index: int) -> tuple[str, dict[str, str]]:
+        return make_url(base, index + offset), headers()
+
+    return build
 
 
 async def measure(
@@ -242,12 +264,13 @@ async def measure(
     terms = search_terms(barcodes)
     gateway = stack.base_url
     direct = stack.service_urls["products"][0]
-    identity = {"headers": signed_headers(stack), "at": time.monotonic()}
+    identity = [signed_headers(stack)]
+    signed_at = [time.monotonic()]
 
     def signed() -> dict[str, str]:
-        if time.monotonic() - identity["at"] > 30:  # headers are valid for 60 s
-            identity["headers"], identity["at"] = signed_headers(stack), time.monotonic()
-        return identity["headers"]  # type: ignore[return-value]
+        if time.monotonic() - signed_at[0] > 30:  # headers are valid for 60 s
+            identity[0], signed_at[0] = signed_headers(stack), time.monotonic()
+        return identity[0]
 
     def search_url(base: str, index: int) -> str:
         return f"{base}/api/products?" + urlencode({"search": terms[index % len(terms)]})
@@ -270,7 +293,7 @@ async def measure(
             via.append(
                 await run_load(
                     f"{scenario} via gateway",
-                    lambda i, o=offset, u=make_url: (u(gateway, i + o), {}),
+                    requests_for(make_url, gateway, offset, dict),
                     cookies=cookie,
                     concurrency=args.concurrency,
                     requests=per_round,
@@ -280,7 +303,7 @@ async def measure(
             straight.append(
                 await run_load(
                     f"{scenario} direct",
-                    lambda i, o=offset, u=make_url: (u(direct, i + o), signed()),
+                    requests_for(make_url, direct, offset, signed),
                     concurrency=args.concurrency,
                     requests=per_round,
                     warmup=200 if number == 0 else 0,

@@ -55,7 +55,9 @@ def product_query(request: Request, *, active_only: bool) -> ProductQuery:
     )
 
 
-async def _list(request: Request, runtime: Any, *, active_only: bool, default_limit: int) -> Any:
+async def _list(
+    request: Request, runtime: ServiceRuntime, *, active_only: bool, default_limit: int
+) -> Response:
     query = product_query(request, active_only=active_only)
     page = parse_page(
         request.query_params.get("page"),

@@ -235,7 +235,8 @@ async def list_page(
 
 async def export_products(conn: AsyncConnection, query: ProductQuery, tz: str) -> Sequence[Any]:
     values = {**query.params(), "tz": tz}
-    return (await conn.execute(_export_statement(query.shape), values)).all()
+    rows: Sequence[Any] = (await conn.execute(_export_statement(query.shape), values)).all()
+    return rows
 
 
 _ITEMS_STATEMENT = (

@@ -44,7 +44,7 @@ async def apply_stock(
 
 def crossed_low(before: Any, after: Any) -> bool:
     """decisions §3: an active product moved from above its minimum to at or below it."""
-    return (
+    return bool(
         after.status == 1
         and before.quantity > before.min_quantity
         and after.quantity <= after.min_quantity

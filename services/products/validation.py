@@ -66,12 +66,12 @@ def _text(field: str, value: Any, max_length: int, *, required: bool) -> str | N
         return None
     if not isinstance(value, str):
         raise FieldError(field, "Debe ser texto")
-    value = value.strip()
-    if required and not value:
+    clean: str = value.strip()
+    if required and not clean:
         raise FieldError(field, "El campo es obligatorio")
-    if len(value) > max_length:
-        raise FieldError(field, f"Máximo {max_length} caracteres (tiene {len(value)})")
-    return value
+    if len(clean) > max_length:
+        raise FieldError(field, f"Máximo {max_length} caracteres (tiene {len(clean)})")
+    return clean
 
 
 def _integer(field: str, value: Any, maximum: int) -> int:

@@ -99,7 +99,7 @@ def product_body(**overrides: Any) -> dict[str, Any]:
 def find_by_barcode(client: httpx.Client, barcode: str) -> dict[str, Any]:
     response = client.get("/api/products_all", params={"search": barcode})
     assert response.status_code == 200, response.text
-    matches = [p for p in response.json()["data"] if p["barcode"] == barcode]
+    matches: list[dict[str, Any]] = [p for p in response.json()["data"] if p["barcode"] == barcode]
     assert len(matches) == 1, response.json()
     return matches[0]
 

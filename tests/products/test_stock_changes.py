@@ -32,7 +32,7 @@ async def outbox_events(db: Database, product_id: int | None = None) -> list[dic
         return [row.payload for row in rows]
 
 
-async def events_mentioning(db: Database, event_type: str, product_id: int) -> list[dict]:
+async def events_mentioning(db: Database, event_type: str, product_id: int) -> list[dict[str, Any]]:
     """Bulk events (entity id null) whose data lists this product."""
     async with db.connect() as conn:
         rows = await conn.execute(

@@ -105,7 +105,7 @@ async def test_sums_entries_per_item_and_writes_one_ledger_row_each(conn: AsyncC
     assert by_id[b].crossed_low is False  # still above min 1
     assert by_id[a].price == pytest.approx(10.5)
     assert by_id[a].status == 1 and by_id[a].min_quantity == 5
-    stock = dict(
+    stock: dict[int, int] = dict(
         (
             await conn.execute(
                 text("SELECT id, quantity FROM products.items WHERE id = ANY(:ids)"),
@@ -202,7 +202,7 @@ async def test_insufficient_stock_is_sm409_with_json_detail(db: Database) -> Non
         "available": 2,
     }
     async with db.connect() as conn:
-        stock = dict(
+        stock: dict[int, int] = dict(
             (
                 await conn.execute(
                     text("SELECT id, quantity FROM products.items WHERE id = ANY(:ids)"),
@@ -275,7 +275,7 @@ async def test_concurrent_callers_never_oversell_and_ledger_matches_stock(
         assert outcomes.count("ok") > 0 and outcomes.count("SM409") > 0
 
         async with racing.connect() as conn:
-            stock = dict(
+            stock: dict[int, int] = dict(
                 (
                     await conn.execute(
                         text("SELECT id, quantity FROM products.items WHERE id = ANY(:ids)"),
