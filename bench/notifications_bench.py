@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -273,10 +274,16 @@ async def drained(url: str, within: float = 10.0) -> dict[str, float]:
 
 
 async def bench(stack: Stack, users_count: int, per_user: int) -> str:
+    load_before = os.getloadavg()[0]
     gateway_pid = stack.supervisor.pid("gateway")
     service_pid = stack.supervisor.pid("notifications")
     service_url = stack.service_urls["notifications"][0]
-    memory: list[tuple[str, float, float]] = [("idle", rss_mb(gateway_pid), rss_mb(service_pid))]
+    memory: list[tuple[str, float, float]] = []
+
+    def sample(label: str) -> None:
+        memory.append((label, rss_mb(gateway_pid), rss_mb(service_pid)))
+
+    sample("idle")
     users = await create_users(stack, users_count)
     admin_cookie = await login_cookie(stack.base_url, "root", stack.root_password)
     scenarios: list[Scenario] = []
@@ -299,37 +306,18 @@ async def bench(stack: Stack, users_count: int, per_user: int) -> str:
         )
         open_seconds = time.perf_counter() - opened_at
         counters_open = await service_counters(service_url)
-        memory.append((f"{total} streams open (gateway)", rss_mb(gateway_pid), rss_mb(service_pid)))
-        scenarios.append(
-            await run_scenario(
-                "create, one at a time (gateway)",
-                users,
-                create_trigger(client, admin_cookie, "seq"),
-                burst=False,
-            )
+        sample(f"{total} streams open (gateway)")
+        runs = (
+            ("create, one at a time (gateway)", create_trigger(client, admin_cookie, "seq"), False),
+            ("create, burst (gateway)", create_trigger(client, admin_cookie, "burst"), True),
+            ("sale, one at a time (gateway)", sale_trigger(client, product_id), False),
         )
-        scenarios.append(
-            await run_scenario(
-                "create, burst (gateway)",
-                users,
-                create_trigger(client, admin_cookie, "burst"),
-                burst=True,
-            )
-        )
-        scenarios.append(
-            await run_scenario(
-                "sale, one at a time (gateway)",
-                users,
-                sale_trigger(client, product_id),
-                burst=False,
-            )
-        )
-        memory.append(
-            (f"{total} streams open, after the runs", rss_mb(gateway_pid), rss_mb(service_pid))
-        )
+        for label, trigger, burst in runs:
+            scenarios.append(await run_scenario(label, users, trigger, burst=burst))
+        sample(f"{total} streams open, after the runs")
         await close_streams(users)
         counters_closed = await drained(service_url)
-        memory.append(("streams closed", rss_mb(gateway_pid), rss_mb(service_pid)))
+        sample("streams closed")
 
         def direct(user: BenchUser) -> dict[str, str]:
             return signed_headers(
@@ -350,7 +338,9 @@ async def bench(stack: Stack, users_count: int, per_user: int) -> str:
         await close_streams(users)
         counters_direct_closed = await drained(service_url)
 
+    load = (load_before, os.getloadavg()[0])
     return report(
+        load,
         users_count,
         per_user,
         open_seconds,
@@ -363,6 +353,7 @@ async def bench(stack: Stack, users_count: int, per_user: int) -> str:
 
 
 def report(
+    load: tuple[float, float],
     users_count: int,
     per_user: int,
     open_seconds: float,
@@ -383,7 +374,8 @@ def report(
         f"Machine: {machine()}. Command: `python -m bench.notifications_bench --users "
         f"{users_count} --streams-per-user {per_user}`. One gateway, one notifications process "
         "(plus every other service), embedded PostgreSQL and Redis, the load generator on the "
-        "same machine.",
+        f"same machine. 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at "
+        "the end of the run (anything above 2 means other work shared the 2 cores).",
         "",
         f"{total} concurrent `GET /api/notifications/stream` connections ({users_count} users x "
         f"{per_user} streams) opened through the gateway in {open_seconds:.1f} s (each waited "
