@@ -50,6 +50,8 @@ FIELD_LABELS: dict[str, str] = {
     "title": "Título",
     "type": "Tipo",
     "message": "Mensaje",
+    "action_url": "Enlace",
+    "is_read": "Leída",
     "key": "Clave",
     "value": "Valor",
 }

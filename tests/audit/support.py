@@ -213,3 +213,17 @@ def direct_sale(
         json={"items": [{"item_id": product, "quantity": 1}]},
         headers={IDENTITY_HEADER: sign_identity(identity, secret)},
     )
+
+
+def tagged_records(stack: Stack, tag: str, since: str, count: int) -> list[dict[str, Any]]:
+    """The records of requests sent with `X-Request-ID: <tag>-…`, oldest first, once `count`
+    of them are there (the consumer is asynchronous)."""
+
+    def fetch() -> list[dict[str, Any]] | None:
+        with as_root(stack) as root:
+            response = root.get("/api/all", params={"from": since, "limit": 500})
+        assert response.status_code == 200, response.text
+        mine = [r for r in response.json()["records"] if (r["request_id"] or "").startswith(tag)]
+        return mine if len(mine) >= count else None
+
+    return list(reversed(wait_until(fetch, timeout=30, interval=0.2)))

@@ -28,7 +28,8 @@ from tests.audit.support import (
 )
 from tests.support.stack import Stack
 
-COUNT = 1000
+COUNT = 1000  # sales, as issue 7 asks
+EVENTS = 400  # the sales-independent variant: smaller, the mechanism is the same
 
 
 async def count_for_actor(db: Database, user_id: int) -> int:
@@ -44,34 +45,36 @@ def restart_audit(stack: Stack) -> None:
     stack.supervisor.wait_ready(timeout=60, names=["audit"])
 
 
-async def test_consumer_killed_during_1000_events(stack: Stack, redis: Redis, db: Database) -> None:
+async def test_consumer_killed_during_a_stream_of_events(
+    stack: Stack, redis: Redis, db: Database
+) -> None:
     actor = fake_user()
-    events = [an_event(EventType.LOGIN_SUCCEEDED, actor, "user", actor.id) for _ in range(COUNT)]
+    events = [an_event(EventType.LOGIN_SUCCEEDED, actor, "user", actor.id) for _ in range(EVENTS)]
     most_published = asyncio.Event()
 
     async def publisher() -> None:
-        for start in range(0, COUNT, 20):
+        for start in range(0, EVENTS, 20):
             await publish(redis, events[start : start + 20])
-            if start + 20 >= 600:
+            if start + 20 >= EVENTS * 3 // 5:
                 most_published.set()
             await asyncio.sleep(0.02)
 
     task = asyncio.create_task(publisher())
     deadline = time.monotonic() + 30
-    while await count_for_actor(db, actor.id) < 100:  # the consumer is busy with the stream
+    while await count_for_actor(db, actor.id) < 50:  # the consumer is busy with the stream
         assert time.monotonic() < deadline, "the audit consumer never started recording"
         await asyncio.sleep(0.01)
     old_pid = stack.supervisor.pid("audit")
     stack.supervisor.kill("audit")  # SIGKILL: no cleanup, a transaction may be half done
     recorded_at_kill = await count_for_actor(db, actor.id)
-    assert recorded_at_kill < COUNT
+    assert recorded_at_kill < EVENTS
     await asyncio.wait_for(most_published.wait(), 30)  # events keep arriving while it is down
     await asyncio.to_thread(restart_audit, stack)
     assert stack.supervisor.pid("audit") not in (None, old_pid)
     await task
     rows = await wait_for_records(db, [e.id for e in events], within=60)
-    assert len(rows) == COUNT
-    assert await count_for_actor(db, actor.id) == COUNT  # and not one more
+    assert len(rows) == EVENTS
+    assert await count_for_actor(db, actor.id) == EVENTS  # and not one more
 
 
 def run_in_threads(workers: int, total: int, job: Callable[[int], None]) -> list[BaseException]:
