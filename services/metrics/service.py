@@ -30,8 +30,8 @@ EXPIRY_HORIZON_DAYS = 7
 NO_MOVEMENT_DAYS = 30
 # Start of "all time" for never-sold: older sales are simply never covered by the rollups,
 # so they are still found (live).
-EPOCH = date(1970, 1, 1)
-UNIX_EPOCH = date(1970, 1, 1)  # day numbers of the sales rows count from here
+ALL_TIME_START = date(1970, 1, 1)
+DAY_ZERO = date(1970, 1, 1)  # day numbers of the sales rows (sql.DAY) count from here
 
 
 async def get_stats(conn: AsyncConnection, tz: ZoneInfo, today: date) -> dict[str, Any]:
@@ -81,7 +81,7 @@ async def prepare_never_sold(
     conn: AsyncConnection, tz: ZoneInfo, today: date, *, use_memo: bool = True
 ) -> Prepared:
     coverage = await repository.read_coverage(conn, tz)
-    ever = plan_days(EPOCH, today, coverage)
+    ever = plan_days(ALL_TIME_START, today, coverage)
     ever_memo = memo.entry("items", ever, coverage.version) if use_memo else None
 
     async def run(conn: AsyncConnection) -> dict[str, Any]:
@@ -144,7 +144,7 @@ class SalesFigures:
             values = (int(row.revenue_cents), int(row.sales), int(row.units))
             kind, k = row.kind, int(row.k)
             if kind == sql.DAY:
-                figures.days.setdefault(UNIX_EPOCH + timedelta(days=k), Sums()).add(*values)
+                figures.days.setdefault(DAY_ZERO + timedelta(days=k), Sums()).add(*values)
             elif kind == sql.SLOT:
                 figures.slots.setdefault(k, Sums()).add(*values)
             elif kind == sql.PREVIOUS:
