@@ -7,12 +7,18 @@ between two requests of the same test (nothing else writes while a test runs).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from services.metrics import rollups
+from services.metrics.settings import MetricsSettings
+from stockmanager.db import Database
 from tests.metrics.support import TZ, wait_clear_of_midnight
 from tests.support.stack import ApiClient, Stack, unique
 
@@ -76,7 +82,6 @@ def test_access_levels(stack: Stack, seller: tuple[int, str, ApiClient], admin: 
 
 def test_the_service_checks_the_role_itself(stack: Stack) -> None:
     """Straight to the service with a valid vendedor identity: still 403 (defence in depth)."""
-    import time
     import uuid
 
     from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
@@ -233,3 +238,84 @@ def test_a_sale_is_in_every_figure_right_after_its_201(
     hour = datetime.now(TZ).hour
     assert sum(m2["salesByHour"]) == sum(m1["salesByHour"]) + 1
     assert m2["salesByHour"][hour] >= 1
+
+
+async def test_editing_a_sale_of_a_closed_day_through_the_sales_api(
+    stack: Stack, db: Database, seller: tuple[int, str, ApiClient], admin: ApiClient
+) -> None:
+    """sales PUT -> sale.updated -> metrics marks the day dirty -> the next reports read it
+    live until the refresher aggregates it again."""
+    seller_id, seller_name, _ = seller
+    barcode = str(int(unique("")[1:], 16))[:13]
+    created = admin.post(
+        "/api/products",
+        json={
+            "barcode": barcode,
+            "name": unique("Old")[:20],
+            "quantity": 100,
+            "min_quantity": 1,
+            "price": 10,
+        },
+    )
+    assert created.status_code == 201, created.text
+    found = admin.get("/api/products_all", params={"search": barcode}).json()["data"]
+    [product_id] = [p["id"] for p in found if p["barcode"] == barcode]
+    sold_at = datetime(2001, 9, 9, 12, 0, tzinfo=TZ)
+    day = sold_at.date().isoformat()
+    async with db.transaction() as conn:  # a sale from long ago (as imported history)
+        sale_id = await conn.scalar(
+            text(
+                "INSERT INTO sales.sales (created_at, updated_at, vendor_id, vendor_username,"
+                " payment_method) VALUES (:t, :t, :v, :u, 'Efectivo') RETURNING id"
+            ),
+            {"t": sold_at, "v": seller_id, "u": seller_name},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO sales.sale_lines (sale_id, item_id, item_name, quantity, unit_price)"
+                " VALUES (:s, :i, 'old', 2, 10.00)"
+            ),
+            {"s": sale_id, "i": product_id},
+        )
+    # Aggregate the day again now (the stack's refresher would within its interval); from
+    # then on the day is covered: sealed, below the watermark, not dirty.
+    await refresh_now(db)
+    async with db.connect() as conn:
+        state = (
+            await conn.execute(
+                text(
+                    "SELECT sealed_through, sale_watermark,"
+                    " (SELECT count(*) FROM metrics.dirty_days WHERE day = :d) AS dirty"
+                    " FROM metrics.rollup_state"
+                ),
+                {"d": sold_at.date()},
+            )
+        ).one()
+    assert state.sealed_through > sold_at.date()
+    assert state.sale_watermark >= sale_id and state.dirty == 0
+
+    def day_figures() -> tuple[float, int]:
+        response = admin.get("/api/metrics", params={"from": day, "to": day})
+        assert response.status_code == 200, response.text
+        mine = next(v for v in response.json()["vendors"] if v["id"] == seller_id)
+        return mine["revenue"], mine["unitsSold"]
+
+    assert day_figures() == (20.0, 2)
+    edited = admin.put(
+        f"/api/sales/{sale_id}", json={"items": [{"item_id": product_id, "quantity": 5}]}
+    )
+    assert edited.status_code == 200, edited.text
+    started = time.monotonic()
+    while day_figures() != (50.0, 5):
+        assert time.monotonic() - started < 5, "the edit never reached the metrics"
+        await asyncio.sleep(0.02)
+    await refresh_now(db)
+    assert day_figures() == (50.0, 5)
+
+
+async def refresh_now(db: Database) -> None:
+    """One refresher pass (waiting while the stack's own refresher holds the lock)."""
+    deadline = time.monotonic() + 60
+    while await rollups.refresh(db, MetricsSettings()) is None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
