@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from stockmanager.db import Database
 from stockmanager.events import EventType
+from tests.notifications.conftest import SecondSite
 from tests.notifications.support import (
     User,
     consumed,
@@ -18,7 +19,7 @@ from tests.notifications.support import (
     inject,
     notifications_of,
 )
-from tests.support.stack import Stack
+from tests.support.stack import Stack, unique
 
 
 async def _only(db: Database, user: User, count: int = 1) -> list[dict[str, Any]]:
@@ -307,3 +308,46 @@ async def test_account_changed_by_admin_notifies_the_target_only(
         "info",
     )
     assert await notifications_of(db, admin.id) == []
+
+
+async def test_duplicate_deliveries_racing_on_two_consumers_apply_once(
+    stack: Stack, db: Database, redis: Redis, second_site: SecondSite
+) -> None:
+    """With two notifications replicas in the group, ten copies of one event (a relay that
+    republished, say) are processed concurrently; every recipient still gets exactly one."""
+    seller = await create_user(stack)
+    event = event_for(
+        EventType.STOCK_LOW,
+        actor=seller,
+        entity_type="product",
+        entity_id=99,
+        data={
+            "item_id": 99,
+            "name": unique("Dup"),
+            "quantity": 1,
+            "min_quantity": 2,
+            "notify_user_id": seller.id,
+        },
+    )
+    async with redis.pipeline(transaction=False) as pipe:
+        for _ in range(10):
+            pipe.xadd("stockmanager:events", {"event": event.to_json()})
+        ids = await pipe.execute()
+    await consumed(redis, ids[-1].decode())
+    rows = await notifications_of(db, seller.id)
+    assert [row["title"] for row in rows] == ["Stock bajo"]
+    async with db.connect() as conn:
+        from sqlalchemy import text
+
+        copies = await conn.scalar(
+            text("SELECT count(*) FROM notifications.notifications WHERE message LIKE :m"),
+            {"m": f"%{event.data['name']}%"},
+        )
+        admins = await conn.scalar(
+            text(
+                "SELECT count(*) FROM users.directory WHERE role IN ('admin', 'root') "
+                "AND status = 1 AND application = 'accepted' AND id <> :s"
+            ),
+            {"s": seller.id},
+        )
+    assert copies == 1 + admins
