@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import orjson
 from prometheus_client import Counter, Gauge
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 log = logging.getLogger("stockmanager.notifications.fanout")
 
@@ -228,7 +230,12 @@ class NotificationHub:
         failures = 0
         while True:
             subscriber = Redis.from_url(
-                self.redis_url, socket_connect_timeout=3, health_check_interval=15
+                self.redis_url,
+                socket_connect_timeout=3,
+                health_check_interval=15,
+                # No silent reconnects inside redis-py: a dropped connection must surface here,
+                # so that every local stream is refreshed after re-subscribing.
+                retry=Retry(NoBackoff(), 0),
             )
             pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
             try:

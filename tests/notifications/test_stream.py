@@ -330,3 +330,29 @@ async def test_more_streams_than_the_gateways_request_pool(
         return await metric(url, "stockmanager_notifications_sse_streams") == 0
 
     await eventually(released, within=5.0)
+
+
+async def test_streams_recover_when_the_pubsub_connection_drops(
+    stack: Stack, http: aiohttp.ClientSession, redis: Redis, admin: Actor, seller: Actor
+) -> None:
+    """Redis drops every pub/sub connection (as on a failover); a change committed while the
+    subscriptions are down still reaches the open stream once they are back."""
+    url = stack.service_urls["notifications"][0]
+    stream = await open_stream(http, stack.base_url, seller.cookie)
+    try:
+        await stream.next_event("init")
+        await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        title = unique("tras-caida")
+        await create_for(stack, admin, seller.user.id, title)  # may be published into the void
+        await until_update_with(stream, title, within=5.0)
+
+        async def subscribed() -> bool:
+            return await metric(url, "stockmanager_notifications_fanout_subscribed") == 1
+
+        await eventually(subscribed)
+        # And live delivery works again afterwards.
+        again = unique("de-nuevo")
+        answered = await create_for(stack, admin, seller.user.id, again)
+        assert await until_update_with(stream, again) - answered < 1.0
+    finally:
+        await stream.close()
