@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from services.sales import schemas, service
+from services.sales.checkout import Outcome, run_sale
 from services.sales.deps import AdminUser, CurrentUser, Runtime
-from services.sales.idempotency import Outcome, claim_for, run_once
+from services.sales.idempotency import claim_for
+from services.sales.repository_checkout import CheckoutConnection
 from stockmanager.errors import NotFound
 from stockmanager.http import json_object, json_response
 from stockmanager.pagination import parse_page
@@ -30,11 +31,12 @@ async def create_sale_by_barcode(
     order = schemas.parse_barcode_sale(body)
     claim = claim_for(request, caller, body)
 
-    async def record(conn: AsyncConnection) -> Outcome:
-        sale = await service.record_barcode_sale(conn, caller, order)
-        return Outcome(201, schemas.barcode_sale_created(sale), sale.id)
+    async def record(conn: CheckoutConnection) -> Outcome:
+        recorded = await service.record_barcode_sale(conn, caller, order)
+        sale = recorded.sale
+        return Outcome(201, schemas.barcode_sale_created(sale), sale.id, recorded.events)
 
-    return await run_once(runtime, claim, record)
+    return await run_sale(runtime, claim, record)
 
 
 @router.post("/api/sales/bulk")
@@ -44,11 +46,12 @@ async def create_bulk_sale(
     order = schemas.parse_bulk_sale(body, max_lines=runtime.settings.max_sale_lines)
     claim = claim_for(request, caller, body)
 
-    async def record(conn: AsyncConnection) -> Outcome:
-        sale = await service.record_bulk_sale(conn, caller, order)
-        return Outcome(201, schemas.bulk_sale_created(sale), sale.id)
+    async def record(conn: CheckoutConnection) -> Outcome:
+        recorded = await service.record_bulk_sale(conn, caller, order)
+        sale = recorded.sale
+        return Outcome(201, schemas.bulk_sale_created(sale), sale.id, recorded.events)
 
-    return await run_once(runtime, claim, record)
+    return await run_sale(runtime, claim, record)
 
 
 @router.get("/api/sales")

@@ -3,9 +3,9 @@
 The key record lives in `sales.idempotency_keys` (per user) and is inserted **in the sale's own
 transaction**, before anything else:
 
-- first use: the insert succeeds, the sale is recorded, the response is stored in the same row,
-  and everything commits together. A failed sale rolls the key back too, so a retry of a refused
-  request runs again (it recorded nothing, so there is nothing to replay);
+- first use: the insert succeeds, the sale is recorded, the response is stored in the same row
+  (in the commit's round trip), and everything commits together. A failed sale rolls the key
+  back too, so a retry of a refused request runs again (it recorded nothing to replay);
 - a concurrent request with the same key blocks on the primary key until the first transaction
   ends: after a commit it finds the stored response and replays it, after a rollback its insert
   goes through and it proceeds as the first use;
@@ -20,19 +20,16 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
-from starlette.responses import Response
 
 from services.sales import repository_keys as repository
 from services.sales.errors import IdempotencyKeyReused
+from services.sales.repository_checkout import CheckoutConnection
 from stockmanager.errors import InternalError, ValidationFailed
-from stockmanager.http import dumps
 from stockmanager.identity import Identity
 from stockmanager.service_app import ServiceRuntime
 
@@ -41,7 +38,6 @@ log = logging.getLogger("sales.idempotency")
 KEY_HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
-JSON_MEDIA_TYPE = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +45,6 @@ class Claim:
     user_id: int
     key: str
     request_hash: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a keyed action produced: the HTTP answer, and the sale it recorded."""
-
-    status: int
-    payload: dict[str, Any]
-    sale_id: int | None
 
 
 def claim_for(request: Request, caller: Identity, body: dict[str, Any]) -> Claim | None:
@@ -76,10 +63,14 @@ def claim_for(request: Request, caller: Identity, body: dict[str, Any]) -> Claim
     return Claim(caller.user_id, key, digest)
 
 
-async def _begin(
-    conn: AsyncConnection, claim: Claim, ttl_seconds: int
+async def claim_or_replay(
+    conn: CheckoutConnection, claim: Claim, ttl_seconds: int
 ) -> repository.StoredResponse | None:
-    """Own the key (None) or get the response stored for it; 422 if it was another request."""
+    """Own the key (None) or get the response stored for it; 422 if it was another request.
+
+    The first statement of the sale's transaction, so a concurrent holder of the key is
+    waited for before anything else is locked.
+    """
     for _ in range(3):
         if await repository.claim_idempotency_key(
             conn, claim.user_id, claim.key, claim.request_hash, ttl_seconds
@@ -94,34 +85,13 @@ async def _begin(
     raise InternalError()
 
 
-async def run_once(
-    runtime: ServiceRuntime,
-    claim: Claim | None,
-    action: Callable[[AsyncConnection], Awaitable[Outcome]],
-) -> Response:
-    """Run `action` in one transaction, at most once per key; replay its answer otherwise."""
-    async with runtime.transaction() as conn:
-        if claim is not None:
-            stored = await _begin(conn, claim, runtime.settings.idempotency_ttl_seconds)
-            if stored is not None:
-                return Response(
-                    stored.body,
-                    status_code=stored.status,
-                    media_type=JSON_MEDIA_TYPE,
-                    headers={REPLAYED_HEADER: "true"},
-                )
-        outcome = await action(conn)
-        body = dumps(outcome.payload)
-        if claim is not None:
-            await repository.store_response(
-                conn,
-                claim.user_id,
-                claim.key,
-                status=outcome.status,
-                body=body,
-                sale_id=outcome.sale_id,
-            )
-    return Response(body, status_code=outcome.status, media_type=JSON_MEDIA_TYPE)
+async def remember(
+    conn: CheckoutConnection, claim: Claim, status: int, body: bytes, sale_id: int | None
+) -> None:
+    """Store the response under the claimed key, in the sale's transaction."""
+    await repository.store_response(
+        conn, claim.user_id, claim.key, status=status, body=body, sale_id=sale_id
+    )
 
 
 class KeyPurger:

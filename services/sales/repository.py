@@ -1,27 +1,23 @@
-"""SQL of sale writes: the products contract, recording a sale, editing one, sellers.
+"""SQL of sale edits and sellers, and the products contract's types and errors.
 
-Recording a sale costs the same few round trips whatever its number of lines: the catalogue
-read (which also reserves the sale id) and the sale statement (stock through
-`products.apply_stock_movements`, header, lines) go out together in one pipeline, then the
-outbox events in one statement. History reads are in repository_history.py, idempotency
-records in repository_keys.py.
+Recording a sale (the hot path) is in repository_checkout.py, history reads in
+repository_history.py, idempotency records in repository_keys.py.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.sales.model import RequestedLine, Sale, SaleLine
+from services.sales.model import Sale, SaleLine
 from services.sales.tables import users_directory
 from stockmanager.events import Event
 from stockmanager.http import dumps
@@ -77,155 +73,21 @@ class StockShortage(StockFunctionError):
         self.available = available
 
 
-# The hot path talks to psycopg directly, on the same connection and in the same transaction
-# as the SQLAlchemy connection it is given: a pipeline sends BEGIN, the catalogue read and the
-# sale itself in one round trip, and psycopg prepares the statements (SQLAlchemy's execution
-# layer costs about as much CPU per statement as the driver; measured in bench/results).
-_SALE_ID = "currval(pg_get_serial_sequence('sales.sales', 'id'))"
-
-_RESERVE_BY_IDS = """
-    WITH reserved AS (
-        SELECT nextval(pg_get_serial_sequence('sales.sales', 'id')) AS sale_id,
-               now() AS sold_at
-    )
-    SELECT r.sale_id, r.sold_at, c.id, c.name, c.status
-      FROM reserved r
-      LEFT JOIN products.catalog c ON c.id = ANY (CAST(%(ids)s AS bigint[]))
-"""
-
-_RESERVE_BY_BARCODE = """
-    WITH reserved AS (
-        SELECT nextval(pg_get_serial_sequence('sales.sales', 'id')) AS sale_id,
-               now() AS sold_at
-    )
-    SELECT r.sale_id, r.sold_at, c.id, c.name, c.status
-      FROM reserved r
-      LEFT JOIN products.catalog c ON c.barcode = %(barcode)s
-"""
-
-# Stock through the products function, then the header and the lines at the prices it read
-# under the row locks; one statement for any number of lines. The sale id is the one the
-# reservation above took from the sequence in this session.
-_SELL = f"""
-    WITH moved AS (
-        SELECT item_id, name, price, quantity_after, min_quantity, status, crossed_low
-          FROM products.apply_stock_movements(
-                   CAST(%(movements)s AS jsonb), 'sale', 'sale:' || {_SALE_ID},
-                   %(actor_id)s, %(actor_username)s)
-    ), header AS (
-        INSERT INTO sales.sales
-            (id, created_at, updated_at, vendor_id, vendor_username, payment_method)
-        VALUES ({_SALE_ID}, now(), now(), %(vendor_id)s, %(vendor_username)s,
-                %(payment_method)s)
-    ), lines AS (
-        INSERT INTO sales.sale_lines (sale_id, item_id, item_name, quantity, unit_price)
-        SELECT {_SALE_ID}, m.item_id, m.name, CAST(r.e ->> 'quantity' AS integer), m.price
-          FROM jsonb_array_elements(CAST(%(lines)s AS jsonb)) WITH ORDINALITY AS r(e, n)
-          JOIN moved m ON m.item_id = CAST(r.e ->> 'item_id' AS bigint)
-         ORDER BY r.n
-    )
-    SELECT item_id, name, price, quantity_after, min_quantity, status, crossed_low FROM moved
-"""
-
-# Same envelope rows as stockmanager.events.write_events, from one JSON parameter.
-_WRITE_OUTBOX = """
-    INSERT INTO sales.outbox (id, type, payload)
-    SELECT CAST(e ->> 'id' AS uuid), e ->> 'type', e
-      FROM jsonb_array_elements(CAST(%(events)s AS jsonb)) WITH ORDINALITY AS ev(e, n)
-     ORDER BY ev.n
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class SaleHeader:
-    vendor_id: int
-    vendor_username: str
-    payment_method: str
-    actor_id: int | None
-    actor_username: str | None
-
-
-async def _driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
-    raw = await conn.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    return driver
-
-
-def _reservation(rows: Sequence[Any]) -> Reservation:
-    sale_id, sold_at = rows[0][0], rows[0][1]
-    catalog = {row[2]: CatalogEntry(row[2], row[3], row[4]) for row in rows if row[2] is not None}
-    return Reservation(sale_id=sale_id, sold_at=sold_at, catalog=catalog)
-
-
-def _sell_params(lines: Sequence[RequestedLine], header: SaleHeader) -> dict[str, Any]:
+def changes_from(rows: Sequence[Any]) -> dict[int, StockChange]:
+    """Rows of `products.apply_stock_movements` (item_id, name, price, quantity_after,
+    min_quantity, status, crossed_low) by item id."""
     return {
-        "movements": dumps(
-            [{"item_id": line.item_id, "delta": -line.quantity} for line in lines]
-        ).decode(),
-        "lines": dumps(
-            [{"item_id": line.item_id, "quantity": line.quantity} for line in lines]
-        ).decode(),
-        "vendor_id": header.vendor_id,
-        "vendor_username": header.vendor_username,
-        "payment_method": header.payment_method,
-        "actor_id": header.actor_id,
-        "actor_username": header.actor_username,
+        row[0]: StockChange(
+            item_id=row[0],
+            name=row[1],
+            price=row[2],
+            quantity_after=row[3],
+            min_quantity=row[4],
+            status=row[5],
+            crossed_low=bool(row[6]),
+        )
+        for row in rows
     }
-
-
-def _changes(rows: Sequence[Any]) -> dict[int, StockChange]:
-    return {row[0]: StockChange(*row[:6], crossed_low=bool(row[6])) for row in rows}
-
-
-async def reserve_and_sell(
-    conn: AsyncConnection, lines: Sequence[RequestedLine], header: SaleHeader
-) -> tuple[Reservation, dict[int, StockChange] | StockFunctionError]:
-    """Reserve a sale id, read the catalogue rows and record the sale: one round trip.
-
-    The caller validates the catalogue rows first and rolls back when they refuse the sale,
-    so what the sale statement did (or why the stock function refused it) only counts after.
-    """
-    driver = await _driver(conn)
-    reserve, sell = driver.cursor(), driver.cursor()
-    outcome: dict[int, StockChange] | StockFunctionError
-    try:
-        async with driver.pipeline():
-            await reserve.execute(_RESERVE_BY_IDS, {"ids": [line.item_id for line in lines]})
-            await sell.execute(_SELL, _sell_params(lines, header))
-    except psycopg.Error as exc:
-        error = _stock_error(exc)
-        if error is None:
-            raise
-        outcome = error
-    else:
-        outcome = _changes(await sell.fetchall())
-    return _reservation(await reserve.fetchall()), outcome
-
-
-async def reserve_by_barcode(conn: AsyncConnection, barcode: str) -> Reservation:
-    driver = await _driver(conn)
-    cursor = await driver.execute(_RESERVE_BY_BARCODE, {"barcode": barcode})
-    return _reservation(await cursor.fetchall())
-
-
-async def sell(
-    conn: AsyncConnection, lines: Sequence[RequestedLine], header: SaleHeader
-) -> dict[int, StockChange]:
-    """The sale statement alone (after `reserve_by_barcode`); raises StockFunctionError."""
-    driver = await _driver(conn)
-    try:
-        cursor = await driver.execute(_SELL, _sell_params(lines, header))
-    except psycopg.Error as exc:
-        error = _stock_error(exc)
-        if error is None:
-            raise
-        raise error from exc
-    return _changes(await cursor.fetchall())
-
-
-async def write_events(conn: AsyncConnection, events: Sequence[Event]) -> None:
-    driver = await _driver(conn)
-    await driver.execute(_WRITE_OUTBOX, {"events": _events_json(events)})
 
 
 # ----------------------------------------------------------------------------- sale edits
@@ -280,14 +142,14 @@ async def apply_stock_movements(
             )
         ).all()
     except DBAPIError as exc:
-        error = _stock_error(exc.orig) if exc.orig is not None else None
+        error = stock_error(exc.orig) if exc.orig is not None else None
         if error is None:
             raise
         raise error from exc
-    return _changes(rows)
+    return changes_from(rows)
 
 
-def _stock_error(exc: BaseException) -> StockFunctionError | None:
+def stock_error(exc: BaseException) -> StockFunctionError | None:
     """The products function's refusals (SQLSTATE SM404 / SM409), from a psycopg error."""
     state = getattr(exc, "sqlstate", None)
     diag = getattr(exc, "diag", None)
@@ -302,8 +164,15 @@ def _stock_error(exc: BaseException) -> StockFunctionError | None:
     return None
 
 
-def _events_json(events: Iterable[Event]) -> str:
-    return dumps([asdict(event) for event in events]).decode()
+_ENVELOPE_FIELDS = tuple(field.name for field in fields(Event))
+
+
+def events_json(events: Iterable[Event]) -> str:
+    # The envelope's values are already plain JSON data: a shallow dict is enough (asdict's
+    # recursive deep copy showed up in the checkout profile).
+    return dumps(
+        [{name: getattr(event, name) for name in _ENVELOPE_FIELDS} for event in events]
+    ).decode()
 
 
 def _lines_json(lines: Iterable[SaleLine]) -> str:
@@ -430,7 +299,7 @@ async def rewrite_sale(
             "vendor_id": after.vendor_id,
             "vendor_username": after.vendor_username,
             "payment_method": after.payment_method,
-            "events": _events_json(events),
+            "events": events_json(events),
         },
     )
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.sales import events, repository, repository_history
+from services.sales import repository_checkout as checkout_sql
 from services.sales.errors import InsufficientStock, ProductsUnavailable
 from services.sales.model import (
     BarcodeOrder,
@@ -24,10 +26,18 @@ from services.sales.model import (
     SaleOrder,
 )
 from services.sales.repository import CatalogEntry, ItemNotFound, StockChange, StockShortage
+from services.sales.repository_checkout import CheckoutConnection, SaleHeader
 from stockmanager.errors import ApiError, NotFound, ValidationFailed
+from stockmanager.events import Event
 from stockmanager.identity import ROLE_SELLER, Identity
 
 ACTIVE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedSale:
+    sale: Sale
+    events: list[Event]
 
 
 def not_found_message(item_id: int) -> str:
@@ -92,9 +102,9 @@ async def _apply_stock(
 # ------------------------------------------------------------------------------ new sales
 
 
-def _header(caller: Identity, payment_method: str) -> repository.SaleHeader:
+def _header(caller: Identity, payment_method: str) -> SaleHeader:
     assert caller.user_id is not None
-    return repository.SaleHeader(
+    return SaleHeader(
         vendor_id=caller.user_id,
         vendor_username=caller.username or "unknown",
         payment_method=payment_method,
@@ -115,42 +125,55 @@ def _shortage(exc: repository.StockFunctionError, lines: Sequence[RequestedLine]
     )
 
 
-async def record_bulk_sale(conn: AsyncConnection, caller: Identity, order: SaleOrder) -> Sale:
+async def record_bulk_sale(
+    conn: CheckoutConnection, caller: Identity, order: SaleOrder
+) -> RecordedSale:
     item_ids = [line.item_id for line in order.lines]
-    header = _header(caller, order.payment_method)
-    reservation, outcome = await repository.reserve_and_sell(conn, order.lines, header)
-    # The catalogue decides first (unknown ids, then disabled products); the stock after.
+    reservation = await checkout_sql.reserve(conn, item_ids)
     _check_catalog(item_ids, reservation.catalog)
-    if isinstance(outcome, repository.StockFunctionError):
-        raise _shortage(outcome, order.lines)
-    return await _recorded(conn, caller, reservation, order.lines, header, outcome)
+    return await _sell(conn, caller, reservation, order.lines, order.payment_method)
 
 
-async def record_barcode_sale(conn: AsyncConnection, caller: Identity, order: BarcodeOrder) -> Sale:
-    reservation = await repository.reserve_by_barcode(conn, order.barcode)
+async def record_barcode_sale(
+    conn: CheckoutConnection, caller: Identity, order: BarcodeOrder
+) -> RecordedSale:
+    reservation = await checkout_sql.reserve_by_barcode(conn, order.barcode)
     if not reservation.catalog:
         raise NotFound("Producto no encontrado")
     (entry,) = reservation.catalog.values()
     if entry.status != ACTIVE:
         raise _unavailable([entry.name])
     lines = (RequestedLine(entry.id, order.quantity),)
-    header = _header(caller, order.payment_method)
-    try:
-        changes = await repository.sell(conn, lines, header)
-    except repository.StockFunctionError as exc:
-        raise _shortage(exc, lines) from None
-    return await _recorded(conn, caller, reservation, lines, header, changes)
+    return await _sell(conn, caller, reservation, lines, order.payment_method)
 
 
-async def _recorded(
-    conn: AsyncConnection,
+async def _sell(
+    conn: CheckoutConnection,
     caller: Identity,
     reservation: repository.Reservation,
     lines: Sequence[RequestedLine],
-    header: repository.SaleHeader,
+    payment_method: str,
+) -> RecordedSale:
+    header = _header(caller, payment_method)
+    try:
+        changes = await checkout_sql.sell(conn, lines, header)
+    except repository.StockFunctionError as exc:
+        raise _shortage(exc, lines) from None
+    return _recorded(reservation, lines, header, changes, caller)
+
+
+def _recorded(
+    reservation: repository.Reservation,
+    lines: Sequence[RequestedLine],
+    header: SaleHeader,
     changes: dict[int, StockChange],
-) -> Sale:
-    """The sale as written (stock rows locked), after the last check; then its events."""
+    caller: Identity,
+) -> RecordedSale:
+    """The sale as written (stock rows locked), after the last check, with its events.
+
+    The request boundary (checkout.run_sale) writes the events as the transaction's last
+    statement.
+    """
     _check_still_active([line.item_id for line in lines], changes)
     sale = Sale(
         id=reservation.sale_id,
@@ -169,10 +192,9 @@ async def _recorded(
             for line in lines
         ),
     )
-    await repository.write_events(
-        conn, [events.sale_created(sale, caller), *events.stock_low(changes.values(), caller)]
+    return RecordedSale(
+        sale, [events.sale_created(sale, caller), *events.stock_low(changes.values(), caller)]
     )
-    return sale
 
 
 # ---------------------------------------------------------------------------------- edits

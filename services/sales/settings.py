@@ -8,11 +8,13 @@ from stockmanager.settings import KernelSettings
 
 
 class SalesSettings(KernelSettings):
-    # Larger than the kernel's default (4 + 4): under a checkout load the overflow connections
-    # were opened and closed for every sale (a new PostgreSQL backend each time), which cost
-    # more CPU than the sale itself; see bench/results/sales.md. Env STOCKMANAGER_DB_POOL_SIZE.
-    db_pool_size: int = 16
-    db_max_overflow: int = 4
+    # Connections of the checkout pool (the sale POSTs; checkout.py). Sized so that a burst of
+    # sales never opens and closes connections per sale (SQLAlchemy's overflow connections
+    # did: a new PostgreSQL backend per sale, more CPU than the sale itself). Reads, edits and
+    # the relay use the kernel's engine (db_pool_size / db_max_overflow).
+    checkout_pool_size: int = 12
+    # Seconds a sale waits for a free checkout connection before answering 503.
+    checkout_pool_timeout: float = 15.0
     # Idempotency keys are remembered this long (decisions §4: 24 h).
     idempotency_ttl_seconds: int = 24 * 3600
     # How often a replica deletes expired idempotency keys (seconds).

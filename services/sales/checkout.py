@@ -1,0 +1,109 @@
+"""The request boundary of the sale POSTs: one transaction on the checkout pool.
+
+`POST /api/sales` and `POST /api/sales/bulk` run on a psycopg connection pool of their own
+(`checkout_pool_size` connections), everything else on the kernel's SQLAlchemy engine. Per
+sale, SQLAlchemy's pool checkout (with its pre-ping) and transaction handling cost more CPU than
+the sale's own statements; a psycopg pool with a cheap liveness check costs a third of that
+(bench/results/sales.md). Like `runtime.transaction()`, this boundary is the only place that
+commits, and it pokes the outbox relay after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.responses import Response
+
+from services.sales import idempotency
+from services.sales.repository_checkout import CheckoutConnection, write_events
+from stockmanager.errors import ApiError, InternalError, ServiceUnavailable
+from stockmanager.events import Event
+from stockmanager.http import dumps
+from stockmanager.service_app import ServiceRuntime
+
+log = logging.getLogger("sales.checkout")
+
+POOL = "checkout_pool"
+JSON_MEDIA_TYPE = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a sale action produced: the HTTP answer, the sale, and the events to write."""
+
+    status: int
+    payload: dict[str, Any]
+    sale_id: int | None
+    events: list[Event] = field(default_factory=list)
+
+
+Action = Callable[[CheckoutConnection], Awaitable[Outcome]]
+
+
+async def open_pool(runtime: ServiceRuntime) -> None:
+    settings = runtime.settings
+    pool: AsyncConnectionPool[CheckoutConnection] = AsyncConnectionPool(
+        settings.database_url,
+        min_size=min(2, settings.checkout_pool_size),
+        max_size=settings.checkout_pool_size,
+        timeout=settings.checkout_pool_timeout,
+        # An empty query before handing out a connection: a PostgreSQL restart costs no
+        # failed sale (what SQLAlchemy's pre-ping does for the engine, at a third of the CPU).
+        check=AsyncConnectionPool.check_connection,
+        name="sales-checkout",
+        open=False,
+    )
+    # Do not wait for the connections: readiness is the kernel's /readyz (PostgreSQL up).
+    await pool.open(wait=False)
+    runtime.extras[POOL] = pool
+
+
+async def close_pool(runtime: ServiceRuntime) -> None:
+    pool = runtime.extras.pop(POOL, None)
+    if isinstance(pool, AsyncConnectionPool):
+        await pool.close()
+
+
+async def run_sale(
+    runtime: ServiceRuntime, claim: idempotency.Claim | None, action: Action
+) -> Response:
+    """Run `action` in one transaction, at most once per Idempotency-Key, and answer.
+
+    With a key, the key is claimed first (a concurrent duplicate waits here, then replays);
+    the response is stored in the same transaction. The action's events are written last;
+    the commit happens when the pool's connection block ends without an exception.
+    """
+    pool: AsyncConnectionPool[CheckoutConnection] = runtime.extras[POOL]
+    try:
+        async with pool.connection() as conn:
+            if claim is not None:
+                stored = await idempotency.claim_or_replay(
+                    conn, claim, runtime.settings.idempotency_ttl_seconds
+                )
+                if stored is not None:
+                    return Response(
+                        stored.body,
+                        status_code=stored.status,
+                        media_type=JSON_MEDIA_TYPE,
+                        headers={idempotency.REPLAYED_HEADER: "true"},
+                    )
+            outcome = await action(conn)
+            body = dumps(outcome.payload)
+            if claim is not None:
+                await idempotency.remember(conn, claim, outcome.status, body, outcome.sale_id)
+            await write_events(conn, outcome.events)
+    except ApiError:
+        raise
+    except PoolTimeout as exc:
+        raise ServiceUnavailable() from exc
+    except psycopg.Error as exc:
+        log.error("checkout database error", exc_info=exc)
+        raise InternalError("Error en la base de datos") from exc
+    if runtime.relay is not None:
+        runtime.relay.poke()
+    return Response(body, status_code=outcome.status, media_type=JSON_MEDIA_TYPE)
