@@ -47,11 +47,14 @@ _STATE = text(
     "SELECT timezone, sealed_through, sale_watermark, version"
     " FROM metrics.rollup_state WHERE id = 1"
 )
-# Days of sales inserted since the last refresh with a date the rollups had already sealed.
-# Bound values (not a join with the state row) so that the planner sees a short key range.
-_BACKDATED = text(
+# Days the rollups must not be trusted for: marked dirty by a sale edit, or holding a sale
+# inserted since the last refresh with a date they had already sealed. Bound values (not a join
+# with the state row) so that the planner sees a short primary-key range.
+_EXCLUDED = text(
     """
-    SELECT DISTINCT (s.sold_at AT TIME ZONE :tz)::date
+    SELECT day FROM metrics.dirty_days WHERE day <= :sealed
+    UNION
+    SELECT (s.sold_at AT TIME ZONE :tz)::date
       FROM sales.sales_v s
      WHERE s.id > :watermark AND s.sold_at < :sealed_end
     """
@@ -63,13 +66,10 @@ async def read_coverage(conn: AsyncConnection, tz: ZoneInfo) -> Coverage:
     state = (await conn.execute(_STATE)).first()
     if state is None or state.sealed_through is None or state.timezone != tz.key:
         return NO_COVERAGE
-    dirty = await conn.scalars(
-        text("SELECT day FROM metrics.dirty_days WHERE day <= :sealed"),
-        {"sealed": state.sealed_through},
-    )
-    backdated = await conn.scalars(
-        _BACKDATED,
+    excluded = await conn.scalars(
+        _EXCLUDED,
         {
+            "sealed": state.sealed_through,
             "tz": tz.key,
             "watermark": state.sale_watermark,
             "sealed_end": day_end_exclusive(state.sealed_through, tz),
@@ -77,7 +77,7 @@ async def read_coverage(conn: AsyncConnection, tz: ZoneInfo) -> Coverage:
     )
     return Coverage(
         sealed_through=state.sealed_through,
-        excluded=frozenset(dirty) | frozenset(backdated),
+        excluded=frozenset(excluded),
         version=state.version,
     )
 

@@ -78,6 +78,12 @@ async def refresh(
         try:
             report = RefreshReport()
             max_sale_id, settled = await _settled_max_sale_id(conn, settings.metrics_settle_timeout)
+            if not settled:
+                # Correct either way; only slower: sales above the watermark are re-checked.
+                log.warning(
+                    "a long transaction keeps the sale-id watermark from advancing",
+                    extra={"max_sale_id": max_sale_id},
+                )
             await _snapshot(
                 conn,
                 lambda c: _reconcile(c, tz, settings, report, max_sale_id if settled else None),
