@@ -29,12 +29,11 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from bench.common import LoadResult, bench_stack, machine, run_post_load
+from bench.common import BenchStack, CpuMeter, LoadResult, bench_stack, machine, run_post_load
 from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
 from tests.support.stack import Stack
 
 RESULTS = Path(__file__).parent / "results" / "sales.md"
-TICK = os.sysconf("SC_CLK_TCK")
 CONCURRENCY = (1, 16, 64)
 STOCK = 10_000_000
 LINES = 3
@@ -85,66 +84,6 @@ def create_seller(stack: Stack) -> Seller:
         return Seller(session["user_id"], username, dict(client.cookies))
 
 
-def _cpu_seconds(pid: int, *, children: bool = False) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12])
-    if children:  # reaped children (short-lived PostgreSQL backends) count for the parent
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / TICK
-
-
-def _children_of(parent: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == parent:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _reads(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return b""
-
-
-class CpuMeter:
-    """CPU seconds used by each process of the stack (Linux /proc), to see what limits it."""
-
-    def __init__(self, stack: Stack, database_url: str) -> None:
-        self.stack = stack
-        with psycopg.connect(database_url) as conn:
-            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
-        fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
-        self.postmaster = int(fields[1])
-        port = stack.env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0]
-        self.redis = [
-            int(cmd.parent.name)
-            for cmd in Path("/proc").glob("[0-9]*/cmdline")
-            if b"redis-server" in (line := _reads(cmd)) and port.encode() in line
-        ]
-
-    def sample(self) -> dict[str, float]:
-        usage = {name: _cpu_seconds(pid) for name, pid in self.stack.supervisor.pids.items()}
-        usage["postgres"] = _cpu_seconds(self.postmaster, children=True) + sum(
-            _cpu_seconds(pid) for pid in _children_of(self.postmaster)
-        )
-        usage["redis"] = sum(_cpu_seconds(pid) for pid in self.redis)
-        usage["load generator + supervisor"] = _cpu_seconds(os.getpid())
-        return usage
-
-    @staticmethod
-    def per_sale(before: dict[str, float], after: dict[str, float], sales: int) -> dict[str, float]:
-        return {name: 1000 * (after[name] - before.get(name, 0.0)) / sales for name in after}
-
-
 class Checkout:
     """Request factory: 3 distinct random products per sale, 1-3 units each."""
 
@@ -184,6 +123,14 @@ class DirectIdentity:
         return {IDENTITY_HEADER: self.header}
 
 
+def whole_stack_meter(bench: BenchStack) -> CpuMeter:
+    """Every process of the stack, PostgreSQL, Redis and this process (load + supervisor)."""
+    services = [name for name in bench.stack.supervisor.names if name != "gateway"]
+    meter = bench.cpu_meter(*services)
+    meter.pids["load generator + supervisor"] = (os.getpid(), False)
+    return meter
+
+
 @dataclass
 class Scenario:
     concurrency: int
@@ -193,47 +140,57 @@ class Scenario:
     cpu_ms_per_sale: dict[str, float]
 
 
-WARMUP = 50
+WARMUP = 20  # per round
 
 
 async def measure(
-    stack: Stack, seller: Seller, requests: int, checkout: Checkout, meter: CpuMeter
+    stack: Stack, seller: Seller, requests: int, rounds: int, checkout: Checkout, meter: CpuMeter
 ) -> list[Scenario]:
+    """Per concurrency, `rounds` alternating gateway/direct rounds (the machine's load drifts;
+    alternating keeps the two paths comparable), merged per path."""
     gateway_url = f"{stack.base_url}/api/sales/bulk"
     direct_url = f"{stack.service_urls['sales'][0]}/api/sales/bulk"
     identity = DirectIdentity(seller, stack.env["STOCKMANAGER_INTERNAL_SECRET"])
+
+    def via_gateway(_i: int) -> tuple[str, dict[str, str], bytes]:
+        return gateway_url, {}, checkout.body()
+
+    def direct(_i: int) -> tuple[str, dict[str, str], bytes]:
+        return direct_url, identity.headers(), checkout.body()
+
+    paths = {"gateway": (via_gateway, seller.cookies), "direct": (direct, None)}
     scenarios = []
     for concurrency in CONCURRENCY:
-        count = requests if concurrency > 1 else max(200, requests // 5)
-        for path in ("gateway", "direct"):
-            if path == "gateway":
-
-                def request(_i: int) -> tuple[str, dict[str, str], bytes]:
-                    return gateway_url, {}, checkout.body()
-
-                cookies: dict[str, str] | None = seller.cookies
-            else:
-
-                def request(_i: int) -> tuple[str, dict[str, str], bytes]:
-                    return direct_url, identity.headers(), checkout.body()
-
-                cookies = None
-            load = os.getloadavg()[0]
-            before = meter.sample()
-            result = await run_post_load(
-                f"{path} c={concurrency}",
-                request,
-                concurrency=concurrency,
-                requests=count,
-                warmup=WARMUP,
-                cookies=cookies,
-            )
-            cpu = CpuMeter.per_sale(before, meter.sample(), count + WARMUP)
-            scenarios.append(Scenario(concurrency, path, result, load, cpu))
+        total = requests if concurrency > 1 else max(200, requests // 5)
+        per_round = max(1, total // rounds)
+        parts: dict[str, list[LoadResult]] = {name: [] for name in paths}
+        cpu: dict[str, dict[str, float]] = {name: {} for name in paths}
+        loads: dict[str, list[float]] = {name: [] for name in paths}
+        for _ in range(rounds):
+            for name, (factory, cookies) in paths.items():
+                loads[name].append(os.getloadavg()[0])
+                before = meter.sample()
+                parts[name].append(
+                    await run_post_load(
+                        f"{name} c={concurrency}",
+                        factory,
+                        concurrency=concurrency,
+                        requests=per_round,
+                        warmup=WARMUP,
+                        cookies=cookies,
+                    )
+                )
+                used = CpuMeter.per_request_ms(before, meter.sample(), per_round + WARMUP)
+                for process, ms in used.items():
+                    cpu[name][process] = cpu[name].get(process, 0.0) + ms / rounds
+        for name in paths:
+            result = LoadResult.merge(parts[name])
+            load = sum(loads[name]) / len(loads[name])
+            scenarios.append(Scenario(concurrency, name, result, load, cpu[name]))
             print(
-                f"c={concurrency} {path}: {result.throughput:.0f} sales/s, p50 "
+                f"c={concurrency} {name}: {result.throughput:.0f} sales/s, p50 "
                 f"{result.p50:.1f} ms, p99 {result.p99:.1f} ms, CPU/sale "
-                f"{sum(cpu.values()):.2f} ms (load avg {load:.1f})",
+                f"{sum(cpu[name].values()):.2f} ms (load avg {load:.1f})",
                 flush=True,
             )
     return scenarios
@@ -275,7 +232,7 @@ def report(scenarios: list[Scenario], verdict: str, args: argparse.Namespace) ->
         "# Sales checkout benchmark",
         "",
         f"Command: `python -m bench.sales_bench --requests {args.requests} "
-        f"--products {args.products}`",
+        f"--products {args.products} --rounds {args.rounds}`",
         f"Machine: {machine()}; the whole stack (PostgreSQL, Redis, gateway, every service with "
         "its relay and consumers, the load generator) on it.",
         "",
@@ -283,7 +240,7 @@ def report(scenarios: list[Scenario], verdict: str, args: argparse.Namespace) ->
         f"{args.products} (1-3 units each), one seller logged in once. Gateway = session cookie "
         "through the gateway; direct = signed identity header straight to the sales service.",
         "",
-        "| concurrency | path | sales | sales/s | p50 ms | p95 ms | p99 ms | load avg before |",
+        "| concurrency | path | sales | sales/s | p50 ms | p95 ms | p99 ms | load avg |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for sc in scenarios:
@@ -303,7 +260,9 @@ def report(scenarios: list[Scenario], verdict: str, args: argparse.Namespace) ->
     lines += [
         "",
         "CPU per sale by process, in ms (from /proc; warm-up sales included; postgres counts "
-        "every backend, so it includes the consumers' and relays' transactions):",
+        "every backend, so it includes the consumers' and relays' transactions; the load "
+        "generator shares its process with the supervisor, which relays every process's log "
+        "lines):",
         "",
         "| process | " + " | ".join(f"c={sc.concurrency} {sc.path}" for sc in scenarios) + " |",
         "|---|" + "---:|" * len(scenarios),
@@ -325,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         help="sales per scenario at concurrency 16 and 64 (a fifth at 1)",
     )
     parser.add_argument("--products", type=int, default=500)
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating gateway/direct rounds per concurrency"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
         "--hold",
@@ -333,13 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     rng = random.Random(42)
-    with bench_stack() as (stack, database_url):
+    with bench_stack() as bench:
+        stack, database_url = bench.stack, bench.database_url
         products = seed_products(database_url, args.products, rng)
         seller = create_seller(stack)
         checkout = Checkout(products, seed=7)
-        meter = CpuMeter(stack, database_url)
-        scenarios = asyncio.run(measure(stack, seller, args.requests, checkout, meter))
-        sales = sum(sc.result.requests + WARMUP for sc in scenarios)
+        meter = whole_stack_meter(bench)
+        scenarios = asyncio.run(measure(stack, seller, args.requests, args.rounds, checkout, meter))
+        sales = sum(sc.result.requests + WARMUP * args.rounds for sc in scenarios)
         verdict = verify(database_url, seller, products, checkout, sales)
         print(verdict, flush=True)
         text = report(scenarios, verdict, args)

@@ -45,10 +45,16 @@ class Outcome:
 Action = Callable[[CheckoutConnection], Awaitable[Outcome]]
 
 
+def libpq_url(url: str) -> str:
+    """DATABASE_URL as libpq reads it (a SQLAlchemy driver suffix, if any, removed)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
+
+
 async def open_pool(runtime: ServiceRuntime) -> None:
     settings = runtime.settings
     pool: AsyncConnectionPool[CheckoutConnection] = AsyncConnectionPool(
-        settings.database_url,
+        libpq_url(settings.database_url),
         min_size=min(2, settings.checkout_pool_size),
         max_size=settings.checkout_pool_size,
         timeout=settings.checkout_pool_timeout,
