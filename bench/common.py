@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -25,9 +26,28 @@ from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
 from tests.support.stack import Stack, start_stack
 
 
+@dataclass
+class BenchStack:
+    stack: Stack
+    database_url: str
+    postgres_pid: int | None = None  # None when DATABASE_URL points elsewhere
+    redis_pid: int | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        """`stack, database_url = bench` (the shape `bench_stack()` first yielded)."""
+        return iter((self.stack, self.database_url))
+
+    def cpu_meter(self, *services: str) -> CpuMeter:
+        """CPU time of the gateway, the named services, PostgreSQL and Redis on this machine."""
+        pids = {name: (self.stack.supervisor.pid(name), False) for name in ("gateway", *services)}
+        pids["postgres"] = (self.postgres_pid, True)  # the postmaster and its backends
+        pids["redis"] = (self.redis_pid, False)
+        return CpuMeter({name: (pid, tree) for name, (pid, tree) in pids.items() if pid})
+
+
 @contextmanager
-def bench_stack(*, extra_env: dict[str, str] | None = None) -> Iterator[tuple[Stack, str]]:
-    """(stack, database_url): embedded servers + migrations + every process, stopped after."""
+def bench_stack(*, extra_env: dict[str, str] | None = None) -> Iterator[BenchStack]:
+    """Embedded servers + migrations + every process as real processes, stopped after."""
     from stockmanager.cli import migrate
     from stockmanager.embedded import EmbeddedPostgres, EmbeddedRedis
 
@@ -35,13 +55,16 @@ def bench_stack(*, extra_env: dict[str, str] | None = None) -> Iterator[tuple[St
         root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sm-bench-")))
         database_url = os.environ.get("DATABASE_URL")
         redis_url = os.environ.get("REDIS_URL")
+        postgres_pid = redis_pid = None
         if not database_url:
             postgres = EmbeddedPostgres(root / "postgres")
             database_url = postgres.start()
+            postgres_pid = postgres.pid
             cleanup.callback(postgres.stop)
         if not redis_url:
             redis = EmbeddedRedis(root / "redis")
             redis_url = redis.start()
+            redis_pid = redis.pid
             cleanup.callback(redis.stop)
         migrate(database_url)
         stack = cleanup.enter_context(
@@ -52,7 +75,54 @@ def bench_stack(*, extra_env: dict[str, str] | None = None) -> Iterator[tuple[St
                 extra_env=extra_env,
             )
         )
-        yield stack, database_url
+        yield BenchStack(stack, database_url, postgres_pid, redis_pid)
+
+
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """utime + stime of a process; with `reaped_children`, plus what its children that have
+    already exited used (PostgreSQL backends of closed connections end up there)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds used by some processes (Linux /proc), to report cost per request: on a
+    shared machine latency depends on everyone's load, CPU per request does not (much)."""
+
+    def __init__(self, pids: dict[str, tuple[int, bool]]) -> None:
+        self.pids = pids  # name -> (pid, include its children)
+
+    def sample(self) -> dict[str, float]:
+        totals = {}
+        for name, (pid, tree) in self.pids.items():
+            own = cpu_seconds(pid, reaped_children=tree)
+            totals[name] = own + sum(cpu_seconds(child) for child in _children(pid) if tree)
+        return totals
+
+    @staticmethod
+    def per_request_ms(
+        before: dict[str, float], after: dict[str, float], requests: int
+    ) -> dict[str, float]:
+        return {name: (after[name] - before[name]) * 1000 / requests for name in before}
 
 
 def signed_headers(

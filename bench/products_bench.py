@@ -27,6 +27,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,11 @@ from sqlalchemy.dialects import postgresql
 
 from bench.common import (
     TABLE_HEADER,
+    BenchStack,
     LoadResult,
     RequestFactory,
     bench_stack,
+    cpu_seconds,
     machine,
     run_load,
     signed_headers,
@@ -249,12 +252,24 @@ def requests_for(
     return build
 
 
-async def measure(
-    stack: object, database_url: str, args: argparse.Namespace, barcodes: list[str]
-) -> tuple[list[LoadResult], int]:
-    from tests.support.stack import Stack
+@dataclass
+class Measured:
+    results: list[LoadResult]
+    cpu_ms: dict[str, dict[str, float]]  # label -> component -> CPU ms per request
+    low_pages: int
+    new_sessions: int  # PostgreSQL connections opened while measuring (pool churn)
 
-    assert isinstance(stack, Stack)
+
+def database_sessions(database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def measure(bench: BenchStack, args: argparse.Namespace, barcodes: list[str]) -> Measured:
+    stack = bench.stack
     with stack.root() as client:
         cookie = {"session": client.cookies["session"]}
         low_total = client.get(
@@ -285,42 +300,72 @@ async def measure(
     rounds = max(1, args.rounds)
     per_round = max(1, args.requests // rounds)
     results = []
+    cpu: dict[str, dict[str, float]] = {}
+    meter = bench.cpu_meter("products")
+    client_pid = os.getpid()
+    sessions_before = database_sessions(bench.database_url)
     for scenario, make_url in (("search", search_url), ("low_stock by price desc", low_url)):
-        via: list[LoadResult] = []
-        straight: list[LoadResult] = []
+        paths = {
+            f"{scenario} via gateway": (gateway, dict, cookie),
+            f"{scenario} direct": (direct, signed, None),
+        }
+        for base, headers, cookies in paths.values():  # warm caches, pools, plans
+            await run_load(
+                "warm-up",
+                requests_for(make_url, base, 0, headers),
+                cookies=cookies,
+                concurrency=args.concurrency,
+                requests=200,
+                warmup=0,
+            )
+        parts: dict[str, list[LoadResult]] = {label: [] for label in paths}
+        spent: dict[str, dict[str, float]] = {label: {} for label in paths}
         for number in range(rounds):
-            offset = number * per_round
-            via.append(
-                await run_load(
-                    f"{scenario} via gateway",
-                    requests_for(make_url, gateway, offset, dict),
-                    cookies=cookie,
-                    concurrency=args.concurrency,
-                    requests=per_round,
-                    warmup=200 if number == 0 else 0,
+            for label, (base, headers, cookies) in paths.items():
+                before = {**meter.sample(), "load generator": cpu_seconds(client_pid)}
+                parts[label].append(
+                    await run_load(
+                        label,
+                        requests_for(make_url, base, number * per_round, headers),
+                        cookies=cookies,
+                        concurrency=args.concurrency,
+                        requests=per_round,
+                        warmup=0,
+                    )
                 )
-            )
-            straight.append(
-                await run_load(
-                    f"{scenario} direct",
-                    requests_for(make_url, direct, offset, signed),
-                    concurrency=args.concurrency,
-                    requests=per_round,
-                    warmup=200 if number == 0 else 0,
-                )
-            )
-        results += [LoadResult.merge(via), LoadResult.merge(straight)]
-    return results, low_pages
+                after = {**meter.sample(), "load generator": cpu_seconds(client_pid)}
+                for name in before:
+                    spent[label][name] = spent[label].get(name, 0.0) + after[name] - before[name]
+        for label in paths:
+            merged = LoadResult.merge(parts[label])
+            results.append(merged)
+            cpu[label] = {name: s * 1000 / merged.requests for name, s in spent[label].items()}
+    new_sessions = database_sessions(bench.database_url) - sessions_before
+    return Measured(results, cpu, low_pages, new_sessions)
+
+
+def cpu_table(measured: Measured) -> list[str]:
+    names = ["gateway", "products", "postgres", "redis", "load generator"]
+    lines = [
+        "| scenario | " + " | ".join(names) + " | total | capacity of 2 idle cores |",
+        "|---|" + "---:|" * (len(names) + 2),
+    ]
+    for result in measured.results:
+        spent = measured.cpu_ms[result.label]
+        total = sum(spent.get(name, 0.0) for name in names)
+        cells = " | ".join(f"{spent.get(name, 0.0):.2f}" for name in names)
+        lines.append(f"| {result.label} | {cells} | {total:.2f} | {2000 / total:.0f} req/s |")
+    return lines
 
 
 def report(
     args: argparse.Namespace,
     load_before: str,
-    results: list[LoadResult],
+    measured: Measured,
     plans: list[str],
-    low_pages: int,
     seconds_seeding: float,
 ) -> str:
+    results, low_pages = measured.results, measured.low_pages
     by_label = {result.label: result for result in results}
     ratios = []
     for scenario in ("search", "low_stock by price desc"):
@@ -360,6 +405,18 @@ def report(
             "",
             f"Target p95 ≤ 40 ms through the gateway: **{'met' if target else 'NOT met'}**.",
             "",
+            "### CPU per request (same run)",
+            "",
+            "Milliseconds of CPU each process spent per request (Linux `/proc`; PostgreSQL "
+            "counts the postmaster and all its backends). Unlike latency this hardly depends "
+            "on what else runs on the machine; the last column is what the two cores could "
+            "serve if nothing else ran (2 × 1000 ms / total).",
+            "",
+            *cpu_table(measured),
+            "",
+            f"PostgreSQL connections opened while measuring: {measured.new_sessions} "
+            f"(settings: {', '.join(args.env) or 'defaults'}).",
+            "",
             "### Gateway cost (same run)",
             "",
             "| scenario | added p50 | p95 ratio | throughput ratio |",
@@ -392,14 +449,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="gateway/direct alternations")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for every process of the stack (repeatable)",
+    )
     args = parser.parse_args(argv)
+    extra_env = dict(item.split("=", 1) for item in args.env)
     rng = random.Random(args.seed)
     load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    with bench_stack() as (stack, database_url):
+    with bench_stack(extra_env=extra_env or None) as bench:
+        database_url = bench.database_url
         started = time.perf_counter()
         barcodes = seed(database_url, args.products, rng)
         seconds_seeding = time.perf_counter() - started
-        results, low_pages = asyncio.run(measure(stack, database_url, args, barcodes))
+        measured = asyncio.run(measure(bench, args, barcodes))
+        low_pages = measured.low_pages
         low = ProductQuery(view_mode="low_stock", sort="price", order="desc")
         plans = [
             explain(
@@ -434,12 +501,13 @@ def main(argv: list[str] | None = None) -> int:
                 repository.page_statement(low, limit=50, offset=(low_pages - 1) * 50, tz=TZ),
             ),
         ]
-    text = report(args, load_before, results, plans, low_pages, seconds_seeding)
+    text = report(args, load_before, measured, plans, seconds_seeding)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text + "\n")
     print(TABLE_HEADER)
-    for result in results:
+    for result in measured.results:
         print(result.row())
+    print("\n".join(cpu_table(measured)))
     print(f"written to {args.output}")
     return 0
 
