@@ -58,6 +58,7 @@ class CentralLogShipper(logging.Handler):
         self.maxlen = maxlen
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(("uvicorn.access", "redis")):
@@ -69,13 +70,17 @@ class CentralLogShipper(logging.Handler):
         self._task = asyncio.get_running_loop().create_task(self._ship(redis), name="log-shipper")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        task.cancel()
+        # redis-py (8.1) can swallow a cancellation that lands inside pipeline.execute(): the
+        # flag ends the loop then, and the bounded wait means shutdown never hangs on logs.
+        await asyncio.wait({task}, timeout=2.0)
 
     async def _ship(self, redis: Redis) -> None:
-        while True:
+        while not self._stopping:
             line = await self.queue.get()
             batch = [line]
             while not self.queue.empty() and len(batch) < 200:

@@ -11,7 +11,6 @@ stream after `max_attempts` so it cannot block the group forever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -77,6 +76,7 @@ class EventConsumer:
         self.dead_letter_stream = f"{stream}:dead"
         self._failures: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.processed_total = 0
 
     def start(self) -> None:
@@ -85,10 +85,14 @@ class EventConsumer:
         )
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # A driver can swallow a cancellation that lands mid-call (redis-py 8.1 does inside
+            # pipelines/commands): the flag ends the loop then, and the bounded wait keeps a
+            # shutdown from hanging. Unacknowledged messages stay pending and are reclaimed.
+            await asyncio.wait({task}, timeout=5.0)
 
     async def ensure_group(self) -> None:
         try:
@@ -102,7 +106,7 @@ class EventConsumer:
         next_reclaim = 0.0
         failures = 0
         group_ready = False
-        while True:
+        while not self._stopping:
             try:
                 if not group_ready:
                     await self.ensure_group()
@@ -119,6 +123,8 @@ class EventConsumer:
                 )
                 for _stream, messages in response or []:
                     for message_id, fields in messages:
+                        if self._stopping:
+                            return
                         await self.process(message_id, fields)
                 failures = 0
             except asyncio.CancelledError:
@@ -156,6 +162,8 @@ class EventConsumer:
             )
             cursor, messages = result[0], result[1]
             for message_id, fields in messages:
+                if self._stopping:
+                    return reclaimed
                 if fields is None:  # entry trimmed away while pending
                     await self.redis.xack(self.stream, self.group, message_id)
                     continue
