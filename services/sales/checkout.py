@@ -3,15 +3,17 @@
 `POST /api/sales` and `POST /api/sales/bulk` run on a psycopg connection pool of their own
 (`checkout_pool_size` connections), everything else on the kernel's SQLAlchemy engine. Per
 sale, SQLAlchemy's pool checkout (with its pre-ping) and transaction handling cost more CPU than
-the sale's own statements; a psycopg pool with a cheap liveness check costs a third of that
+the sale's own statements; a psycopg pool with explicit BEGIN/COMMIT costs a third of that
 (bench/results/sales.md). Like `runtime.transaction()`, this boundary is the only place that
 commits, and it pokes the outbox relay after the commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,9 +60,8 @@ async def open_pool(runtime: ServiceRuntime) -> None:
         min_size=min(2, settings.checkout_pool_size),
         max_size=settings.checkout_pool_size,
         timeout=settings.checkout_pool_timeout,
-        # An empty query before handing out a connection: a PostgreSQL restart costs no
-        # failed sale (what SQLAlchemy's pre-ping does for the engine, at a third of the CPU).
-        check=AsyncConnectionPool.check_connection,
+        # Transactions are explicit (see `transaction`): BEGIN doubles as the liveness check.
+        kwargs={"autocommit": True, "application_name": "sales-checkout"},
         name="sales-checkout",
         open=False,
     )
@@ -75,18 +76,50 @@ async def close_pool(runtime: ServiceRuntime) -> None:
         await pool.close()
 
 
+@asynccontextmanager
+async def transaction(
+    pool: AsyncConnectionPool[CheckoutConnection],
+) -> AsyncIterator[CheckoutConnection]:
+    """A connection in a transaction: COMMIT when the block ends normally, ROLLBACK otherwise.
+
+    The explicit BEGIN is also the connection's liveness check (instead of a separate ping
+    round trip per checkout): a connection that died meanwhile (PostgreSQL restarted) fails on
+    BEGIN, before anything happened, so another one is taken. Nothing is retried after BEGIN.
+    """
+    for _ in range(pool.max_size + 1):
+        conn = await pool.getconn()
+        try:
+            await conn.execute("BEGIN")
+        except psycopg.OperationalError:
+            await pool.putconn(conn)  # broken: the pool discards it
+            continue
+        try:
+            yield conn
+        except BaseException:
+            if not conn.broken:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute("ROLLBACK")
+            raise
+        else:
+            await conn.execute("COMMIT")
+        finally:
+            await pool.putconn(conn)
+        return
+    raise ServiceUnavailable()
+
+
 async def run_sale(
     runtime: ServiceRuntime, claim: idempotency.Claim | None, action: Action
 ) -> Response:
     """Run `action` in one transaction, at most once per Idempotency-Key, and answer.
 
     With a key, the key is claimed first (a concurrent duplicate waits here, then replays);
-    the response is stored in the same transaction. The action's events are written last;
-    the commit happens when the pool's connection block ends without an exception.
+    the response is stored in the same transaction. The action's events are written last,
+    then the transaction commits.
     """
     pool: AsyncConnectionPool[CheckoutConnection] = runtime.extras[POOL]
     try:
-        async with pool.connection() as conn:
+        async with transaction(pool) as conn:
             if claim is not None:
                 stored = await idempotency.claim_or_replay(
                     conn, claim, runtime.settings.idempotency_ttl_seconds

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from stockmanager.db import Database
 from tests.sales.support import (
@@ -331,3 +332,30 @@ def test_service_refuses_unsigned_requests(stack: Stack) -> None:
         headers={"X-StockManager-Identity": "forged.deadbeef"},
     )
     assert_error(response, 401, "No autenticado")
+
+
+async def test_sales_survive_dropped_database_connections(
+    stack: Stack, db: Database, seller: Account
+) -> None:
+    """A PostgreSQL restart (here: every checkout connection killed) costs no failed sale."""
+    (a,) = await create_products(db, {"quantity": 10})
+    assert (
+        seller.client.post(
+            "/api/sales/bulk", json={"items": [{"item_id": a, "quantity": 1}]}
+        ).status_code
+        == 201
+    )
+    async with db.transaction() as conn:
+        killed = await conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'sales-checkout'"
+            )
+        )
+    assert killed >= 1
+    for _ in range(3):
+        response = seller.client.post(
+            "/api/sales/bulk", json={"items": [{"item_id": a, "quantity": 1}]}
+        )
+        assert response.status_code == 201, response.text
+    assert await stock(db, a) == [6]
