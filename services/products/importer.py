@@ -104,11 +104,13 @@ async def import_rows(
         deltas[product_id] = new_stock[barcode]
     await apply_stock(conn, caller, deltas, reason="import")
 
-    pending: list[Event] = [
-        events.imported(
-            caller, created=result.created, updated=result.updated, skipped=result.skipped
+    pending: list[Event] = []
+    if result.created or result.updated or result.skipped:  # a no-op file is not an event
+        pending.append(
+            events.imported(
+                caller, created=result.created, updated=result.updated, skipped=result.skipped
+            )
         )
-    ]
     for before, after_values in sorted(touched, key=lambda pair: pair[0].id):
         after = _Row(before, after_values)
         if crossed_low(before, after):
