@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -23,6 +24,7 @@ from stockmanager.errors import (
     NotAuthenticated,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
 )
 from stockmanager.events import EventType
 from stockmanager.identity import ROLE_ADMIN, ROLE_ROOT
@@ -56,6 +58,10 @@ async def dispatch(request: Request) -> Response:
         response = await _handle(ctx)
     except ApiError as error:
         response = render(error)
+    except RedisError as exc:
+        # Sessions and rate limits live in Redis: without it nothing can be authorised.
+        log.warning("redis unavailable", extra={"error": repr(exc)})
+        response = render(ServiceUnavailable())
     except Exception:
         log.exception("unhandled gateway error")
         response = render(InternalError())

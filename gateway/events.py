@@ -33,6 +33,7 @@ class EventPublisher:
         self.maxlen = maxlen
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def publish(self, event: Event) -> None:
         try:
@@ -44,20 +45,22 @@ class EventPublisher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="gateway-events")
 
     async def stop(self) -> None:
-        # Flush what is queued (bounded), then stop.
+        # Stop the sender first, then flush what is still queued (bounded in time).
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # redis-py can swallow a cancellation mid-command: never wait on it unboundedly.
+            await asyncio.wait({task}, timeout=3.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._drain(), timeout=2.0)
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _drain(self) -> None:
         while not self.queue.empty():
             await self._send([self.queue.get_nowait()])
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             batch = [await self.queue.get()]
             while not self.queue.empty() and len(batch) < 200:
                 batch.append(self.queue.get_nowait())

@@ -47,6 +47,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.published_total = 0
 
     def poke(self) -> None:
@@ -57,16 +58,21 @@ class OutboxRelay:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._stopping = True
+        self._wakeup.set()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # redis-py can swallow a cancellation that lands mid-command; the flag ends the
+            # loop then, and the bounded wait keeps shutdown from hanging. Rows whose publish
+            # was interrupted stay unpublished and go out on the next start.
+            await asyncio.wait({task}, timeout=5.0)
 
     async def run(self) -> None:
         failures = 0
         cleanup_due = 0.0
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             try:
                 published = await self.publish_batch()
                 failures = 0
