@@ -24,6 +24,11 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 
 
+def _valid_id(sale_id: int) -> bool:
+    """Ids beyond bigint cannot exist (the gateway already limits them to 18 digits)."""
+    return 1 <= sale_id <= schemas.MAX_ID
+
+
 @router.post("/api/sales")
 async def create_sale_by_barcode(
     runtime: Runtime, caller: CurrentUser, request: Request, body: JsonBody
@@ -71,8 +76,10 @@ async def list_sales(runtime: Runtime, caller: CurrentUser, request: Request) ->
 
 @router.get("/api/sales/{sale_id}")
 async def get_sale(runtime: Runtime, caller: CurrentUser, sale_id: int) -> Response:
-    async with runtime.db.connect() as conn:
-        sale = await service.get_sale(conn, caller, sale_id)
+    sale = None
+    if _valid_id(sale_id):
+        async with runtime.db.connect() as conn:
+            sale = await service.get_sale(conn, caller, sale_id)
     if sale is None:
         raise NotFound("Sale not found")
     return json_response(schemas.sale_detail(sale, runtime.settings.tz))
@@ -80,6 +87,8 @@ async def get_sale(runtime: Runtime, caller: CurrentUser, sale_id: int) -> Respo
 
 @router.get("/api/sales/{sale_id}/edit")
 async def get_sale_for_edit(runtime: Runtime, caller: AdminUser, sale_id: int) -> Response:
+    if not _valid_id(sale_id):
+        raise NotFound("Venta no encontrada")
     async with runtime.db.connect() as conn:
         sale = await service.get_sale_for_edit(conn, sale_id)
     return json_response(schemas.sale_edit_view(sale, runtime.settings.tz))
@@ -88,6 +97,8 @@ async def get_sale_for_edit(runtime: Runtime, caller: AdminUser, sale_id: int) -
 @router.put("/api/sales/{sale_id}")
 async def edit_sale(runtime: Runtime, caller: AdminUser, sale_id: int, body: JsonBody) -> Response:
     edit = schemas.parse_sale_edit(body, max_lines=runtime.settings.max_sale_lines)
+    if not _valid_id(sale_id):
+        raise NotFound("Venta no encontrada")
     async with runtime.transaction() as conn:
         await service.edit_sale(conn, caller, sale_id, edit)
     return json_response(schemas.SALE_UPDATED)

@@ -79,7 +79,6 @@ async def _apply_stock(
 
     For an edit, the units the sale already holds count as available to it.
     """
-    held = already_held or {}
     try:
         return await repository.apply_stock_movements(
             conn,
@@ -89,14 +88,24 @@ async def _apply_stock(
             actor_id=caller.user_id,
             actor_username=caller.username,
         )
-    except ItemNotFound as exc:
-        raise ValidationFailed(not_found_message(exc.item_id)) from None
-    except StockShortage as exc:
-        raise InsufficientStock(
-            product=exc.name,
-            requested=shown_requested.get(exc.item_id, exc.requested),
-            available=exc.available + held.get(exc.item_id, 0),
-        ) from None
+    except repository.StockFunctionError as exc:
+        raise _refusal(exc, shown_requested, already_held) from None
+
+
+def _refusal(
+    exc: repository.StockFunctionError,
+    requested: dict[int, int],
+    held: dict[int, int] | None = None,
+) -> ApiError:
+    """The products function's refusal as the API answers it (upstream's stock error body)."""
+    if isinstance(exc, ItemNotFound):
+        return ValidationFailed(not_found_message(exc.item_id))
+    assert isinstance(exc, StockShortage)
+    return InsufficientStock(
+        product=exc.name,
+        requested=requested.get(exc.item_id, exc.requested),
+        available=exc.available + (held or {}).get(exc.item_id, 0),
+    )
 
 
 # ------------------------------------------------------------------------------ new sales
@@ -110,18 +119,6 @@ def _header(caller: Identity, payment_method: str) -> SaleHeader:
         payment_method=payment_method,
         actor_id=caller.user_id,
         actor_username=caller.username,
-    )
-
-
-def _shortage(exc: repository.StockFunctionError, lines: Sequence[RequestedLine]) -> ApiError:
-    if isinstance(exc, ItemNotFound):
-        return ValidationFailed(not_found_message(exc.item_id))
-    assert isinstance(exc, StockShortage)
-    requested = {line.item_id: line.quantity for line in lines}
-    return InsufficientStock(
-        product=exc.name,
-        requested=requested.get(exc.item_id, exc.requested),
-        available=exc.available,
     )
 
 
@@ -158,7 +155,7 @@ async def _sell(
     try:
         changes = await checkout_sql.sell(conn, lines, header)
     except repository.StockFunctionError as exc:
-        raise _shortage(exc, lines) from None
+        raise _refusal(exc, {line.item_id: line.quantity for line in lines}) from None
     return _recorded(reservation, lines, header, changes, caller)
 
 
