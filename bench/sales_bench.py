@@ -21,7 +21,11 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +135,94 @@ def whole_stack_meter(bench: BenchStack) -> CpuMeter:
     return meter
 
 
+class Profiler:
+    """py-spy sampling of the sales service during one scenario (optional: `--profile`)."""
+
+    GROUPS = (
+        ("psycopg", "psycopg (driver)"),
+        ("services/sales", "sales service code"),
+        ("uvicorn", "uvicorn"),
+        ("fastapi", "FastAPI / Starlette"),
+        ("starlette", "FastAPI / Starlette"),
+        ("stockmanager/events/relay", "outbox relay"),
+        ("stockmanager", "kernel (identity, logs, metrics)"),
+        ("asyncio", "asyncio event loop"),
+        ("redis", "redis client (relay, log shipping)"),
+        ("logging", "logging"),
+        ("sqlalchemy", "SQLAlchemy (relay)"),
+    )
+
+    def __init__(self, pid: int, output: Path) -> None:
+        self.output = output
+        self.process = subprocess.Popen(
+            [
+                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "-p",
+                str(pid),
+                "-r",
+                "200",
+                "--format",
+                "raw",
+                "-o",
+                str(output),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> list[str]:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=30)
+        return self.summary()
+
+    def summary(self) -> list[str]:
+        """Share of the event loop thread's samples by the code the sample was in (self time),
+        and the inclusive share of a few functions of interest."""
+        self_time: dict[str, int] = {}
+        inclusive: dict[str, int] = {}
+        total = 0
+        for line in self.output.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if "Runner.run" not in stack or not count.isdigit():
+                continue  # only the event loop thread
+            samples = int(count)
+            total += samples
+            frames = stack.split(";")
+            group = next((label for key, label in self.GROUPS if key in frames[-1]), "other")
+            self_time[group] = self_time.get(group, 0) + samples
+            seen = set()
+            for frame in frames:
+                name = frame.split(" (")[0]
+                if name in INTERESTING and name not in seen:
+                    seen.add(name)
+                    inclusive[name] = inclusive.get(name, 0) + samples
+        if not total:
+            return ["(no samples)"]
+        lines = ["| where the event loop was (self time) | share |", "|---|---:|"]
+        for group, samples in sorted(self_time.items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {group} | {100 * samples / total:.1f}% |")
+        lines += ["", "| inside (inclusive) | share |", "|---|---:|"]
+        for name in INTERESTING:
+            lines.append(f"| `{name}` | {100 * inclusive.get(name, 0) / total:.1f}% |")
+        return lines
+
+
+INTERESTING = (
+    "run_sale",
+    "transaction",
+    "claim_or_replay",
+    "reserve",
+    "sell",
+    "write_events",
+    "_recorded",
+    "OutboxRelay.run",
+    "solve_dependencies",
+    "RequestContextMiddleware.__call__",
+)
+
+
 @dataclass
 class Scenario:
     concurrency: int
@@ -144,8 +236,14 @@ WARMUP = 20  # per round
 
 
 async def measure(
-    stack: Stack, seller: Seller, requests: int, rounds: int, checkout: Checkout, meter: CpuMeter
-) -> list[Scenario]:
+    stack: Stack,
+    seller: Seller,
+    requests: int,
+    rounds: int,
+    checkout: Checkout,
+    meter: CpuMeter,
+    profile: Path | None = None,
+) -> tuple[list[Scenario], list[str]]:
     """Per concurrency, `rounds` alternating gateway/direct rounds (the machine's load drifts;
     alternating keeps the two paths comparable), merged per path."""
     gateway_url = f"{stack.base_url}/api/sales/bulk"
@@ -160,14 +258,20 @@ async def measure(
 
     paths = {"gateway": (via_gateway, seller.cookies), "direct": (direct, None)}
     scenarios = []
+    profile_lines: list[str] = []
     for concurrency in CONCURRENCY:
         total = requests if concurrency > 1 else max(200, requests // 5)
         per_round = max(1, total // rounds)
         parts: dict[str, list[LoadResult]] = {name: [] for name in paths}
         cpu: dict[str, dict[str, float]] = {name: {} for name in paths}
         loads: dict[str, list[float]] = {name: [] for name in paths}
-        for _ in range(rounds):
+        for round_number in range(rounds):
             for name, (factory, cookies) in paths.items():
+                profiler = None
+                if profile and concurrency == 16 and name == "gateway" and round_number == 0:
+                    sales_pid = stack.supervisor.pid("sales")
+                    assert sales_pid is not None
+                    profiler = Profiler(sales_pid, profile)
                 loads[name].append(os.getloadavg()[0])
                 before = meter.sample()
                 parts[name].append(
@@ -181,6 +285,8 @@ async def measure(
                     )
                 )
                 used = CpuMeter.per_request_ms(before, meter.sample(), per_round + WARMUP)
+                if profiler is not None:
+                    profile_lines = profiler.stop()
                 for process, ms in used.items():
                     cpu[name][process] = cpu[name].get(process, 0.0) + ms / rounds
         for name in paths:
@@ -193,7 +299,7 @@ async def measure(
                 f"{sum(cpu[name].values()):.2f} ms (load avg {load:.1f})",
                 flush=True,
             )
-    return scenarios
+    return scenarios, profile_lines
 
 
 def verify(
@@ -201,18 +307,18 @@ def verify(
 ) -> str:
     """Every request made exactly one sale with its lines; stock moved by the units sold."""
     with psycopg.connect(database_url) as conn:
-        count, lines, units = conn.execute(
-            "SELECT count(DISTINCT s.id), count(l.id), coalesce(sum(l.quantity), 0)"
-            " FROM sales.sales s JOIN sales.sale_lines l ON l.sale_id = s.id"
-            " WHERE s.vendor_id = %s",
-            (seller.user_id,),
-        ).fetchone()
-        consumed = conn.execute(
-            "SELECT sum(%s - quantity) FROM products.items WHERE id = ANY(%s)", (STOCK, products)
-        ).fetchone()[0]
-        ledger = conn.execute(
-            "SELECT -sum(delta) FROM products.stock_movements WHERE item_id = ANY(%s)", (products,)
-        ).fetchone()[0]
+        count, lines, units, consumed, ledger = (
+            conn.execute(
+                "SELECT (SELECT count(DISTINCT s.id) FROM sales.sales s WHERE s.vendor_id = %(v)s),"
+                " count(l.id), coalesce(sum(l.quantity), 0),"
+                " (SELECT sum(%(stock)s - quantity) FROM products.items WHERE id = ANY(%(p)s)),"
+                " (SELECT -sum(delta) FROM products.stock_movements WHERE item_id = ANY(%(p)s))"
+                " FROM sales.sales s JOIN sales.sale_lines l ON l.sale_id = s.id"
+                " WHERE s.vendor_id = %(v)s",
+                {"v": seller.user_id, "stock": STOCK, "p": products},
+            ).fetchone()
+            or (None,) * 5
+        )
     ok = (count, lines, units, consumed, ledger) == (
         sales,
         checkout.lines,
@@ -227,7 +333,9 @@ def verify(
     )
 
 
-def report(scenarios: list[Scenario], verdict: str, args: argparse.Namespace) -> str:
+def report(
+    scenarios: list[Scenario], verdict: str, args: argparse.Namespace, profile: list[str]
+) -> str:
     lines = [
         "# Sales checkout benchmark",
         "",
@@ -272,6 +380,14 @@ def report(scenarios: list[Scenario], verdict: str, args: argparse.Namespace) ->
         lines.append(f"| {name} | {cells} |")
     totals = " | ".join(f"**{sum(sc.cpu_ms_per_sale.values()):.2f}**" for sc in scenarios)
     lines += [f"| **total** | {totals} |", "", f"Consistency check after the run: {verdict}", ""]
+    if profile:
+        lines += [
+            "py-spy profile of the sales service (event loop thread, first gateway round at "
+            "concurrency 16):",
+            "",
+            *profile,
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -289,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
-        "--hold",
+        "--profile",
         action="store_true",
-        help="keep the stack up after measuring (for profiling); Ctrl-C ends",
+        help="sample the sales service with py-spy (pip install py-spy) during one round",
     )
     args = parser.parse_args(argv)
     rng = random.Random(42)
@@ -301,21 +417,15 @@ def main(argv: list[str] | None = None) -> int:
         seller = create_seller(stack)
         checkout = Checkout(products, seed=7)
         meter = whole_stack_meter(bench)
-        scenarios = asyncio.run(measure(stack, seller, args.requests, args.rounds, checkout, meter))
+        with tempfile.TemporaryDirectory() as scratch:
+            profile = Path(scratch) / "sales.pyspy" if args.profile else None
+            scenarios, profile_lines = asyncio.run(
+                measure(stack, seller, args.requests, args.rounds, checkout, meter, profile)
+            )
         sales = sum(sc.result.requests + WARMUP * args.rounds for sc in scenarios)
         verdict = verify(database_url, seller, products, checkout, sales)
         print(verdict, flush=True)
-        text = report(scenarios, verdict, args)
-        if args.hold:
-            print(
-                f"stack up: gateway {stack.base_url}, sales {stack.service_urls['sales'][0]}",
-                flush=True,
-            )
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+        text = report(scenarios, verdict, args, profile_lines)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     existing = args.output.read_text() if args.output.exists() else ""
     marker = "\n## Analysis"
