@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
@@ -42,11 +42,22 @@ from stockmanager.settings import KernelSettings
 log = logging.getLogger("stockmanager.service")
 
 
-def redis_client(url: str) -> Redis:
-    # socket_timeout must exceed the consumers' XREADGROUP block time.
-    return Redis.from_url(
-        url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30
+def redis_client(url: str, *, max_connections: int = 256) -> Redis:
+    """A Redis client whose pool waits for a free connection instead of failing.
+
+    redis-py's default pool raises "Too many connections" past its limit, which turned a burst
+    of concurrent requests at the gateway into 500s; a blocking pool queues them (up to 5 s).
+    socket_timeout must exceed the consumers' XREADGROUP block time.
+    """
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=5,
+        socket_timeout=10,
+        socket_connect_timeout=3,
+        health_check_interval=30,
     )
+    return Redis(connection_pool=pool)
 
 
 @dataclass
