@@ -40,12 +40,11 @@ async def _report(runtime: ServiceRuntime, prepare: Prepare) -> dict[str, Any]:
         async with runtime.db.connect() as conn:
             await service.begin_snapshot(conn)
             prepared = await prepare(conn, use_memo)
-            missing = await service.missing_memos(conn, prepared) if use_memo else []
-            if not missing:
+            if not prepared.missing:
                 return await prepared.run(conn)
         try:
             async with runtime.transaction() as conn:
-                await service.fill_memos(conn, missing, prepared.version)
+                await service.fill_memos(conn, prepared.missing, prepared.version)
         except DBAPIError:
             log.warning("metrics memo fill failed; retrying", exc_info=True)
     raise AssertionError("unreachable: the last attempt runs without the memo")

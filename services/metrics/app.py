@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.metrics import repository
 from services.metrics.api import router
 from services.metrics.events import consumers
 from services.metrics.refresher import start_refresher, stop_refresher
 from services.metrics.settings import metrics_settings
-from stockmanager.service_app import create_service_app
+from stockmanager.service_app import ServiceRuntime, create_service_app
+
+
+async def _configure_connections(runtime: ServiceRuntime) -> None:
+    repository.install_session_settings(runtime.db.engine)
 
 
 def create_app() -> FastAPI:
@@ -17,6 +22,6 @@ def create_app() -> FastAPI:
         settings=metrics_settings(),
         routers=[router],
         consumers=consumers,
-        on_startup=[start_refresher],
+        on_startup=[_configure_connections, start_refresher],
         on_shutdown=[stop_refresher],
     )

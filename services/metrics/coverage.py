@@ -26,6 +26,8 @@ class Coverage:
     sealed_through: date | None = None
     excluded: frozenset[date] = frozenset()
     version: int = 0
+    # Memo entries stored for this rollup version (memo.py), as seen by the same snapshot.
+    memo_keys: frozenset[str] = frozenset()
 
     def is_covered(self, day: date) -> bool:
         return (

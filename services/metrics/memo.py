@@ -12,7 +12,6 @@ refresh stays visible to the requests that already chose it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -48,19 +47,6 @@ def entry(
     ranges = ",".join(f"{lo.isoformat()}/{hi.isoformat()}" for lo, hi in plan.covered)
     split = f"@{current_lo.isoformat()}" if current_lo is not None else ""
     return MemoEntry(f"{family}:v{version}:{ranges}{split}", family, plan, current_lo)
-
-
-async def missing(conn: AsyncConnection, entries: Iterable[MemoEntry]) -> list[MemoEntry]:
-    wanted = {memo.key: memo for memo in entries}
-    if not wanted:
-        return []
-    present = set(
-        await conn.scalars(
-            text("SELECT cache_key FROM metrics.memo_keys WHERE cache_key = ANY (:keys)"),
-            {"keys": sorted(wanted)},
-        )
-    )
-    return [memo for key, memo in wanted.items() if key not in present]
 
 
 async def fill(conn: AsyncConnection, memo: MemoEntry, version: int) -> bool:

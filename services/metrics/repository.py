@@ -13,12 +13,13 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.metrics.coverage import NO_COVERAGE, Coverage, DayPlan
 from services.metrics.sql import (
+    USER,
     Source,
     covered_items,
     covered_sales_rows,
@@ -28,17 +29,25 @@ from services.metrics.sql import (
 )
 from stockmanager.timefmt import day_end_exclusive
 
-# One consistent snapshot per request; no parallel workers (on 2 cores under concurrent
-# requests they only add overhead).
-_BEGIN_SNAPSHOT = (
-    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;"
-    " SET LOCAL max_parallel_workers_per_gather = 0"
-)
+
+def install_session_settings(engine: AsyncEngine) -> None:
+    """Settings of every new connection of the service: no parallel workers (on 2 cores under
+    concurrent requests they only add overhead to these short queries)."""
+
+    async def apply(driver_connection: Any) -> None:
+        await driver_connection.execute("SET max_parallel_workers_per_gather = 0")
+        await driver_connection.commit()
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.run_async(apply)
+
+    event.listen(engine.sync_engine, "connect", on_connect)
 
 
 async def begin_snapshot(conn: AsyncConnection) -> None:
-    """Make the connection's (just begun) transaction a read-only REPEATABLE READ snapshot."""
-    await conn.execute(text(_BEGIN_SNAPSHOT))
+    """Make the connection's next transaction a read-only REPEATABLE READ snapshot (sent with
+    its BEGIN: no extra round trip). Call before the first statement."""
+    await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
 
 
 # --- coverage --------------------------------------------------------------------------------
@@ -49,14 +58,20 @@ _STATE = text(
 )
 # Days the rollups must not be trusted for: marked dirty by a sale edit, or holding a sale
 # inserted since the last refresh with a date they had already sealed. Bound values (not a join
-# with the state row) so that the planner sees a short primary-key range.
-_EXCLUDED = text(
+# with the state row) so that the planner sees a short primary-key range. Also the memo entries
+# of the current rollup version, so that a request knows without another round trip which of
+# the entries it needs exist.
+_EXCLUDED_AND_MEMOS = text(
     """
-    SELECT day FROM metrics.dirty_days WHERE day <= :sealed
-    UNION
-    SELECT (s.sold_at AT TIME ZONE :tz)::date
-      FROM sales.sales_v s
-     WHERE s.id > :watermark AND s.sold_at < :sealed_end
+    SELECT 'day' AS kind, day::text AS value FROM (
+        SELECT day FROM metrics.dirty_days WHERE day <= :sealed
+        UNION
+        SELECT (s.sold_at AT TIME ZONE :tz)::date
+          FROM sales.sales_v s
+         WHERE s.id > :watermark AND s.sold_at < :sealed_end
+    ) excluded
+    UNION ALL
+    SELECT 'memo', cache_key FROM metrics.memo_keys WHERE version = :version
     """
 )
 
@@ -66,19 +81,28 @@ async def read_coverage(conn: AsyncConnection, tz: ZoneInfo) -> Coverage:
     state = (await conn.execute(_STATE)).first()
     if state is None or state.sealed_through is None or state.timezone != tz.key:
         return NO_COVERAGE
-    excluded = await conn.scalars(
-        _EXCLUDED,
+    rows = await conn.execute(
+        _EXCLUDED_AND_MEMOS,
         {
             "sealed": state.sealed_through,
             "tz": tz.key,
             "watermark": state.sale_watermark,
             "sealed_end": day_end_exclusive(state.sealed_through, tz),
+            "version": state.version,
         },
     )
+    excluded: set[date] = set()
+    memo_keys: set[str] = set()
+    for kind, value in rows:
+        if kind == "day":
+            excluded.add(date.fromisoformat(value))
+        else:
+            memo_keys.add(value)
     return Coverage(
         sealed_through=state.sealed_through,
         excluded=frozenset(excluded),
         version=state.version,
+        memo_keys=frozenset(memo_keys),
     )
 
 
@@ -143,8 +167,9 @@ async def never_sold(
 async def sales_rows(
     conn: AsyncConnection, plan: DayPlan, tz: ZoneInfo, current_lo: date, memo_key: str | None
 ) -> Sequence[Row[Any]]:
-    """Rows (kind, k, revenue_cents, sales, units) of every day of the plan (see sql.py); rows
-    of the same (kind, k) from the covered and the live days are to be added up."""
+    """Rows (kind, k, revenue_cents, sales, units, name) of every day of the plan (see sql.py;
+    rows of the same kind and k add up), plus one USER row per active user (k = id,
+    name = username)."""
     if memo_key is not None:
         covered = Source(
             "SELECT kind, k, revenue_cents, sales, units FROM metrics.sales_sums"
@@ -154,15 +179,16 @@ async def sales_rows(
     else:
         covered = covered_sales_rows(plan, "s")
     live = live_sales_rows(plan, tz, "s")
-    sql = f"SELECT * FROM ({covered.sql}) c UNION ALL SELECT * FROM ({live.sql}) l"
+    sql = f"""
+        SELECT c.*, NULL::text AS name FROM ({covered.sql}) c
+        UNION ALL
+        SELECT l.*, NULL::text FROM ({live.sql}) l
+        UNION ALL
+        SELECT {USER}::smallint, id, 0, 0, 0, username::text
+          FROM users.directory WHERE status = 1
+    """
     params = {**covered.params, **live.params, "current_lo": current_lo}
     return (await conn.execute(text(sql), params)).all()
-
-
-async def active_users(conn: AsyncConnection) -> Sequence[Row[Any]]:
-    return (
-        await conn.execute(text("SELECT id, username FROM users.directory WHERE status = 1"))
-    ).all()
 
 
 async def items(

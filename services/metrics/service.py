@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.metrics import memo, repository, schemas, sql
-from services.metrics.coverage import plan_days
+from services.metrics.coverage import Coverage, plan_days
 from services.metrics.formulas import (
     WEEKDAY_LONG,
     day_labels,
@@ -53,15 +53,17 @@ RunReport = Callable[[AsyncConnection], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A report ready to run: the memo entries it reads, and how to run it."""
+    """A report ready to run: the memo entries it reads, those not stored yet, how to run it."""
 
     version: int
     memos: list[memo.MemoEntry]
+    missing: list[memo.MemoEntry]
     run: RunReport
 
-
-async def missing_memos(conn: AsyncConnection, prepared: Prepared) -> list[memo.MemoEntry]:
-    return await memo.missing(conn, prepared.memos)
+    @classmethod
+    def of(cls, coverage: Coverage, memos: list[memo.MemoEntry], run: RunReport) -> Prepared:
+        missing = [entry for entry in memos if entry.key not in coverage.memo_keys]
+        return cls(coverage.version, memos, missing, run)
 
 
 async def fill_memos(conn: AsyncConnection, entries: list[memo.MemoEntry], version: int) -> None:
@@ -88,7 +90,7 @@ async def prepare_never_sold(
         rows = await repository.never_sold(conn, ever, tz, _key(ever_memo))
         return {"products": [schemas.never_sold_entry(row) for row in rows]}
 
-    return Prepared(coverage.version, _memo_entries(ever_memo), run)
+    return Prepared.of(coverage, _memo_entries(ever_memo), run)
 
 
 async def prepare_metrics(
@@ -107,12 +109,11 @@ async def prepare_metrics(
 
     async def run(conn: AsyncConnection) -> dict[str, Any]:
         rows = await repository.sales_rows(conn, sales_plan, tz, window.start, _key(sales_memo))
-        users = await repository.active_users(conn)
         item_rows = await repository.items(conn, items_plan, tz, window.days, _key(items_memo))
         stock = await repository.inventory(conn, movement, tz, _key(movement_memo))
-        return build_metrics(window, SalesFigures.from_rows(rows), users, item_rows, stock)
+        return build_metrics(window, SalesFigures.from_rows(rows), item_rows, stock)
 
-    return Prepared(coverage.version, _memo_entries(sales_memo, items_memo, movement_memo), run)
+    return Prepared.of(coverage, _memo_entries(sales_memo, items_memo, movement_memo), run)
 
 
 @dataclass(slots=True)
@@ -136,6 +137,7 @@ class SalesFigures:
     previous: Sums = field(default_factory=Sums)
     vendors: dict[int, Sums] = field(default_factory=dict)
     vendors_previous: dict[int, Sums] = field(default_factory=dict)
+    users: dict[int, str] = field(default_factory=dict)  # active users: id -> username
 
     @classmethod
     def from_rows(cls, rows: Sequence[Any]) -> SalesFigures:
@@ -153,15 +155,13 @@ class SalesFigures:
                 figures.vendors.setdefault(k, Sums()).add(*values)
             elif kind == sql.VENDOR_PREVIOUS:
                 figures.vendors_previous.setdefault(k, Sums()).add(*values)
+            elif kind == sql.USER:
+                figures.users[k] = row.name
         return figures
 
 
 def build_metrics(
-    window: Window,
-    figures: SalesFigures,
-    users: Sequence[Any],
-    item_rows: Sequence[Any],
-    stock: Any,
+    window: Window, figures: SalesFigures, item_rows: Sequence[Any], stock: Any
 ) -> dict[str, Any]:
     heat = [[0] * 24 for _ in range(7)]
     weekday_cents = [0] * 7
@@ -194,12 +194,12 @@ def build_metrics(
     vendors = sorted(
         (
             schemas.vendor_entry(
-                user.id,
-                user.username,
-                figures.vendors.get(user.id, empty),
-                figures.vendors_previous.get(user.id, empty),
+                user_id,
+                username,
+                figures.vendors.get(user_id, empty),
+                figures.vendors_previous.get(user_id, empty),
             )
-            for user in users
+            for user_id, username in figures.users.items()
         ),
         key=lambda entry: (-entry["revenue"], entry["id"]),
     )

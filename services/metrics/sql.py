@@ -26,6 +26,7 @@ SLOT = 1  # k = (ISO weekday - 1) * 24 + hour, current window
 PREVIOUS = 2  # k = 0, totals of the previous window
 VENDOR = 3  # k = vendor id, current window
 VENDOR_PREVIOUS = 4  # k = vendor id, previous window
+USER = 5  # k = user id of an active user, with its username (the sellers to list)
 
 LOCAL_DAY = "(l.sold_at AT TIME ZONE :tz)::date"
 LOCAL_HOUR = "extract(hour FROM l.sold_at AT TIME ZONE :tz)::smallint"
