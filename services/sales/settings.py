@@ -15,6 +15,8 @@ class SalesSettings(KernelSettings):
     checkout_pool_size: int = 12
     # Seconds a sale waits for a free checkout connection before answering 503.
     checkout_pool_timeout: float = 15.0
+    # Sales committed within this window wake the outbox relay once (0: after every sale).
+    relay_coalesce_seconds: float = 0.01
     # Idempotency keys are remembered this long (decisions §4: 24 h).
     idempotency_ttl_seconds: int = 24 * 3600
     # How often a replica deletes expired idempotency keys (seconds).
