@@ -54,6 +54,8 @@ async def _report(runtime: ServiceRuntime, prepare: Prepare) -> dict[str, Any]:
 async def stats(runtime: Runtime, caller: CurrentUser) -> Response:
     tz = runtime.settings.tz
     async with runtime.db.connect() as conn:
+        # One statement, one snapshot: no BEGIN/ROLLBACK round trips needed.
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
         body = await service.get_stats(conn, tz, today(tz))
     return json_response(body)
 
