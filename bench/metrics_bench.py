@@ -23,13 +23,21 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
-from bench.common import TABLE_HEADER, LoadResult, machine, run_load, signed_headers
+from bench.common import (
+    TABLE_HEADER,
+    CpuMeter,
+    LoadResult,
+    machine,
+    run_load,
+    signed_headers,
+)
 from bench.seed_shop import Config, seed
 from services.metrics import repository, rollups, service
 from services.metrics.coverage import NO_COVERAGE
@@ -84,29 +92,41 @@ async def wait_for_rollups(database_url: str, limit_seconds: float = 600.0) -> f
         await db.dispose()
 
 
-async def load_all(stack: Stack, requests: int, concurrency: int) -> list[tuple[str, LoadResult]]:
+@dataclass
+class Run:
+    endpoint: str
+    route: str  # "gateway" or "direct"
+    result: LoadResult
+    cpu_ms: dict[str, float]  # CPU per request by process (warm-up requests included)
+    load: float  # 1-minute load average at the end of the run
+
+
+async def load_all(stack: Stack, meter: CpuMeter, requests: int, concurrency: int) -> list[Run]:
     with stack.root() as root:
         cookies = {"session": root.cookies["session"]}
     service_url = stack.service_urls["metrics"][0]
-    results: list[tuple[str, LoadResult]] = []
+    warmup = max(8, requests // 10)
+    runs: list[Run] = []
     for label, path in TARGETS.items():
-        gateway = await run_load(
-            f"{label} via gateway",
-            lambda _i, path=path: (stack.base_url + path, {}),
-            concurrency=concurrency,
-            requests=requests,
-            warmup=max(8, requests // 10),
-            cookies=cookies,
-        )
-        direct = await run_load(
-            f"{label} direct to service",
-            lambda _i, path=path: (service_url + path, signed_headers(stack)),
-            concurrency=concurrency,
-            requests=requests,
-            warmup=max(8, requests // 10),
-        )
-        results += [(label, gateway), (label, direct)]
-    return results
+        for route in ("gateway", "direct"):
+            if route == "gateway":
+                make = lambda _i, path=path: (stack.base_url + path, {})  # noqa: E731
+                jar: dict[str, str] | None = cookies
+            else:
+                make = lambda _i, path=path: (service_url + path, signed_headers(stack))  # noqa: E731
+                jar = None
+            before = meter.sample()
+            result = await run_load(
+                f"{label} {'via gateway' if route == 'gateway' else 'direct to service'}",
+                make,
+                concurrency=concurrency,
+                requests=requests,
+                warmup=warmup,
+                cookies=jar,
+            )
+            cpu = CpuMeter.per_request_ms(before, meter.sample(), requests + warmup)
+            runs.append(Run(label, route, result, cpu, os.getloadavg()[0]))
+    return runs
 
 
 async def time_live_reports(database_url: str, samples: int = 3) -> dict[str, float]:
@@ -201,23 +221,37 @@ async def explain_reports(database_url: str) -> str:
     return "\n".join(out)
 
 
-def report(results: list[tuple[str, LoadResult]], live: dict[str, float], notes: list[str]) -> str:
+def report(runs: list[Run], live: dict[str, float], notes: list[str]) -> str:
     lines = [f"machine: {machine()}", *notes, "", TABLE_HEADER]
-    lines += [result.row() for _, result in results]
+    lines += [run.result.row() for run in runs]
     lines += [
         "",
-        "| endpoint | goal p95 ms | gateway p95 ms | direct p95 ms | gateway/direct p50 |",
+        "| endpoint | goal p95 ms | gateway p95 ms | direct p95 ms | load avg during runs |",
         "|---|---:|---:|---:|---:|",
     ]
-    by_label: dict[str, list[LoadResult]] = {}
-    for label, result in results:
-        by_label.setdefault(label, []).append(result)
-    for label, (gateway, direct) in by_label.items():
-        verdict = "ok" if gateway.p95 <= GOALS_MS[label] else "MISSED"
+    by_endpoint: dict[str, dict[str, Run]] = {}
+    for run in runs:
+        by_endpoint.setdefault(run.endpoint, {})[run.route] = run
+    for label, pair in by_endpoint.items():
+        gateway, direct = pair["gateway"], pair["direct"]
+        verdict = "ok" if gateway.result.p95 <= GOALS_MS[label] else "MISSED"
         lines.append(
-            f"| {label} | {GOALS_MS[label]} ({verdict}) | {gateway.p95:.1f} | {direct.p95:.1f} |"
-            f" {gateway.p50 / direct.p50:.2f} |"
+            f"| {label} | {GOALS_MS[label]} ({verdict}) | {gateway.result.p95:.1f} |"
+            f" {direct.result.p95:.1f} | {gateway.load:.1f} / {direct.load:.1f} |"
         )
+    processes = sorted({name for run in runs for name in run.cpu_ms})
+    lines += [
+        "",
+        "CPU per request by process, ms (from /proc; postgres = postmaster and backends). "
+        "Unlike latency, this hardly depends on what else runs on the machine; 2 idle cores "
+        "serve at most 2000 / total requests per second.",
+        "",
+        "| run | " + " | ".join(processes) + " | total |",
+        "|---|" + "---:|" * (len(processes) + 1),
+    ]
+    for run in runs:
+        cells = " | ".join(f"{run.cpu_ms.get(name, 0.0):.2f}" for name in processes)
+        lines.append(f"| {run.result.label} | {cells} | **{sum(run.cpu_ms.values()):.2f}** |")
     lines += ["", "| report without rollups (live, 1 request at a time) | best ms |", "|---|---:|"]
     lines += [f"| {label} | {ms:.0f} |" for label, ms in live.items()]
     return "\n".join(lines)
@@ -242,14 +276,19 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sm-metrics-")))
         database_url = os.environ.get("DATABASE_URL")
         redis_url = os.environ.get("REDIS_URL")
+        server_pids: dict[str, tuple[int, bool]] = {}
         if not database_url:
             postgres = EmbeddedPostgres(root / "postgres")
             database_url = postgres.start()
             cleanup.callback(postgres.stop)
+            if postgres.pid:
+                server_pids["postgres"] = (postgres.pid, True)
         if not redis_url:
             redis = EmbeddedRedis(root / "redis")
             redis_url = redis.start()
             cleanup.callback(redis.stop)
+            if redis.pid:
+                server_pids["redis"] = (redis.pid, False)
         migrate(database_url)
         seeded = seed(Config(database_url=database_url))
         notes.append(
@@ -263,7 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         built = asyncio.run(wait_for_rollups(database_url))
         notes.append(f"rollups of every closed day ready {built:.1f} s after the stack was up")
         print(notes[-1], flush=True)
-        results = asyncio.run(load_all(stack, args.requests, args.concurrency))
+        meter = CpuMeter(
+            {
+                **{
+                    name: (pid, False)
+                    for name in ("gateway", "metrics")
+                    if (pid := stack.supervisor.pid(name))
+                },
+                **server_pids,
+            }
+        )
+        results = asyncio.run(load_all(stack, meter, args.requests, args.concurrency))
         notes.append(f"concurrency {args.concurrency}, {args.requests} measured requests per run")
         live = asyncio.run(time_live_reports(database_url))
         print(report(results, live, notes), flush=True)

@@ -229,17 +229,17 @@ async def inventory(
     with no sale line on the days of `movement`."""
     covered = covered_items(movement, "m", memo_key)
     live = live_items(movement, tz, "m")
+    # NOT IN over a non-null column: two hashed sub-plans, probed once per product.
     sql = f"""
-        WITH moved AS (SELECT item_id FROM ({covered.sql}) c
-                       UNION SELECT item_id FROM ({live.sql}) v)
         SELECT count(*) FILTER (WHERE c.quantity = 0) AS out_of_stock,
                count(*) FILTER (WHERE c.quantity > 0 AND c.quantity <= c.min_quantity)
                    AS low_stock,
-               count(*) FILTER (WHERE m.item_id IS NULL) AS no_movement,
+               count(*) FILTER (WHERE c.id NOT IN (SELECT item_id FROM ({covered.sql}) m)
+                                  AND c.id NOT IN (SELECT item_id FROM ({live.sql}) v))
+                   AS no_movement,
                coalesce(sum(c.quantity * c.price), 0) AS total_value,
                coalesce(sum(c.quantity), 0)::bigint AS total_units
           FROM products.catalog c
-          LEFT JOIN moved m ON m.item_id = c.id
          WHERE c.status = 1
     """
     return (await conn.execute(text(sql), {**covered.params, **live.params})).one()
