@@ -27,7 +27,7 @@ from services.sales.model import (
 )
 from services.sales.repository import CatalogEntry, ItemNotFound, StockChange, StockShortage
 from services.sales.repository_checkout import CheckoutConnection, SaleHeader
-from stockmanager.errors import ApiError, NotFound, ValidationFailed
+from stockmanager.errors import ApiError, InternalError, NotFound, ValidationFailed
 from stockmanager.events import Event
 from stockmanager.identity import ROLE_SELLER, Identity
 
@@ -171,6 +171,10 @@ def _recorded(
     The request boundary (checkout.run_sale) writes the events as the transaction's last
     statement.
     """
+    if any(line.item_id not in changes for line in lines):
+        # The stock function answers for every item it was given; anything else would record
+        # a sale without some of its lines, so refuse it (the transaction rolls back).
+        raise InternalError("Error en la base de datos")
     _check_still_active([line.item_id for line in lines], changes)
     sale = Sale(
         id=reservation.sale_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -204,3 +205,38 @@ async def test_pagination(stack: Stack, db: Database, admin: Account) -> None:
     assert page(limit="0")["limit"] == 1
     empty = page(product="no-such-product-anywhere")
     assert empty == {"data": [], "total": 0, "page": 1, "pages": 1, "limit": 10}
+
+
+async def test_published_views_for_metrics(stack: Stack, db: Database) -> None:
+    seller = create_account(stack)
+    name = unique("Vista")
+    (a,) = await create_products(db, {"name": name, "price": "2.50", "quantity": 9})
+    sale_id = sell(seller, (a, 3), method="QR")
+    async with db.connect() as conn:
+        header = (
+            await conn.execute(
+                text(
+                    "SELECT id, sold_at, vendor_id, vendor_username, payment_method"
+                    " FROM sales.sales_v WHERE id = :id"
+                ),
+                {"id": sale_id},
+            )
+        ).one()
+        lines = (
+            await conn.execute(
+                text(
+                    "SELECT sale_id, sold_at, vendor_id, vendor_username, payment_method,"
+                    " item_id, item_name, quantity, unit_price"
+                    " FROM sales.sale_lines_v WHERE sale_id = :id"
+                ),
+                {"id": sale_id},
+            )
+        ).all()
+    assert (header.vendor_id, header.vendor_username, header.payment_method) == (
+        seller.id,
+        seller.username,
+        "QR",
+    )
+    assert [tuple(row) for row in lines] == [
+        (sale_id, header.sold_at, seller.id, seller.username, "QR", a, name, 3, Decimal("2.50"))
+    ]
