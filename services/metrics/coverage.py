@@ -29,13 +29,6 @@ class Coverage:
     # Memo entries stored for this rollup version (memo.py), as seen by the same snapshot.
     memo_keys: frozenset[str] = frozenset()
 
-    def is_covered(self, day: date) -> bool:
-        return (
-            self.sealed_through is not None
-            and day <= self.sealed_through
-            and day not in self.excluded
-        )
-
 
 NO_COVERAGE = Coverage()
 
@@ -50,23 +43,6 @@ class DayPlan:
     covered: list[DayRange] = field(default_factory=list)
     # Days to read live from the sales views, as merged inclusive ranges.
     live: list[DayRange] = field(default_factory=list)
-
-    @property
-    def rollup_bounds(self) -> DayRange | None:
-        """The smallest range holding every covered day (for the small per-day tables)."""
-        if not self.covered:
-            return None
-        return self.covered[0][0], self.covered[-1][1]
-
-    def excluded_within_rollup(self) -> list[date]:
-        """Days inside `rollup_bounds` that are not covered (to filter out of rollup reads)."""
-        gaps: list[date] = []
-        for (_, prev_hi), (next_lo, _) in zip(self.covered, self.covered[1:], strict=False):
-            day = prev_hi + ONE_DAY
-            while day < next_lo:
-                gaps.append(day)
-                day += ONE_DAY
-        return gaps
 
     def live_instants(self, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
         """The live ranges as half-open UTC instants [start, end)."""
