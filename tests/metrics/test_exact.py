@@ -479,3 +479,28 @@ async def test_edit_of_a_sealed_day_arrives_through_sale_updated(
     assert report.redone_days == 1
     body = isolated.json("/api/metrics", **window)
     assert (body["kpis"]["revenue"], body["kpis"]["unitsSold"]) == (300.0, 3)
+
+
+async def test_concurrent_reports_while_the_rollups_change(
+    isolated: IsolatedMetrics, shop: Shop
+) -> None:
+    """Many requests racing to fill the same memo entries, while refreshes re-seal the days
+    under them: every answer is the exact one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = expected_window_report(shop)
+    await reset_rollups(isolated.database_url)
+
+    def fetch(_: int) -> dict[str, Any]:
+        return isolated.json("/api/metrics", **WINDOW)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(fetch, index) for index in range(24)]
+        for _ in range(3):  # new rollup versions while the requests run
+            await refresh_rollups(isolated.database_url)
+            await reset_rollups(isolated.database_url)
+        await refresh_rollups(isolated.database_url)
+        futures += [pool.submit(fetch, index) for index in range(24)]
+        bodies = [future.result() for future in futures]
+    for body in bodies:
+        assert body == expected
