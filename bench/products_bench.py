@@ -408,9 +408,12 @@ def report(
             "### CPU per request (same run)",
             "",
             "Milliseconds of CPU each process spent per request (Linux `/proc`; PostgreSQL "
-            "counts the postmaster and all its backends). Unlike latency this hardly depends "
-            "on what else runs on the machine; the last column is what the two cores could "
-            "serve if nothing else ran (2 × 1000 ms / total).",
+            "counts the postmaster and all its backends, also those of closed connections). "
+            "It depends far less than latency on what else runs on the machine (contention "
+            "still inflates it: across runs on this shared machine it varied by up to half); "
+            "the last column is what the two cores could serve if nothing else ran "
+            "(2 × 1000 ms / total). At concurrency 8 a closed-loop client sees about "
+            "8 / throughput of latency on average, so p95 ≤ 40 ms needs roughly ≥ 300 req/s.",
             "",
             *cpu_table(measured),
             "",
