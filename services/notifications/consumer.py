@@ -2,9 +2,10 @@
 commit.
 
 The kernel's EventConsumer runs the handler inside its transaction and records the event id
-(idempotency). The live streams must only hear about a notification once it is committed, so
-this subclass remembers which users the handler touched and publishes them after `apply`
-returns, i.e. after the commit; a redelivered (already processed) event touches nobody.
+(idempotency), one transaction per batch of events. The live streams must only hear about a
+notification once it is committed, so this subclass remembers which users the handler touched
+and publishes them from the kernel's `after_commit` hook; a redelivered (already processed)
+event touches nobody.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ class NotificationsConsumer(EventConsumer):
     async def _handle(self, conn: AsyncConnection, event: Event) -> None:
         self._touched[event.id] = await service.notify_from_event(conn, event)
 
-    async def apply(self, event: Event) -> None:
-        try:
-            await super().apply(event)  # commits
-            touched = self._touched.pop(event.id, set())
-        finally:
-            self._touched.pop(event.id, None)
+    async def after_commit(self, applied: list[Event]) -> None:
+        # Streams may only hear about notifications that are committed.
+        touched: set[int] = set()
+        for event in applied:
+            touched |= self._touched.pop(event.id, set())
         await self.hub.publish(touched)
+
+    async def after_rollback(self, events: list[Event]) -> None:
+        for event in events:
+            self._touched.pop(event.id, None)

@@ -122,10 +122,9 @@ class EventConsumer:
                     block=self.block_ms,
                 )
                 for _stream, messages in response or []:
-                    for message_id, fields in messages:
-                        if self._stopping:
-                            return
-                        await self.process(message_id, fields)
+                    if self._stopping:
+                        return
+                    await self.process_batch(messages)
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -172,13 +171,52 @@ class EventConsumer:
             if cursor in (b"0-0", "0-0") or not messages:
                 return reclaimed
 
-    async def process(self, message_id: Any, fields: dict[Any, Any]) -> None:
-        key = message_id.decode() if isinstance(message_id, bytes) else str(message_id)
-        raw = fields.get(b"event") or fields.get("event")
+    async def process_batch(self, messages: list[tuple[Any, dict[Any, Any]]]) -> None:
+        """Apply a batch of messages in one transaction and acknowledge them with one XACK.
+
+        Under load this turns N transactions and N acknowledgements into one of each. If the
+        batch fails, it is rolled back whole and retried one message at a time, so a single
+        failing event is isolated (and eventually dead-lettered) without holding up the rest.
+        """
+        ready: list[tuple[Any, dict[Any, Any], Event]] = []
+        unwanted: list[Any] = []
+        for message_id, fields in messages:
+            event = _decode(fields)
+            if event is None:
+                await self.process(message_id, fields)  # dead-letters it
+            elif self.types is not None and event.type not in self.types:
+                unwanted.append(message_id)
+            else:
+                ready.append((message_id, fields, event))
+        if unwanted:
+            await self.redis.xack(self.stream, self.group, *unwanted)
+        if len(ready) <= 1 or self.stateless_handler is not None:
+            for message_id, fields, _event in ready:
+                if self._stopping:
+                    return
+                await self.process(message_id, fields)
+            return
+        events = [event for _, _, event in ready]
         try:
-            event = Event.from_json(raw) if raw is not None else None
-        except (ValueError, TypeError):
-            event = None
+            applied = await self._apply_in_one_transaction(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - isolate the culprit one message at a time
+            await self.after_rollback(events)
+            for message_id, fields, _event in ready:
+                if self._stopping:
+                    return
+                await self.process(message_id, fields)
+            return
+        await self._after_commit_safely(applied)
+        await self.redis.xack(self.stream, self.group, *[m for m, _, _ in ready])
+        for message_id, _fields, _event in ready:
+            self._failures.pop(_key(message_id), None)
+        self.processed_total += len(ready)
+
+    async def process(self, message_id: Any, fields: dict[Any, Any]) -> None:
+        key = _key(message_id)
+        event = _decode(fields)
         if event is None:
             log.error("undecodable event dropped", extra={"message_id": key, "group": self.group})
             await self._dead_letter(key, fields)
@@ -212,19 +250,51 @@ class EventConsumer:
         self.processed_total += 1
 
     async def apply(self, event: Event) -> None:
+        """Apply one event (in its own transaction unless the handler is stateless)."""
         if self.stateless_handler is not None:
             await self.stateless_handler(event)
             return
+        try:
+            applied = await self._apply_in_one_transaction([event])
+        except BaseException:
+            await self.after_rollback([event])
+            raise
+        await self._after_commit_safely(applied)
+
+    async def _apply_in_one_transaction(self, events: list[Event]) -> list[Event]:
+        """Record the ids and run the handler for the events not seen before; commit."""
         assert self.db is not None and self.processed is not None and self.handler is not None
         async with self.db.transaction() as conn:
-            first_time = await conn.scalar(
-                insert(self.processed)
-                .values(event_id=event.id, consumer_group=self.group)
-                .on_conflict_do_nothing()
-                .returning(self.processed.c.event_id)
+            fresh = set(
+                await conn.scalars(
+                    insert(self.processed)
+                    .values([{"event_id": e.id, "consumer_group": self.group} for e in events])
+                    .on_conflict_do_nothing()
+                    .returning(self.processed.c.event_id)
+                )
             )
-            if first_time is not None:
-                await self.handler(conn, event)
+            applied: list[Event] = []
+            for event in events:
+                # `fresh.discard` also drops a duplicate of the same event within the batch.
+                if event.id in fresh:
+                    fresh.discard(event.id)
+                    applied.append(event)
+                    await self.handler(conn, event)
+        return applied
+
+    async def after_commit(self, applied: list[Event]) -> None:
+        """Hook: runs after the transaction that applied `applied` committed (e.g. push)."""
+
+    async def after_rollback(self, events: list[Event]) -> None:
+        """Hook: the transaction that tried `events` rolled back; drop any per-event state."""
+
+    async def _after_commit_safely(self, applied: list[Event]) -> None:
+        if not applied:
+            return
+        try:
+            await self.after_commit(applied)
+        except Exception:  # the change is committed; only a side effect failed
+            log.exception("after-commit hook failed", extra={"group": self.group})
 
     async def _dead_letter(self, message_id: str, fields: dict[Any, Any]) -> None:
         await self.redis.xadd(
@@ -234,3 +304,15 @@ class EventConsumer:
             approximate=True,
         )
         await self.redis.xack(self.stream, self.group, message_id)
+
+
+def _key(message_id: Any) -> str:
+    return message_id.decode() if isinstance(message_id, bytes) else str(message_id)
+
+
+def _decode(fields: dict[Any, Any]) -> Event | None:
+    raw = fields.get(b"event") or fields.get("event")
+    try:
+        return Event.from_json(raw) if raw is not None else None
+    except (ValueError, TypeError):
+        return None

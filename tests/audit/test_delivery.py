@@ -142,9 +142,11 @@ async def test_consumer_killed_during_1000_sales(
     async def recorded() -> list[int]:
         async with db.connect() as conn:
             rows = await conn.execute(
+                # Other tests publish synthetic sale events with made-up sale ids; this test's
+                # records are the ones its own requests (request ids "kill-N") caused.
                 text(
                     "SELECT entity_id FROM audit.audit_log WHERE event_type = 'sale.created'"
-                    " AND entity_id = ANY(:ids)"
+                    " AND entity_id = ANY(:ids) AND request_id LIKE 'kill-%'"
                 ),
                 {"ids": sale_ids},
             )
@@ -162,6 +164,7 @@ async def test_consumer_killed_during_1000_sales(
             text(
                 "SELECT DISTINCT user_id, action, status FROM audit.audit_log"
                 " WHERE event_type = 'sale.created' AND entity_id = ANY(:ids)"
+                " AND request_id LIKE 'kill-%'"
             ),
             {"ids": sale_ids},
         )

@@ -215,3 +215,60 @@ async def test_events_written_while_redis_is_down_are_delivered_after_it_returns
     finally:
         await client.aclose()
         server.stop()
+
+
+async def test_a_batch_is_applied_once_and_a_poison_event_is_isolated(
+    db: Database, redis: Redis, tables: MetaData
+) -> None:
+    stream = f"test-stream-{uuid.uuid4().hex}"
+    notes = [f"b-{uuid.uuid4().hex}" for _ in range(30)]
+    poison = f"poison-{uuid.uuid4().hex}"
+    events = [an_event(note) for note in notes[:15]]
+    events.append(an_event(poison))
+    events += [an_event(note) for note in notes[15:]]
+    events.append(events[0])  # the relay published one event twice
+    for event in events:
+        await redis.xadd(stream, {"event": event.to_json()})
+
+    async def refuse_poison(conn: AsyncConnection, event: Event) -> None:
+        if event.data["note"] == poison:
+            raise RuntimeError("this event can never be applied")
+        await record(conn, event)
+
+    committed_batches: list[int] = []
+
+    class Recording(EventConsumer):
+        async def after_commit(self, applied: list[Event]) -> None:
+            committed_batches.append(len(applied))
+
+    consumer = Recording(
+        redis,
+        stream=stream,
+        group="g-batch",
+        types=["test.happened"],
+        db=db,
+        processed=tables.tables[f"{SCHEMA}.processed_events"],
+        handler=refuse_poison,
+        consumer_name="batcher",
+        reclaim_idle_ms=50,
+        block_ms=50,
+        max_attempts=3,
+    )
+    await consumer.ensure_group()
+    consumer.start()
+    try:
+
+        async def settled() -> bool:
+            pending = (await redis.xpending(stream, "g-batch"))["pending"]
+            dead = await redis.xrange(consumer.dead_letter_stream)
+            mine = [f for _, f in dead if poison.encode() in f[b"event"]]
+            return pending == 0 and len(mine) == 1
+
+        await wait_for(settled, within=20)
+    finally:
+        await consumer.stop()
+    applied = await applied_notes(db)
+    assert all(applied.count(note) == 1 for note in notes)
+    assert poison not in applied
+    # The first attempt was one batch (rolled back by the poison), then one at a time.
+    assert sum(committed_batches) == 30

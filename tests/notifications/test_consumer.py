@@ -40,9 +40,9 @@ async def test_sale_created_notifies_the_seller(stack: Stack, db: Database, redi
         EventType.SALE_CREATED,
         actor=seller,
         entity_type="sale",
-        entity_id=41,
+        entity_id=9_000_000_041,
         data={
-            "sale_id": 41,
+            "sale_id": 9_000_000_041,
             "vendor_id": seller.id,
             "vendor_username": seller.username,
             "payment_method": "Efectivo",
@@ -73,9 +73,9 @@ async def test_sale_recorded_for_another_seller_goes_to_that_seller(
             EventType.SALE_CREATED,
             actor=admin,
             entity_type="sale",
-            entity_id=7,
+            entity_id=9_000_000_007,
             data={
-                "sale_id": 7,
+                "sale_id": 9_000_000_007,
                 "vendor_id": seller.id,
                 "items": [{"item_id": 3, "name": "Pan", "quantity": 5}],
             },
@@ -189,9 +189,9 @@ async def test_low_stock_notifies_actor_and_every_active_admin_and_root_once(
         EventType.STOCK_LOW,
         actor=seller,
         entity_type="product",
-        entity_id=77,
+        entity_id=9_000_000_077,
         data={
-            "item_id": 77,
+            "item_id": 9_000_000_077,
             "name": "Fideos",
             "quantity": 3,
             "min_quantity": 5,
@@ -202,7 +202,7 @@ async def test_low_stock_notifies_actor_and_every_active_admin_and_root_once(
     last = await inject(redis, event)  # redelivered: the same event id changes nothing
     expected = (
         "Stock bajo",
-        "El producto Fideos (ID: 77) tiene stock bajo (3 unidades).",
+        "El producto Fideos (ID: 9000000077) tiene stock bajo (3 unidades).",
         "warning",
     )
     for user in (seller, admin):
