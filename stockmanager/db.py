@@ -26,7 +26,10 @@ class Database:
             sqlalchemy_url(url),
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
+            # No pre-ping: it costs a round trip on every checkout. A connection broken by a
+            # database restart fails the one request using it, and SQLAlchemy then discards
+            # the whole pool (disconnect detection), so the next requests reconnect.
+            pool_pre_ping=False,
             pool_recycle=1800,
         )
 

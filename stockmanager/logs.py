@@ -33,6 +33,10 @@ class JsonFormatter(logging.Formatter):
         self.process_name = process_name
 
     def format(self, record: logging.LogRecord) -> str:
+        # stdout and the central shipper both format each record: do the work once.
+        cached: str | None = getattr(record, "_sm_json", None)
+        if cached is not None:
+            return cached
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -46,7 +50,9 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        text = orjson.dumps(entry, default=str).decode()
+        record._sm_json = text
+        return text
 
 
 class CentralLogShipper(logging.Handler):

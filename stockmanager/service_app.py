@@ -81,7 +81,7 @@ class ServiceRuntime:
             self.relay.poke()
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+async def get_runtime(request: Request) -> ServiceRuntime:
     runtime: ServiceRuntime = request.app.state.runtime
     return runtime
 
@@ -89,9 +89,13 @@ def get_runtime(request: Request) -> ServiceRuntime:
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
 
 
-def get_identity(request: Request) -> Identity:
-    """The caller as signed by the gateway. Anything else is 401."""
-    runtime = get_runtime(request)
+async def get_identity(request: Request) -> Identity:
+    """The caller as signed by the gateway. Anything else is 401.
+
+    Dependencies are `async` on purpose: FastAPI runs plain functions in a thread pool,
+    which would cost a thread hop per dependency on every request.
+    """
+    runtime: ServiceRuntime = request.app.state.runtime
     try:
         return verify_identity(
             request.headers.get(IDENTITY_HEADER),
@@ -102,19 +106,19 @@ def get_identity(request: Request) -> Identity:
         raise NotAuthenticated() from exc
 
 
-def require_user(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
+async def require_user(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
     if not identity.is_authenticated:
         raise NotAuthenticated()
     return identity
 
 
-def require_admin(identity: Annotated[Identity, Depends(require_user)]) -> Identity:
+async def require_admin(identity: Annotated[Identity, Depends(require_user)]) -> Identity:
     if not identity.is_admin_or_root:
         raise Forbidden()
     return identity
 
 
-def require_root(identity: Annotated[Identity, Depends(require_user)]) -> Identity:
+async def require_root(identity: Annotated[Identity, Depends(require_user)]) -> Identity:
     if not identity.is_root:
         raise Forbidden()
     return identity

@@ -12,14 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from services.products import csvio, importer, repository, schemas, service
-from services.products.deps import AdminUser, CurrentUser, Runtime
 from services.products.openfoodfacts import OpenFoodFacts
 from services.products.repository import ProductQuery
 from services.products.validation import validate_create
 from stockmanager.errors import NotFound
 from stockmanager.http import json_object, json_response
 from stockmanager.pagination import parse_page
-from stockmanager.service_app import ServiceRuntime
+from stockmanager.service_app import AdminUser, CurrentUser, Runtime, ServiceRuntime
 from stockmanager.timefmt import now_utc
 
 router = APIRouter()

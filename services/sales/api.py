@@ -9,12 +9,12 @@ from starlette.responses import Response
 
 from services.sales import schemas, service
 from services.sales.checkout import Outcome, run_sale
-from services.sales.deps import AdminUser, CurrentUser, Runtime
 from services.sales.idempotency import claim_for
 from services.sales.repository_checkout import CheckoutConnection
 from stockmanager.errors import NotFound
 from stockmanager.http import json_object, json_response
 from stockmanager.pagination import parse_page
+from stockmanager.service_app import AdminUser, CurrentUser, Runtime
 
 router = APIRouter()
 
