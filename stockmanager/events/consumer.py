@@ -54,6 +54,7 @@ class EventConsumer:
         block_ms: int = 1000,
         max_attempts: int = 10,
         start_id: str = "0",
+        linger_ms: int = 50,
     ) -> None:
         if (handler is None) == (stateless_handler is None):
             raise ValueError("give exactly one of handler or stateless_handler")
@@ -73,6 +74,10 @@ class EventConsumer:
         self.block_ms = block_ms
         self.max_attempts = max_attempts
         self.start_id = start_id
+        # After a short batch, wait this long before reading again so that, under load, events
+        # accumulate into batches (one transaction each) instead of waking us one by one.
+        # Stateless handlers (session revocation) never linger.
+        self.linger = linger_ms / 1000 if stateless_handler is None else 0.0
         self.dead_letter_stream = f"{stream}:dead"
         self._failures: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -121,11 +126,15 @@ class EventConsumer:
                     count=self.batch_size,
                     block=self.block_ms,
                 )
+                read = 0
                 for _stream, messages in response or []:
                     if self._stopping:
                         return
+                    read += len(messages)
                     await self.process_batch(messages)
                 failures = 0
+                if 0 < read < self.batch_size and self.linger:
+                    await asyncio.sleep(self.linger)
             except asyncio.CancelledError:
                 raise
             except ResponseError as exc:
