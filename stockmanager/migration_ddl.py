@@ -6,6 +6,9 @@ when table definitions in Python evolve. Must match `stockmanager.events.outbox`
 
 from __future__ import annotations
 
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
 
 def event_tables_ddl(schema: str) -> str:
     return f"""
@@ -25,3 +28,31 @@ def event_tables_ddl(schema: str) -> str:
         PRIMARY KEY (event_id, consumer_group)
     );
     """
+
+
+def unicode_fold_expression(bind: Connection) -> str:
+    """Unicode case folding that does not depend on the database's locale.
+
+    The embedded server is initialised with C.UTF-8 (or plain C), where `lower()` may only fold
+    ASCII, so an explicit collation is chosen: PostgreSQL 18's `casefold` with the builtin
+    `pg_unicode_fast` (full folding, `ß` = `ss`), else PostgreSQL 17's `pg_c_utf8`, else ICU's
+    root locale, else the database default.
+    """
+    collations = set(
+        bind.execute(
+            text(
+                "SELECT collname FROM pg_collation"
+                " WHERE collname IN ('pg_unicode_fast', 'pg_c_utf8', 'und-x-icu')"
+            )
+        ).scalars()
+    )
+    has_casefold = bool(
+        bind.execute(text("SELECT count(*) FROM pg_proc WHERE proname = 'casefold'")).scalar()
+    )
+    if "pg_unicode_fast" in collations and has_casefold:
+        return "casefold(value COLLATE pg_unicode_fast)"
+    if "pg_c_utf8" in collations:
+        return "lower(value COLLATE pg_c_utf8)"
+    if "und-x-icu" in collations:
+        return 'lower(value COLLATE "und-x-icu")'
+    return "lower(value)"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
-from stockmanager.migration_ddl import event_tables_ddl
+from stockmanager.migration_ddl import event_tables_ddl, unicode_fold_expression
 
 revision: str = "products_0001"
 down_revision: str | None = None
@@ -41,32 +41,7 @@ def _trgm_schema() -> str:
 
 
 def _fold_expression() -> str:
-    """Unicode case folding that does not depend on the database's locale.
-
-    The embedded server is initialised with C.UTF-8 (or plain C), where `lower()` may only fold
-    ASCII, so an explicit collation is chosen: PostgreSQL 18's `casefold` with the builtin
-    `pg_unicode_fast` (full folding, `ß` = `ss`), else PostgreSQL 17's `pg_c_utf8`, else ICU's
-    root locale, else the database default.
-    """
-    bind = op.get_bind()
-    collations = set(
-        bind.execute(
-            text(
-                "SELECT collname FROM pg_collation"
-                " WHERE collname IN ('pg_unicode_fast', 'pg_c_utf8', 'und-x-icu')"
-            )
-        ).scalars()
-    )
-    has_casefold = bool(
-        bind.execute(text("SELECT count(*) FROM pg_proc WHERE proname = 'casefold'")).scalar()
-    )
-    if "pg_unicode_fast" in collations and has_casefold:
-        return "casefold(value COLLATE pg_unicode_fast)"
-    if "pg_c_utf8" in collations:
-        return "lower(value COLLATE pg_c_utf8)"
-    if "und-x-icu" in collations:
-        return 'lower(value COLLATE "und-x-icu")'
-    return "lower(value)"
+    return unicode_fold_expression(op.get_bind())
 
 
 def upgrade() -> None:

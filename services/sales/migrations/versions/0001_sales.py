@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
-from stockmanager.migration_ddl import event_tables_ddl
+from stockmanager.migration_ddl import event_tables_ddl, unicode_fold_expression
 
 revision: str = "sales_0001"
 down_revision: str | None = None
@@ -42,30 +42,7 @@ def _trgm_schema() -> str | None:
 
 
 def _fold_expression() -> str:
-    """Unicode case folding independent of the database locale (C/C.UTF-8 may fold ASCII only).
-
-    PostgreSQL 18 `casefold` with the builtin `pg_unicode_fast` collation, else 17's
-    `pg_c_utf8`, else ICU's root locale, else the database default `lower()`.
-    """
-    bind = op.get_bind()
-    collations = set(
-        bind.execute(
-            text(
-                "SELECT collname FROM pg_collation"
-                " WHERE collname IN ('pg_unicode_fast', 'pg_c_utf8', 'und-x-icu')"
-            )
-        ).scalars()
-    )
-    has_casefold = bool(
-        bind.execute(text("SELECT count(*) FROM pg_proc WHERE proname = 'casefold'")).scalar()
-    )
-    if "pg_unicode_fast" in collations and has_casefold:
-        return "casefold(value COLLATE pg_unicode_fast)"
-    if "pg_c_utf8" in collations:
-        return "lower(value COLLATE pg_c_utf8)"
-    if "und-x-icu" in collations:
-        return 'lower(value COLLATE "und-x-icu")'
-    return "lower(value)"
+    return unicode_fold_expression(op.get_bind())
 
 
 def upgrade() -> None:
