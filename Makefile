@@ -31,8 +31,10 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# make bench NAME=sales [ARGS="--requests 2000"]   (products, sales, notifications, metrics)
 bench: $(STAMP)
-	$(BIN)/python -m bench $(ARGS)
+	@test -n "$(NAME)" || (echo "usage: make bench NAME=products|sales|notifications|metrics" && exit 2)
+	$(BIN)/python -m bench.$(NAME)_bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .stockmanager .pytest_cache .mypy_cache .ruff_cache
