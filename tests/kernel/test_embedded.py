@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -21,29 +18,9 @@ from stockmanager.embedded import (
     EmbeddedServerError,
     free_port,
 )
+from tests.support.waiting import gone
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def eventually(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def gone(pid: int) -> bool:
-    """True if `pid` no longer runs (a zombie left to an init that does not reap counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
 
 
 def group_members(pgid: int) -> list[int]:

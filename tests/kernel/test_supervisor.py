@@ -11,12 +11,12 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from stockmanager.embedded import free_port
 from stockmanager.supervisor import ProcessSpec, Supervisor, SupervisorError
+from tests.support.waiting import eventually, gone
 
 HTTP_SERVER = textwrap.dedent(
     """
@@ -56,26 +56,6 @@ def script_spec(name: str, code: str) -> ProcessSpec:
     return ProcessSpec(
         name=name, argv=[sys.executable, "-c", textwrap.dedent(code)], env={}, ready_url=None
     )
-
-
-def eventually(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
 
 
 @pytest.fixture
