@@ -1,9 +1,10 @@
 """Server-side sessions in Redis, shared by every gateway replica.
 
 The cookie holds a random 256-bit token; Redis keys hold only its SHA-256, so a Redis dump
-cannot be replayed as cookies. Idle expiry is the key's TTL (refreshed on use); the absolute
-lifetime is checked against the creation time. Each user's session hashes are indexed so that
-disabling a user or changing a password can end all of them.
+cannot be replayed as cookies. A session is one JSON string so that the per-request lookup is
+a single GETEX (read and refresh the idle timer), not a pipeline. Idle expiry is the key's TTL;
+the absolute lifetime is checked against the creation time. Each user's session hashes are
+indexed so that disabling a user or changing a password can end all of them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
+import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 _PREFIX = "sm:session:"
 _USER_INDEX = "sm:user-sessions:"
@@ -41,42 +44,44 @@ class SessionStore:
     async def create(self, user_id: int, username: str, role: str) -> str:
         token = secrets.token_urlsafe(32)
         key = _hash(token)
+        record = {
+            "user_id": user_id,
+            "username": username,
+            "role": role,
+            "created_at": round(time.time(), 3),
+        }
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                _PREFIX + key,
-                mapping={
-                    "user_id": user_id,
-                    "username": username,
-                    "role": role,
-                    "created_at": f"{time.time():.3f}",
-                },
-            )
-            pipe.expire(_PREFIX + key, self.idle_timeout)
+            pipe.set(_PREFIX + key, orjson.dumps(record), ex=self.idle_timeout)
             pipe.sadd(f"{_USER_INDEX}{user_id}", key)
             pipe.expire(f"{_USER_INDEX}{user_id}", self.absolute_timeout)
             await pipe.execute()
         return token
 
     async def get(self, token: str) -> Session | None:
-        """The live session for a cookie token, refreshing its idle timer (one round trip)."""
+        """The live session for a cookie token, refreshing its idle timer: one command
+        (GETEX) on the hot path of every request."""
         if not token or len(token) > 200:
             return None
         key = _hash(token)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(_PREFIX + key)
-            pipe.expire(_PREFIX + key, self.idle_timeout)
-            data, _ = await pipe.execute()
-        if not data:
+        try:
+            raw = await self.redis.getex(_PREFIX + key, ex=self.idle_timeout)
+        except ResponseError as exc:  # WRONGTYPE: a session in an older format; log in again
+            if "WRONGTYPE" not in str(exc):
+                raise
+            await self.redis.delete(_PREFIX + key)
+            return None
+        if raw is None:
             return None
         try:
+            data = orjson.loads(raw)
             session = Session(
                 key=key,
-                user_id=int(data[b"user_id"]),
-                username=data[b"username"].decode(),
-                role=data[b"role"].decode(),
-                created_at=float(data[b"created_at"]),
+                user_id=int(data["user_id"]),
+                username=str(data["username"]),
+                role=str(data["role"]),
+                created_at=float(data["created_at"]),
             )
-        except (KeyError, ValueError):
+        except (KeyError, TypeError, ValueError):
             await self.redis.delete(_PREFIX + key)
             return None
         if time.time() - session.created_at > self.absolute_timeout:
@@ -106,16 +111,18 @@ class SessionStore:
 
     async def set_role(self, user_id: int, role: str) -> None:
         """Apply a role change to the user's live sessions (effective on the next request)."""
-        keys = await self.redis.smembers(f"{_USER_INDEX}{user_id}")
-        for key in keys:
-            name = _PREFIX + key.decode()
-            # Only touch sessions that still exist; HSET on a gone key would resurrect it.
-            if await self.redis.exists(name):
-                await self.redis.hset(name, "role", role)
+        await self._rewrite(user_id, "role", role)
 
     async def set_username(self, user_id: int, username: str) -> None:
-        keys = await self.redis.smembers(f"{_USER_INDEX}{user_id}")
-        for key in keys:
+        await self._rewrite(user_id, "username", username)
+
+    async def _rewrite(self, user_id: int, field: str, value: str) -> None:
+        for key in await self.redis.smembers(f"{_USER_INDEX}{user_id}"):
             name = _PREFIX + key.decode()
-            if await self.redis.exists(name):
-                await self.redis.hset(name, "username", username)
+            raw = await self.redis.get(name)
+            if raw is None:
+                continue
+            data = orjson.loads(raw)
+            data[field] = value
+            # XX: never resurrect a session deleted meanwhile; KEEPTTL: keep its idle timer.
+            await self.redis.set(name, orjson.dumps(data), xx=True, keepttl=True)

@@ -98,6 +98,10 @@ class CentralLogShipper(logging.Handler):
                     await pipe.execute()
             except Exception:  # noqa: BLE001 - Redis down: drop the batch, never crash the app
                 await asyncio.sleep(1.0)
+                continue
+            # Let lines accumulate: under load one write carries many lines instead of one
+            # write per request (the central log is for people, 100 ms late is fine).
+            await asyncio.sleep(0.1)
 
 
 def configure_logging(process_name: str, level: str = "INFO") -> None:
