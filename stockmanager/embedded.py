@@ -353,6 +353,7 @@ class _ManagedServer:
     """Shared lifecycle: lock, port retry, context manager, stop-on-failure."""
 
     kind = "server"
+    log_path: Path  # set by each subclass: where the server writes its log
 
     def __init__(self, data_dir: Path, port: int | None) -> None:
         self.data_dir = Path(data_dir).absolute()
@@ -403,6 +404,36 @@ class _ManagedServer:
             self._kill_proc()
             self._lock.release()
             raise
+
+    def _await_ready(
+        self,
+        ready: Callable[[], bool],
+        port: int,
+        deadline: float,
+        log_start: int,
+        *,
+        bind_errors: tuple[str, ...],
+    ) -> None:
+        """Wait for the just-spawned server; a lost port race raises `_PortInUse` (retried)."""
+        proc = self._proc
+        assert proc is not None
+        try:
+            ok = _poll_until(ready, proc, deadline)
+        except TimeoutError:
+            raise EmbeddedServerError(
+                f"{self.kind}: not ready on port {port} in time; log:\n{_tail(self.log_path)}"
+            ) from None
+        if ok:
+            return
+        self._proc = None
+        with self.log_path.open("rb") as fh:
+            fh.seek(log_start)
+            text = fh.read().decode("utf-8", "replace")
+        if any(marker in text for marker in bind_errors):
+            raise _PortInUse
+        raise EmbeddedServerError(
+            f"{self.kind} exited with code {proc.returncode}; log:\n{_tail(self.log_path)}"
+        )
 
     def _kill_proc(self) -> None:
         if self._proc is not None:
@@ -638,24 +669,13 @@ class EmbeddedPostgres(_ManagedServer):
             self._proc = self._spawn(self._server_cmd(port), log)
         finally:
             log.close()
-        proc = self._proc
-        assert proc is not None
-        try:
-            ok = _poll_until(lambda: self._connect_ok(port), proc, deadline)
-        except TimeoutError:
-            raise EmbeddedServerError(
-                f"postgres: not ready on port {port} in time; log:\n{_tail(self.log_path)}"
-            ) from None
-        if not ok:
-            self._proc = None
-            with self.log_path.open("rb") as fh:
-                fh.seek(log_start)
-                text = fh.read().decode("utf-8", "replace")
-            if "could not bind" in text or "Address already in use" in text:
-                raise _PortInUse
-            raise EmbeddedServerError(
-                f"postgres exited with code {proc.returncode}; log:\n{_tail(self.log_path)}"
-            )
+        self._await_ready(
+            lambda: self._connect_ok(port),
+            port,
+            deadline,
+            log_start,
+            bind_errors=("could not bind", "Address already in use"),
+        )
         self._ensure_database(port)
 
 
@@ -751,23 +771,13 @@ class EmbeddedRedis(_ManagedServer):
             )
         finally:
             log.close()
-        proc = self._proc
-        try:
-            ok = _poll_until(lambda: self._ping_ok(port), proc, deadline)
-        except TimeoutError:
-            raise EmbeddedServerError(
-                f"redis: not ready on port {port} in time; log:\n{_tail(self.log_path)}"
-            ) from None
-        if not ok:
-            self._proc = None
-            with self.log_path.open("rb") as fh:
-                fh.seek(log_start)
-                text = fh.read().decode("utf-8", "replace")
-            if "Address already in use" in text:
-                raise _PortInUse
-            raise EmbeddedServerError(
-                f"redis exited with code {proc.returncode}; log:\n{_tail(self.log_path)}"
-            )
+        self._await_ready(
+            lambda: self._ping_ok(port),
+            port,
+            deadline,
+            log_start,
+            bind_errors=("Address already in use",),
+        )
 
 
 @contextlib.contextmanager
