@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from services.audit import service
+from services.audit.repository import Filters
 from stockmanager.http import json_response
 from stockmanager.pagination import parse_offset_limit
 from stockmanager.service_app import AdminUser, CurrentUser, RootUser, Runtime
@@ -20,6 +21,23 @@ DateFrom = Annotated[str | None, Query(alias="from")]
 DateTo = Annotated[str | None, Query(alias="to")]
 Limit = Annotated[str | None, Query()]
 Offset = Annotated[str | None, Query()]
+
+
+def _list_query(
+    settings: Any,
+    action: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    limit: str | None,
+    offset: str | None,
+    default_limit: int,
+) -> tuple[Filters, int, int]:
+    """The filters and the page every audit list takes (bad dates 400, bad numbers default)."""
+    filters = service.parse_filters(action, date_from, date_to, settings.tz)
+    start, size = parse_offset_limit(
+        offset, limit, default_limit=default_limit, max_limit=settings.audit_max_limit
+    )
+    return filters, start, size
 
 
 @router.get("/api/user/{user_id}")
@@ -35,12 +53,8 @@ async def user_history(
 ) -> Response:
     service.check_history_access(caller, user_id)
     settings = runtime.settings
-    filters = service.parse_filters(action, date_from, date_to, settings.tz)
-    start, size = parse_offset_limit(
-        offset,
-        limit,
-        default_limit=settings.audit_default_limit,
-        max_limit=settings.audit_max_limit,
+    filters, start, size = _list_query(
+        settings, action, date_from, date_to, limit, offset, settings.audit_default_limit
     )
     async with runtime.db.connect() as conn:
         body = await service.user_history(
@@ -60,12 +74,8 @@ async def all_records(
     offset: Offset = None,
 ) -> Response:
     settings = runtime.settings
-    filters = service.parse_filters(action, date_from, date_to, settings.tz)
-    start, size = parse_offset_limit(
-        offset,
-        limit,
-        default_limit=settings.audit_default_limit,
-        max_limit=settings.audit_max_limit,
+    filters, start, size = _list_query(
+        settings, action, date_from, date_to, limit, offset, settings.audit_default_limit
     )
     async with runtime.db.connect() as conn:
         body = await service.all_records(conn, filters, offset=start, limit=size, tz=settings.tz)
@@ -85,12 +95,8 @@ async def entity_trail(
     offset: Offset = None,
 ) -> Response:
     settings = runtime.settings
-    filters = service.parse_filters(action, date_from, date_to, settings.tz)
-    start, size = parse_offset_limit(
-        offset,
-        limit,
-        default_limit=settings.audit_trail_default_limit,
-        max_limit=settings.audit_max_limit,
+    filters, start, size = _list_query(
+        settings, action, date_from, date_to, limit, offset, settings.audit_trail_default_limit
     )
     async with runtime.db.connect() as conn:
         body = await service.entity_history(
