@@ -19,13 +19,13 @@ up: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy stockmanager
+	$(BIN)/mypy stockmanager gateway services
 	$(BIN)/pytest -q -p no:cacheprovider $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy stockmanager
+	$(BIN)/mypy stockmanager gateway services
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from gateway.health import consumer_lags, deep_health
+from gateway.health import consumer_lags, deep_health, redis_text
 from gateway.routes import ROUTE_MAP
 from gateway.runtime import RequestContext
 from stockmanager.errors import ValidationFailed
@@ -60,7 +60,11 @@ async def debug_logs(ctx: RequestContext) -> Response:
         entries = await runtime.redis.xrevrange(runtime.settings.log_stream, count=100)
     except Exception:  # noqa: BLE001 - upstream's shape for "unreadable"
         return json_response({"logs": [], "error": "No logs available"})
-    lines = [fields[b"line"].decode() + "\n" for _, fields in reversed(entries)]
+    lines = [
+        redis_text(fields[b"line"]) + "\n"
+        for _, fields in reversed(entries or [])
+        if fields is not None and b"line" in fields
+    ]
     return json_response({"logs": lines})
 
 
@@ -88,7 +92,7 @@ async def _cmd_versions(ctx: RequestContext) -> Any:
         "alembic",
         "pydantic",
     )
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in packages:
         try:
             versions[name] = metadata.version(name)

@@ -66,15 +66,15 @@ async def consumer_lags(redis: Redis, stream: str) -> dict[str, Any]:
         return {"stream_length": 0, "groups": {}}
     result: dict[str, Any] = {}
     for group in groups:
-        name = _text(group.get("name"))
+        name = redis_text(group.get("name"))
         lag = group.get("lag")
         if lag is None:  # Redis < 7 has no lag field: count what lies past last-delivered-id
-            last = _text(group.get("last-delivered-id"))
+            last = redis_text(group.get("last-delivered-id"))
             undelivered = await redis.xrange(stream, min=f"({last}", max="+", count=10_000)
-            lag = len(undelivered)
+            lag = len(undelivered or ())
         result[name] = {"pending": int(group.get("pending", 0)), "lag": int(lag)}
     return {"stream_length": int(length), "groups": result}
 
 
-def _text(value: object) -> str:
+def redis_text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

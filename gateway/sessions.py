@@ -35,6 +35,11 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (the client does not decode responses)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class SessionStore:
     def __init__(self, redis: Redis, *, idle_timeout: int, absolute_timeout: int) -> None:
         self.redis = redis
@@ -104,7 +109,7 @@ class SessionStore:
         keys = await self.redis.smembers(index)
         async with self.redis.pipeline(transaction=True) as pipe:
             for key in keys:
-                pipe.delete(_PREFIX + key.decode())
+                pipe.delete(_PREFIX + _text(key))
             pipe.delete(index)
             await pipe.execute()
         return len(keys)
@@ -118,7 +123,7 @@ class SessionStore:
 
     async def _rewrite(self, user_id: int, field: str, value: str) -> None:
         for key in await self.redis.smembers(f"{_USER_INDEX}{user_id}"):
-            name = _PREFIX + key.decode()
+            name = _PREFIX + _text(key)
             raw = await self.redis.get(name)
             if raw is None:
                 continue

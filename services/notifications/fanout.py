@@ -268,6 +268,6 @@ class NotificationHub:
             finally:
                 FANOUT_SUBSCRIBED.set(0)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 with contextlib.suppress(Exception):
                     await subscriber.aclose()
