@@ -8,9 +8,10 @@ import orjson
 from starlette.responses import Response
 
 from gateway.runtime import RequestContext
+from stockmanager.contracts.validation import read_json_object
 from stockmanager.errors import ApiError, ServiceUnavailable, ValidationFailed
 from stockmanager.events import EventType, new_event
-from stockmanager.http import json_response, parse_json_object
+from stockmanager.http import json_response
 from stockmanager.identity import IDENTITY_HEADER, sign_identity
 
 
@@ -27,7 +28,7 @@ def _set_cookie(ctx: RequestContext, response: Response, token: str) -> None:
 
 
 async def login(ctx: RequestContext) -> Response:
-    body = parse_json_object(ctx.body, ctx.request.headers.get("content-type"))
+    body = read_json_object(ctx.body, ctx.request.headers.get("content-type"))
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise ValidationFailed("Usuario y contraseña requeridos")

@@ -18,9 +18,10 @@ from starlette.responses import Response
 from gateway.health import consumer_lags, deep_health, redis_text
 from gateway.routes import ROUTE_MAP
 from gateway.runtime import RequestContext
+from stockmanager.contracts.validation import read_json_object
 from stockmanager.errors import ValidationFailed
 from stockmanager.events import EventType
-from stockmanager.http import json_response, parse_json_object
+from stockmanager.http import json_response
 
 client_log = logging.getLogger("client")
 
@@ -35,7 +36,7 @@ _LEVELS = {
 
 
 async def debug_log(ctx: RequestContext) -> Response:
-    body = parse_json_object(ctx.body, ctx.request.headers.get("content-type"))
+    body = read_json_object(ctx.body, ctx.request.headers.get("content-type"))
     message = body.get("message")
     if not isinstance(message, str) or not message.strip():
         raise ValidationFailed("Faltan campos requeridos")
@@ -131,7 +132,7 @@ COMMANDS: dict[str, Callable[[RequestContext], Awaitable[Any]]] = {
 
 
 async def debug_command(ctx: RequestContext) -> Response:
-    body = parse_json_object(ctx.body, ctx.request.headers.get("content-type"))
+    body = read_json_object(ctx.body, ctx.request.headers.get("content-type"))
     name = body.get("command")
     allowed = sorted(COMMANDS)
     if not isinstance(name, str) or name not in COMMANDS:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from stockmanager.contracts.validation import translate
 from stockmanager.db import CHECK_VIOLATION, FOREIGN_KEY_VIOLATION, UNIQUE_VIOLATION, sqlstate
 from stockmanager.errors import (
     ApiError,
@@ -62,7 +63,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return render(error_for_http_status(exc.status_code, exc.detail))
 
     async def validation_error(_: Request, exc: Exception) -> Response:
-        return render(ValidationFailed("Parámetros inválidos"))
+        assert isinstance(exc, RequestValidationError)
+        return render(translate(exc.errors()))
 
     async def db_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, DBAPIError)
