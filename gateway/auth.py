@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from gateway.runtime import RequestContext
+from gateway.schemas import LoginRequest
 from stockmanager.contracts.validation import read_json_object
 from stockmanager.errors import ApiError, ServiceUnavailable, ValidationFailed
 from stockmanager.events import EventType, new_event
@@ -29,11 +31,11 @@ def _set_cookie(ctx: RequestContext, response: Response, token: str) -> None:
 
 async def login(ctx: RequestContext) -> Response:
     body = read_json_object(ctx.body, ctx.request.headers.get("content-type"))
-    username, password = body.get("username"), body.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise ValidationFailed("Usuario y contraseña requeridos")
-    if not username.strip() or not password:
-        raise ValidationFailed("Usuario y contraseña requeridos")
+    try:
+        credentials = LoginRequest.model_validate(body)
+    except ValidationError:
+        raise ValidationFailed("Usuario y contraseña requeridos") from None
+    username, password = credentials.username, credentials.password
     runtime = ctx.runtime
     try:
         await runtime.limiter.check(username, ctx.ip)

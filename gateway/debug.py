@@ -13,11 +13,13 @@ from importlib import metadata
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from gateway.health import consumer_lags, deep_health, redis_text
 from gateway.routes import ROUTE_MAP
 from gateway.runtime import RequestContext
+from gateway.schemas import DebugCommandRequest, DebugLogRequest
 from stockmanager.contracts.validation import read_json_object
 from stockmanager.errors import ValidationFailed
 from stockmanager.events import EventType
@@ -37,18 +39,19 @@ _LEVELS = {
 
 async def debug_log(ctx: RequestContext) -> Response:
     body = read_json_object(ctx.body, ctx.request.headers.get("content-type"))
-    message = body.get("message")
-    if not isinstance(message, str) or not message.strip():
-        raise ValidationFailed("Faltan campos requeridos")
-    level = _LEVELS.get(str(body.get("level", "info")).lower(), logging.DEBUG)
-    context = body.get("context") if isinstance(body.get("context"), dict) else {}
+    try:
+        entry = DebugLogRequest.model_validate(body)
+    except ValidationError:
+        raise ValidationFailed("Faltan campos requeridos") from None
+    level = _LEVELS.get(str(entry.level).lower(), logging.DEBUG)
+    context = entry.context if isinstance(entry.context, dict) else {}
     client_log.log(
         level,
         "[JS CLIENT] %s | Context: %s",
-        message[:2000],
+        entry.message[:2000],
         orjson.dumps(context).decode()[:4000],
         extra={
-            "client_timestamp": body.get("timestamp"),
+            "client_timestamp": entry.timestamp,
             "user_id": ctx.session and ctx.session.user_id,
         },
     )
@@ -133,21 +136,23 @@ COMMANDS: dict[str, Callable[[RequestContext], Awaitable[Any]]] = {
 
 async def debug_command(ctx: RequestContext) -> Response:
     body = read_json_object(ctx.body, ctx.request.headers.get("content-type"))
-    name = body.get("command")
     allowed = sorted(COMMANDS)
-    if not isinstance(name, str) or name not in COMMANDS:
+    try:
+        name = DebugCommandRequest.model_validate(body).command
+    except ValidationError:
+        refused = body.get("command")
         ctx.runtime.events.publish(
             ctx.event(
                 EventType.DEBUG_COMMAND_RUN,
                 status="error",
                 entity_type="debug",
-                command=name if isinstance(name, str) else None,
+                command=refused if isinstance(refused, str) else None,
                 refused=True,
             )
         )
         raise ValidationFailed(
             "Comando no permitido. Comandos disponibles: " + ", ".join(allowed), allowed=allowed
-        )
+        ) from None
     output = await COMMANDS[name](ctx)
     ctx.runtime.events.publish(
         ctx.event(EventType.DEBUG_COMMAND_RUN, entity_type="debug", command=name)

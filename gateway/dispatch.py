@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway import auth, debug, health
+from gateway import auth, debug, docs, health, openapi
 from gateway.clientip import client_ip
 from gateway.csrf import origin_allowed
 from gateway.identity_headers import forward_headers
@@ -41,6 +41,9 @@ LOCAL_HANDLERS: dict[tuple[str, str], LocalHandler] = {
     ("POST", "/api/debug/log"): debug.debug_log,
     ("GET", "/api/debug/logs"): debug.debug_logs,
     ("POST", "/api/debug/command"): debug.debug_command,
+    ("GET", "/api/openapi.json"): openapi.openapi_json,
+    ("GET", "/api/docs"): docs.docs_page,
+    ("GET", "/api/docs/{asset}"): docs.docs_asset,
 }
 
 

@@ -55,6 +55,16 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(parts) + "/?$")
 
 
+def pattern_params(pattern: str) -> list[tuple[str, str]]:
+    """Each parameter of a pattern as (name, kind), kind "int", "path" or "" (any segment)."""
+    return [(match.group(1), match.group(2) or "") for match in _PARAM.finditer(pattern)]
+
+
+def template_path(pattern: str) -> str:
+    """The pattern as an OpenAPI path template: `{id:int}` becomes `{id}`."""
+    return _PARAM.sub(lambda match: "{" + match.group(1) + "}", pattern)
+
+
 def _r(method: str, pattern: str, target: str, access: Access, **options: object) -> Route:
     return Route(method, pattern, target, access, **options)  # type: ignore[arg-type]
 
@@ -149,6 +159,10 @@ ROUTE_MAP: tuple[Route, ...] = (
     _r("GET", "/api/user/{id:int}", "audit", U),
     _r("GET", "/api/all", "audit", R),
     _r("GET", "/api/entity/{entity_type}/{id:int}", "audit", A),
+    # the API reference (last: only requests that match nothing above pay for these)
+    _r("GET", "/api/openapi.json", GATEWAY, P),
+    _r("GET", "/api/docs", GATEWAY, P),
+    _r("GET", "/api/docs/{asset}", GATEWAY, P),
 )
 
 

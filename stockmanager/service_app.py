@@ -200,7 +200,12 @@ def create_service_app(
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(_ops_router(name))
+    # Each operation's `x-access` (read by the gateway's OpenAPI document); imported here
+    # because stockmanager.access reads this module's require_* guards.
+    from stockmanager.access import annotate_access
+
     for router in routers:
+        annotate_access(router)
         app.include_router(router)
     return app
 
