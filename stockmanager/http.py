@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from stockmanager.contracts.validation import read_json_object
 
@@ -24,7 +24,9 @@ def dumps(data: Any) -> bytes:
     return orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS)
 
 
-class JSONResponse(Response):
+class JSONResponse(StarletteJSONResponse):
+    # A Starlette JSONResponse (rendered with orjson), so FastAPI documents the routes'
+    # response models instead of `{"type": "string"}`.
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
