@@ -6,11 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-CENT = Decimal("0.01")
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(CENT)
+from stockmanager.contracts.fields import money
 
 
 @dataclass(frozen=True, slots=True)

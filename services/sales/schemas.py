@@ -1,76 +1,121 @@
-"""Wire shapes of the sales service: request parsing (400s with upstream messages) and the
-response bodies of reference §2.2, field for field.
+"""Wire shapes of the sales service.
+
+Requests are Pydantic models validated by the kernel's contract layer (`ContractRoute`): each
+field refuses a bad value with upstream's exact message, and the fields are declared in the
+order upstream checked them (the first failure is the one the client sees). Responses are
+built as plain dicts on the hot path and documented by the models in `schemas_responses.py`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, PlainValidator, WithJsonSchema, model_validator
 
 from services.sales.model import (
     BarcodeOrder,
     RequestedLine,
-    Sale,
     SaleEdit,
     SaleFilters,
-    SaleLine,
     SaleOrder,
 )
+from services.sales.settings import sales_settings
+from stockmanager.contracts.fields import (
+    BIGINT_MAX,
+    INT4_MAX,
+    INTEGER_JSON_SCHEMA,
+    check_storable,
+    invalid,
+    lenient_int,
+)
 from stockmanager.errors import ValidationFailed
-from stockmanager.timefmt import local_str, parse_date_or_timestamp
+from stockmanager.timefmt import parse_date_or_timestamp
 
 DEFAULT_PAYMENT_METHOD = "Efectivo"
-MAX_QUANTITY = 2_147_483_647  # the stock column is a PostgreSQL integer
-MAX_ID = 9_223_372_036_854_775_807
+MAX_QUANTITY = INT4_MAX  # the stock column is a PostgreSQL integer
+MAX_ID = BIGINT_MAX
 MAX_BARCODE = 64
+MAX_PAYMENT_METHOD = 30
 MAX_FILTER = 100
-_INTEGER_TEXT = re.compile(r"^\s*[+-]?\d{1,19}\s*$")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-
-# ---------------------------------------------------------------------------------- requests
-
-
-def as_integer(value: Any) -> int | None:
-    """An integer from JSON: a number without fraction, or digits in a string (upstream used
-    `int()`); booleans, fractions and anything else are not integers."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) <= MAX_ID else None
-    if isinstance(value, str) and _INTEGER_TEXT.match(value):
-        return int(value)
-    return None
+MISSING_FIELDS = "Faltan campos requeridos"
+INVALID_PAYMENT_METHOD = "Método de pago inválido"
+INVALID_DATE = "Fecha inválida: use YYYY-MM-DD"
 
 
-def parse_payment_method(value: Any, *, default: str | None = DEFAULT_PAYMENT_METHOD) -> str:
-    if value is None and default is not None:
-        return default
+# Each field below is an `Annotated` type whose PlainValidator receives the raw JSON value
+# (`null` included) and returns the field's value as it is; WithJsonSchema documents it.
+
+
+# ---------------------------------------------------------------------------- payment method
+
+
+def _method(value: object) -> str:
     if not isinstance(value, str):
-        raise ValidationFailed("Método de pago inválido")
+        raise invalid(INVALID_PAYMENT_METHOD)
     method = value.strip()
-    if not 1 <= len(method) <= 30:
-        raise ValidationFailed("Método de pago inválido")
-    return method
+    if not 1 <= len(method) <= MAX_PAYMENT_METHOD:
+        raise invalid(INVALID_PAYMENT_METHOD)
+    return check_storable(method)
 
 
-def parse_lines(items: Any, *, max_lines: int) -> tuple[RequestedLine, ...]:
-    """`items: [{item_id, quantity}]` → one line per product, duplicates summed in order.
+def _method_or_default(value: object) -> str:
+    return DEFAULT_PAYMENT_METHOD if value is None else _method(value)
 
-    The caller checks that `items` is a non-empty list (each endpoint has its own message).
-    """
+
+def _method_change(value: object) -> str:
+    if value is None or value == "":
+        raise invalid(MISSING_FIELDS)
+    return _method(value)
+
+
+_METHOD_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_PAYMENT_METHOD,
+    "description": "Trimmed, 1 to 30 characters.",
+    "examples": ["Tarjeta"],
+}
+
+PaymentMethod = Annotated[
+    str,
+    PlainValidator(_method_or_default),
+    WithJsonSchema(
+        {
+            **_METHOD_SCHEMA,
+            "type": ["string", "null"],
+            "description": "Trimmed, 1 to 30 characters; absent or null: `Efectivo`.",
+            "default": DEFAULT_PAYMENT_METHOD,
+        }
+    ),
+]
+PaymentMethodChange = Annotated[
+    str | None,
+    PlainValidator(_method_change),
+    WithJsonSchema(
+        {**_METHOD_SCHEMA, "description": "Trimmed, 1 to 30 characters; absent: unchanged."}
+    ),
+]
+
+
+# ------------------------------------------------------------------------------------- lines
+
+
+def merge_lines(items: list[Any], *, max_lines: int) -> tuple[RequestedLine, ...]:
+    """`items: [{item_id, quantity}]` → one line per product, duplicates summed in order."""
     if len(items) > max_lines:
-        raise ValidationFailed(f"Demasiados productos en una venta (máximo {max_lines})")
+        raise invalid(f"Demasiados productos en una venta (máximo {max_lines})")
     merged: dict[int, int] = {}
     for index, raw in enumerate(items):
         item_id = quantity = None
         if isinstance(raw, dict):
-            item_id = as_integer(raw.get("item_id"))
-            quantity = as_integer(raw.get("quantity"))
+            item_id = lenient_int(raw.get("item_id"))
+            quantity = lenient_int(raw.get("quantity"))
         if (
             item_id is None
             or quantity is None
@@ -78,67 +123,220 @@ def parse_lines(items: Any, *, max_lines: int) -> tuple[RequestedLine, ...]:
             or not 1 <= quantity <= MAX_QUANTITY
             or merged.get(item_id, 0) + quantity > MAX_QUANTITY
         ):
-            raise ValidationFailed(f"item_id/cantidad inválidos en índice {index}")
+            raise invalid(f"item_id/cantidad inválidos en índice {index}")
         merged[item_id] = merged.get(item_id, 0) + quantity
     return tuple(RequestedLine(item_id, quantity) for item_id, quantity in merged.items())
 
 
-def parse_bulk_sale(body: dict[str, Any], *, max_lines: int) -> SaleOrder:
-    items = body.get("items")
-    if not isinstance(items, list) or not items:
-        raise ValidationFailed("Formato inválido: items[] requerido")
-    lines = parse_lines(items, max_lines=max_lines)
-    return SaleOrder(lines=lines, payment_method=parse_payment_method(body.get("payment_method")))
+def _lines(not_a_list: str, empty: str) -> Callable[[object], tuple[RequestedLine, ...]]:
+    """`items`: a non-empty list of lines, at most `max_sale_lines` (a service setting)."""
+
+    def check(value: object) -> tuple[RequestedLine, ...]:
+        if not isinstance(value, list):
+            raise invalid(not_a_list)
+        if not value:
+            raise invalid(empty)
+        return merge_lines(value, max_lines=sales_settings().max_sale_lines)
+
+    return check
 
 
-def parse_barcode_sale(body: dict[str, Any]) -> BarcodeOrder:
-    raw_barcode = body.get("barcode")
-    if raw_barcode is None or "quantity" not in body:
-        raise ValidationFailed("Faltan campos requeridos")
-    if isinstance(raw_barcode, bool) or not isinstance(raw_barcode, str | int):
-        raise ValidationFailed("Código de barras inválido")
-    barcode = str(raw_barcode).strip()
-    if not barcode or len(barcode) > MAX_BARCODE:
-        raise ValidationFailed("Código de barras inválido")
-    quantity = as_integer(body.get("quantity"))
-    if quantity is None or not 1 <= quantity <= MAX_QUANTITY:
-        raise ValidationFailed("Cantidad inválida")
-    return BarcodeOrder(
-        barcode=barcode,
-        quantity=quantity,
-        payment_method=parse_payment_method(body.get("payment_method")),
+LINES_SCHEMA = WithJsonSchema(
+    {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "item_id": {**INTEGER_JSON_SCHEMA, "minimum": 1, "maximum": MAX_ID},
+                "quantity": {**INTEGER_JSON_SCHEMA, "minimum": 1, "maximum": MAX_QUANTITY},
+            },
+            "required": ["item_id", "quantity"],
+        },
+        "minItems": 1,
+        "description": (
+            "Products and quantities (integers ≥ 1; digit strings and integral floats are "
+            "accepted). Duplicate `item_id`s are summed into one line. At most "
+            "`STOCKMANAGER_MAX_SALE_LINES` (500) lines."
+        ),
+    }
+)
+
+
+def _require(data: object, *keys: str, message: str) -> None:
+    """Upstream checked the presence of some keys before anything else."""
+    if isinstance(data, dict) and any(key not in data for key in keys):
+        raise invalid(message)
+
+
+# ---------------------------------------------------------------------------------- requests
+
+ITEMS_REQUIRED = "Formato inválido: items[] requerido"
+BulkLines = Annotated[
+    tuple[RequestedLine, ...], PlainValidator(_lines(ITEMS_REQUIRED, ITEMS_REQUIRED)), LINES_SCHEMA
+]
+EditLines = Annotated[
+    tuple[RequestedLine, ...],
+    PlainValidator(_lines("Items inválidos", "La venta debe tener al menos un producto")),
+    LINES_SCHEMA,
+]
+
+
+class BulkSaleRequest(BaseModel):
+    """`POST /api/sales/bulk`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [{"item_id": 12, "quantity": 2}, {"item_id": 7, "quantity": 1}],
+                    "payment_method": "Tarjeta",
+                }
+            ]
+        }
     )
 
+    items: BulkLines
+    payment_method: PaymentMethod = DEFAULT_PAYMENT_METHOD
 
-def parse_sale_edit(body: dict[str, Any], *, max_lines: int) -> SaleEdit:
-    items = body.get("items")
-    if not isinstance(items, list):
-        raise ValidationFailed("Items inválidos")
-    if not items:
-        raise ValidationFailed("La venta debe tener al menos un producto")
-    lines = parse_lines(items, max_lines=max_lines)
-    vendor_id: int | None = None
-    if "vendor_id" in body:
-        raw = body["vendor_id"]
-        if raw is None or raw is False or raw == 0 or raw == "":
-            raise ValidationFailed("Faltan campos requeridos")
-        vendor_id = as_integer(raw)
-        if vendor_id is None or not 1 <= vendor_id <= MAX_ID:
-            raise ValidationFailed("Vendedor inválido")
-    payment_method: str | None = None
-    if "payment_method" in body:
-        raw = body["payment_method"]
-        if raw is None or raw == "":
-            raise ValidationFailed("Faltan campos requeridos")
-        payment_method = parse_payment_method(raw, default=None)
-    return SaleEdit(lines=lines, vendor_id=vendor_id, payment_method=payment_method)
+    @model_validator(mode="before")
+    @classmethod
+    def _items_present(cls, data: object) -> object:
+        _require(data, "items", message=ITEMS_REQUIRED)
+        return data
+
+    def order(self) -> SaleOrder:
+        return SaleOrder(lines=self.items, payment_method=self.payment_method)
 
 
-def parse_filters(params: dict[str, str], tz: ZoneInfo) -> SaleFilters:
-    """`from`/`to` are business-time-zone dates (whole days) or ISO timestamps; empty = absent."""
+def _barcode(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise invalid("Código de barras inválido")
+    barcode = str(value).strip()
+    if not barcode or len(barcode) > MAX_BARCODE:
+        raise invalid("Código de barras inválido")
+    return check_storable(barcode)
+
+
+def _quantity(value: object) -> int:
+    quantity = lenient_int(value)
+    if quantity is None or not 1 <= quantity <= MAX_QUANTITY:
+        raise invalid("Cantidad inválida")
+    return quantity
+
+
+Barcode = Annotated[
+    str,
+    PlainValidator(_barcode),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_BARCODE},
+                {"type": "integer"},
+            ],
+            "description": "A string or a number, trimmed and matched exactly.",
+            "examples": ["7791234567890"],
+        }
+    ),
+]
+Quantity = Annotated[
+    int,
+    PlainValidator(_quantity),
+    WithJsonSchema({**INTEGER_JSON_SCHEMA, "minimum": 1, "maximum": MAX_QUANTITY}),
+]
+
+
+class BarcodeSaleRequest(BaseModel):
+    """`POST /api/sales`: one product by barcode."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"barcode": "7791234567890", "quantity": 2, "payment_method": "Efectivo"}]
+        }
+    )
+
+    barcode: Barcode
+    quantity: Quantity
+    payment_method: PaymentMethod = DEFAULT_PAYMENT_METHOD
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("barcode") is None:
+            raise invalid(MISSING_FIELDS)
+        _require(data, "quantity", message=MISSING_FIELDS)
+        return data
+
+    def order(self) -> BarcodeOrder:
+        return BarcodeOrder(
+            barcode=self.barcode, quantity=self.quantity, payment_method=self.payment_method
+        )
+
+
+def _vendor(value: object) -> int:
+    if value is None or value is False or value == 0 or value == "":
+        raise invalid(MISSING_FIELDS)
+    vendor_id = lenient_int(value)
+    if vendor_id is None or not 1 <= vendor_id <= MAX_ID:
+        raise invalid("Vendedor inválido")
+    return vendor_id
+
+
+VendorChange = Annotated[
+    int | None,
+    PlainValidator(_vendor),
+    WithJsonSchema(
+        {
+            **INTEGER_JSON_SCHEMA,
+            "minimum": 1,
+            "maximum": MAX_ID,
+            "description": "Id of an active user to reassign the sale to; absent: unchanged.",
+        }
+    ),
+]
+
+
+class SaleEditRequest(BaseModel):
+    """`PUT /api/sales/<id>`: the sale's new lines (and optionally seller and method)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [{"item_id": 12, "quantity": 1}], "payment_method": "Tarjeta"}]
+        }
+    )
+
+    items: EditLines
+    vendor_id: VendorChange = None
+    payment_method: PaymentMethodChange = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _items_present(cls, data: object) -> object:
+        _require(data, "items", message="Items inválidos")
+        return data
+
+    def edit(self) -> SaleEdit:
+        return SaleEdit(
+            lines=self.items, vendor_id=self.vendor_id, payment_method=self.payment_method
+        )
+
+
+# ------------------------------------------------------------------------------------ queries
+
+
+def parse_filters(
+    raw_from: str | None,
+    raw_to: str | None,
+    product: str | None,
+    vendedor: str | None,
+    tz: ZoneInfo,
+) -> SaleFilters:
+    """`from`/`to` are business-time-zone dates (whole days) or ISO timestamps; empty = absent.
+
+    Text filters are trimmed and cut to 100 characters; empty = absent.
+    """
     start = end = None
-    raw_from = (params.get("from") or "").strip()
-    raw_to = (params.get("to") or "").strip()
+    raw_from = (raw_from or "").strip()
+    raw_to = (raw_to or "").strip()
     try:
         if raw_from:
             start = parse_date_or_timestamp(raw_from, tz, end=False)
@@ -148,86 +346,10 @@ def parse_filters(params: dict[str, str], tz: ZoneInfo) -> SaleFilters:
                 # A timestamp bound is inclusive; the query's upper bound is exclusive.
                 end = end + timedelta(microseconds=1)
     except (ValueError, OverflowError) as exc:
-        raise ValidationFailed("Fecha inválida: use YYYY-MM-DD") from exc
-    product = (params.get("product") or "").strip()[:MAX_FILTER] or None
-    vendedor = (params.get("vendedor") or "").strip()[:MAX_FILTER] or None
-    return SaleFilters(start=start, end=end, product=product, vendedor=vendedor)
-
-
-# --------------------------------------------------------------------------------- responses
-
-
-def line_payload(line: SaleLine) -> dict[str, Any]:
-    """A line as `sale.created` items and the bulk response carry it."""
-    return {
-        "item_id": line.item_id,
-        "name": line.name,
-        "quantity": line.quantity,
-        "unit_price": line.unit_price,
-        "subtotal": line.subtotal,
-    }
-
-
-def bulk_sale_created(sale: Sale) -> dict[str, Any]:
-    return {
-        "ok": True,
-        "sale_id": sale.id,
-        "items": [line_payload(line) for line in sale.lines],
-        "total": sale.total,
-    }
-
-
-def barcode_sale_created(sale: Sale) -> dict[str, Any]:
-    line = sale.lines[0]
-    return {
-        "message": f"Venta registrada: {line.name} x{line.quantity}",
-        "product": line.name,
-        "quantity": line.quantity,
-        "total": sale.total,
-    }
-
-
-def sale_summary(sale: Sale, tz: ZoneInfo) -> dict[str, Any]:
-    """An element of the history list."""
-    return {
-        "id": sale.id,
-        "date": local_str(sale.sold_at, tz),
-        "products": [
-            {"name": line.name, "quantity": line.quantity, "price": line.unit_price}
-            for line in sale.lines
-        ],
-        "total_quantity": sale.total_quantity,
-        "total": sale.total,
-        "vendedor": sale.vendor_username,
-        "vendor_id": sale.vendor_id,
-        "payment_method": sale.payment_method,
-    }
-
-
-def sale_detail(sale: Sale, tz: ZoneInfo) -> dict[str, Any]:
-    """GET /api/sales/<id>: the list element without `total_quantity` (as upstream)."""
-    body = sale_summary(sale, tz)
-    del body["total_quantity"]
-    return body
-
-
-def sale_edit_view(sale: Sale, tz: ZoneInfo) -> dict[str, Any]:
-    return {
-        "id": sale.id,
-        "date": local_str(sale.sold_at, tz),
-        "vendor_id": sale.vendor_id,
-        "vendedor": sale.vendor_username or "unknown",
-        "payment_method": sale.payment_method,
-        "items": [
-            {
-                "item_id": line.item_id,
-                "quantity": line.quantity,
-                "price": line.unit_price,
-                "name": line.name,
-            }
-            for line in sale.lines
-        ],
-    }
-
-
-SALE_UPDATED = {"message": "Venta actualizada exitosamente"}
+        raise ValidationFailed(INVALID_DATE) from exc
+    return SaleFilters(
+        start=start,
+        end=end,
+        product=(product or "").strip()[:MAX_FILTER] or None,
+        vendedor=(vendedor or "").strip()[:MAX_FILTER] or None,
+    )
