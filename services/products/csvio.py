@@ -5,6 +5,10 @@ price`, optional `description,min_quantity,expiration_date`; other columns (the 
 `status`, `created_at`, `updated_at`) are ignored so an export can be imported again. Comma,
 semicolon or tab separated (detected from the header); UTF-8 (a BOM is fine), else Windows-1252
 as spreadsheets in Spanish locales save it.
+
+A file that is not CSV text is a 400, never a 500: bytes that are neither UTF-8 nor
+Windows-1252, NUL characters (PostgreSQL cannot store them; a UTF-16 "Unicode text" export is
+full of them) and anything the `csv` module refuses (e.g. a field over its size limit).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from services.products.validation import FieldError, validate_field
+from pydantic_core import PydanticCustomError
+
+from services.products.validation import error_message, validate_field
 from stockmanager.errors import UnsupportedMediaType, ValidationFailed
 
 REQUIRED_COLUMNS = ("barcode", "name", "quantity", "price")
@@ -93,11 +99,25 @@ def _multipart_file(body: bytes, content_type: str) -> bytes:
     return fallback
 
 
+EMPTY_FILE = "El archivo CSV está vacío"
+NOT_TEXT = "El archivo CSV debe estar en UTF-8 o Windows-1252"
+HAS_NUL = "El archivo CSV contiene caracteres nulos (NUL); guárdelo como CSV UTF-8"
+MALFORMED = "El archivo CSV no es válido"
+
+
 def decode(raw: bytes) -> str:
+    """UTF-8 (BOM or not), else Windows-1252; bytes valid in neither are refused rather than
+    replaced, so nothing is imported with a garbled name."""
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="replace")
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            raise ValidationFailed(NOT_TEXT) from None
+    if "\x00" in text:
+        raise ValidationFailed(HAS_NUL)
+    return text
 
 
 def _delimiter(header_line: str) -> str:
@@ -114,8 +134,15 @@ def _unformula(cell: str) -> str:
 
 def parse_import(text: str, *, max_rows: int) -> ParsedImport:
     """Validate every row with the API's rules; the first failing field of a row is reported."""
+    try:
+        return _parse_import(text, max_rows=max_rows)
+    except csv.Error as exc:
+        raise ValidationFailed(MALFORMED, detail=str(exc)) from None
+
+
+def _parse_import(text: str, *, max_rows: int) -> ParsedImport:
     if not text.strip():
-        raise ValidationFailed("El archivo CSV está vacío")
+        raise ValidationFailed(EMPTY_FILE)
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line))
     header = _header(reader)
@@ -140,8 +167,8 @@ def parse_import(text: str, *, max_rows: int) -> ParsedImport:
                     f"Código de barras: Repetido en el archivo (fila {seen[barcode]})"
                 )
             seen[barcode] = line
-        except (FieldError, ValidationFailed) as exc:
-            message = str(exc) if isinstance(exc, FieldError) else exc.message
+        except (PydanticCustomError, ValidationFailed) as exc:
+            message = error_message(exc) if isinstance(exc, PydanticCustomError) else exc.message
             parsed.errors.append(
                 {"row": line, "barcode": (raw_barcode or "").strip() or None, "error": message}
             )
@@ -154,7 +181,7 @@ def _header(reader: Iterator[list[str]]) -> dict[str, int]:
     try:
         names = next(reader)
     except StopIteration:
-        raise ValidationFailed("El archivo CSV está vacío") from None
+        raise ValidationFailed(EMPTY_FILE) from None
     header: dict[str, int] = {}
     for index, raw in enumerate(names):
         name = raw.strip().lower()

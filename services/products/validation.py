@@ -1,19 +1,33 @@
-"""Field validation with upstream's labels and messages (reference §2.1, §4.8).
+"""The product field rules with upstream's labels and messages (reference §2.1, §4.8).
 
-Messages are `<Label>: <message>` exactly as upstream's `ItemValidator` words them. Upstream
-coerced with `int()`/`float()`; we accept what a client could reasonably mean (integral numbers,
-numeric strings) and refuse what would silently change the value (5.7 units, `true`, NaN).
+Messages are `<Label>: <message>` exactly as upstream's `ItemValidator` words them. What counts
+as an integer, an amount or storable text is the kernel's one rule (`lenient_int`,
+`parse_money`/`money`, `check_storable` in `stockmanager.contracts.fields`); this module only
+adds the product's bounds and wording. The same checks validate request bodies (the models of
+`schemas.py`) and CSV import rows (`csvio.py`).
+
+Each check takes the raw value and returns the clean one, or raises a kernel `invalid(...)`
+error (a `PydanticCustomError`) whose message the client receives verbatim, with `field` set.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from stockmanager.errors import ValidationFailed
+from pydantic_core import PydanticCustomError
+
+from stockmanager.contracts.fields import (
+    INTEGER_JSON_SCHEMA,
+    MONEY_JSON_SCHEMA,
+    invalid,
+    lenient_int,
+    money,
+    parse_money,
+    storable_text,
+)
 from stockmanager.timefmt import parse_date
 
 NAME_MAX = 25
@@ -36,7 +50,8 @@ LABELS = {
     "status": "Estado",
 }
 REQUIRED_ON_CREATE = ("barcode", "name", "quantity", "min_quantity", "price")
-# Upstream's validation order (ItemValidator): the first failing field is reported.
+# Upstream's validation order (ItemValidator): the first failing field is reported. The request
+# models declare their fields in this order.
 FIELD_ORDER = (
     "barcode",
     "description",
@@ -47,146 +62,138 @@ FIELD_ORDER = (
     "expiration_date",
     "status",
 )
-UPDATABLE = frozenset(FIELD_ORDER)
+
+REQUIRED = "El campo es obligatorio"
+UNSTORABLE = "El texto contiene caracteres no permitidos"
 
 
-@dataclass(frozen=True, slots=True)
-class FieldError(Exception):
-    field: str
-    message: str
+def field_error(field: str, message: str) -> PydanticCustomError:
+    """`<Label>: <message>`, sent verbatim with `field` in the error body."""
+    return invalid(f"{LABELS[field]}: {message}", field=field)
 
-    def __str__(self) -> str:
-        return f"{LABELS[self.field]}: {self.message}"
+
+def error_message(error: PydanticCustomError) -> str:
+    """The client-facing message of a check's failure (for the CSV row report)."""
+    context = error.context or {}
+    return str(context.get("message", error.message()))
 
 
 def _text(field: str, value: Any, max_length: int, *, required: bool) -> str | None:
     if value is None:
         if required:
-            raise FieldError(field, "El campo es obligatorio")
+            raise field_error(field, REQUIRED)
         return None
     if not isinstance(value, str):
-        raise FieldError(field, "Debe ser texto")
-    clean: str = value.strip()
+        raise field_error(field, "Debe ser texto")
+    clean = value.strip()
     if required and not clean:
-        raise FieldError(field, "El campo es obligatorio")
+        raise field_error(field, REQUIRED)
     if len(clean) > max_length:
-        raise FieldError(field, f"Máximo {max_length} caracteres (tiene {len(clean)})")
+        raise field_error(field, f"Máximo {max_length} caracteres (tiene {len(clean)})")
+    if not storable_text(clean):
+        raise field_error(field, UNSTORABLE)
     return clean
 
 
 def _integer(field: str, value: Any, maximum: int) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise FieldError(field, "El campo es obligatorio")
-    number: int | None = None
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            number = None
+        raise field_error(field, REQUIRED)
+    number = lenient_int(value)
     if number is None:
-        raise FieldError(field, "Debe ser un número entero")
+        raise field_error(field, "Debe ser un número entero")
     if number < 0:
-        raise FieldError(field, "El valor mínimo es 0")
+        raise field_error(field, "El valor mínimo es 0")
     if number > maximum:
-        raise FieldError(field, f"El valor máximo es {maximum}")
+        raise field_error(field, f"El valor máximo es {maximum}")
     return number
 
 
-def _price(value: Any) -> Decimal:
+def check_barcode(value: Any) -> str:
+    clean = _text("barcode", value, BARCODE_MAX, required=True)
+    assert clean is not None  # required
+    return clean
+
+
+def check_name(value: Any) -> str:
+    clean = _text("name", value, NAME_MAX, required=True)
+    assert clean is not None  # required
+    return clean
+
+
+def check_description(value: Any) -> str:
+    return _text("description", value, DESCRIPTION_MAX, required=False) or ""
+
+
+def check_quantity(value: Any) -> int:
+    return _integer("quantity", value, QUANTITY_MAX)
+
+
+def check_min_quantity(value: Any) -> int:
+    return _integer("min_quantity", value, MIN_QUANTITY_MAX)
+
+
+def check_status(value: Any) -> int:
+    return _integer("status", value, 1)
+
+
+def check_price(value: Any) -> Decimal:
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise FieldError("price", "El campo es obligatorio")
-    amount: Decimal | None = None
-    if isinstance(value, bool):
-        amount = None
-    elif isinstance(value, int | float | str):
-        try:
-            amount = Decimal(str(value).strip())
-        except InvalidOperation:
-            amount = None
-        if amount is not None and not amount.is_finite():
-            amount = None
+        raise field_error("price", REQUIRED)
+    amount = parse_money(value)
     if amount is None:
-        raise FieldError("price", "Debe ser un número")
+        raise field_error("price", "Debe ser un número")
     if amount < 0:
-        raise FieldError("price", "El valor mínimo es 0")
+        raise field_error("price", "El valor mínimo es 0")
     if amount > PRICE_MAX:
         # Upstream's limit is the float 1000000.0, and its message shows it that way.
-        raise FieldError("price", "El valor máximo es 1000000.0")
+        raise field_error("price", "El valor máximo es 1000000.0")
     return money(amount)
 
 
-def money(amount: Decimal) -> Decimal:
-    """NUMERIC(12,2): round half up to cents."""
-    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-
-
-def _expiration(value: Any) -> date | None:
+def check_expiration_date(value: Any) -> date | None:
     text = _text("expiration_date", value, EXPIRATION_DATE_MAX, required=False)
     if not text:
         return None
     try:
         return parse_date(text)
-    except ValueError as exc:
-        raise FieldError("expiration_date", "Formato inválido (use AAAA-MM-DD)") from exc
+    except ValueError:
+        raise field_error("expiration_date", "Formato inválido (use AAAA-MM-DD)") from None
 
 
-def _status(value: Any) -> int:
-    number = _integer("status", value, 1)
-    return number
+FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "barcode": check_barcode,
+    "description": check_description,
+    "name": check_name,
+    "quantity": check_quantity,
+    "min_quantity": check_min_quantity,
+    "price": check_price,
+    "expiration_date": check_expiration_date,
+    "status": check_status,
+}
 
 
 def validate_field(field: str, value: Any) -> Any:
-    """The clean value of one field; FieldError when it is invalid."""
-    if field == "barcode":
-        return _text("barcode", value, BARCODE_MAX, required=True)
-    if field == "name":
-        return _text("name", value, NAME_MAX, required=True)
-    if field == "description":
-        return _text("description", value, DESCRIPTION_MAX, required=False) or ""
-    if field == "quantity":
-        return _integer("quantity", value, QUANTITY_MAX)
-    if field == "min_quantity":
-        return _integer("min_quantity", value, MIN_QUANTITY_MAX)
-    if field == "price":
-        return _price(value)
-    if field == "expiration_date":
-        return _expiration(value)
-    if field == "status":
-        return _status(value)
-    raise KeyError(field)
+    """The clean value of one field; `PydanticCustomError` (see `error_message`) when invalid."""
+    return FIELD_CHECKS[field](value)
 
 
-def validate_fields(values: dict[str, Any]) -> dict[str, Any]:
-    """Validate every present updatable field, in upstream's order; unknown keys are ignored."""
-    clean: dict[str, Any] = {}
-    for field in FIELD_ORDER:
-        if field in values:
-            clean[field] = validate_field(field, values[field])
-    return clean
+# JSON Schemas of the fields (what the OpenAPI document shows; the checks above are the truth).
+TEXT_SCHEMAS: dict[str, dict[str, Any]] = {
+    "barcode": {"type": "string", "minLength": 1, "maxLength": BARCODE_MAX},
+    "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
+    "description": {"anyOf": [{"type": "string", "maxLength": DESCRIPTION_MAX}, {"type": "null"}]},
+    "expiration_date": {
+        "anyOf": [
+            {"type": "string", "format": "date", "description": "YYYY-MM-DD"},
+            {"type": "string", "maxLength": 0},
+            {"type": "null"},
+        ]
+    },
+}
 
 
-def validate_create(body: dict[str, Any]) -> dict[str, Any]:
-    """POST /api/products: required keys present, then every field validated (API errors)."""
-    if not all(field in body for field in REQUIRED_ON_CREATE):
-        raise ValidationFailed("Faltan campos requeridos")
-    fields = {field: body.get(field) for field in FIELD_ORDER if field != "status"}
-    try:
-        clean = validate_fields(fields)
-    except FieldError as exc:
-        raise ValidationFailed(str(exc), field=exc.field) from exc
-    clean["status"] = 1
-    return clean
+def integer_schema(maximum: int) -> dict[str, Any]:
+    return {**INTEGER_JSON_SCHEMA, "minimum": 0, "maximum": maximum}
 
 
-def validate_update(body: dict[str, Any]) -> dict[str, Any]:
-    """PUT /api/products/<id>: a true partial update; every present field is validated."""
-    try:
-        return validate_fields({key: value for key, value in body.items() if key in UPDATABLE})
-    except FieldError as exc:
-        raise ValidationFailed(str(exc), field=exc.field) from exc
+PRICE_SCHEMA: dict[str, Any] = {**MONEY_JSON_SCHEMA, "minimum": 0, "maximum": 1000000}

@@ -91,7 +91,7 @@ def test_price_bulk_shape_errors(admin: ApiClient, payload: Any, message: str) -
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ({"new_price": "5"}, "Cada producto requiere un precio numérico"),
+        ({"new_price": "cinco"}, "Cada producto requiere un precio numérico"),
         ({"new_price": True}, "Cada producto requiere un precio numérico"),
         ({}, "Cada producto requiere un precio numérico"),
         ({"new_price": -1}, "El precio debe estar entre 0 y 1000000.0"),
@@ -172,7 +172,7 @@ async def test_stock_bulk_sets_stock_records_ledger_and_events(
     [
         ({"new_stock": -1}, 400, "Cada producto requiere un stock entero no negativo"),
         ({"new_stock": 1.5}, 400, "Cada producto requiere un stock entero no negativo"),
-        ({"new_stock": "3"}, 400, "Cada producto requiere un stock entero no negativo"),
+        ({"new_stock": "3.5"}, 400, "Cada producto requiere un stock entero no negativo"),
         ({"new_stock": True}, 400, "Cada producto requiere un stock entero no negativo"),
         ({"new_stock": 10001}, 400, "El stock debe estar entre 0 y 10000"),
         ({"id": 876543210987, "new_stock": 1}, 404, "Producto no encontrado"),
