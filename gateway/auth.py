@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from gateway.runtime import RequestContext
 from gateway.schemas import LoginRequest
+from stockmanager.contracts.events import LoginFailed
 from stockmanager.contracts.validation import read_json_object
 from stockmanager.errors import ApiError, ServiceUnavailable, ValidationFailed
 from stockmanager.events import EventType, new_event
@@ -43,10 +44,9 @@ async def login(ctx: RequestContext) -> Response:
         runtime.events.publish(
             ctx.event(
                 EventType.LOGIN_FAILED,
+                LoginFailed(username=username, reason="rate_limited"),
                 status="error",
                 entity_type="user",
-                username=username,
-                reason="rate_limited",
             )
         )
         raise
@@ -70,10 +70,9 @@ async def login(ctx: RequestContext) -> Response:
             runtime.events.publish(
                 ctx.event(
                     EventType.LOGIN_FAILED,
+                    LoginFailed(username=username, reason=_error_code(payload)),
                     status="error",
                     entity_type="user",
-                    username=username,
-                    reason=payload.get("code"),
                 )
             )
         if upstream.status >= 500:
@@ -101,6 +100,11 @@ async def login(ctx: RequestContext) -> Response:
     )
     _set_cookie(ctx, response, token)
     return response
+
+
+def _error_code(payload: dict[str, Any]) -> str | None:
+    code = payload.get("code")
+    return None if code is None else str(code)
 
 
 async def logout(ctx: RequestContext) -> Response:

@@ -20,6 +20,7 @@ from gateway.health import consumer_lags, deep_health, redis_text
 from gateway.routes import ROUTE_MAP
 from gateway.runtime import RequestContext
 from gateway.schemas import DebugCommandRequest, DebugLogRequest
+from stockmanager.contracts.events import DebugCommand
 from stockmanager.contracts.validation import read_json_object
 from stockmanager.errors import ValidationFailed
 from stockmanager.events import EventType
@@ -144,10 +145,9 @@ async def debug_command(ctx: RequestContext) -> Response:
         ctx.runtime.events.publish(
             ctx.event(
                 EventType.DEBUG_COMMAND_RUN,
+                DebugCommand(command=refused if isinstance(refused, str) else None, refused=True),
                 status="error",
                 entity_type="debug",
-                command=refused if isinstance(refused, str) else None,
-                refused=True,
             )
         )
         raise ValidationFailed(
@@ -155,6 +155,6 @@ async def debug_command(ctx: RequestContext) -> Response:
         ) from None
     output = await COMMANDS[name](ctx)
     ctx.runtime.events.publish(
-        ctx.event(EventType.DEBUG_COMMAND_RUN, entity_type="debug", command=name)
+        ctx.event(EventType.DEBUG_COMMAND_RUN, DebugCommand(command=name), entity_type="debug")
     )
     return json_response({"command": name, "output": output})

@@ -15,6 +15,7 @@ from gateway.csrf import origin_allowed
 from gateway.identity_headers import forward_headers
 from gateway.routes import GATEWAY, Access, Match
 from gateway.runtime import GatewayRuntime, RequestContext
+from stockmanager.contracts.events import RequestRefused
 from stockmanager.error_handlers import render
 from stockmanager.errors import (
     ApiError,
@@ -170,10 +171,12 @@ def _publish_refused(ctx: RequestContext, status: int) -> None:
     ctx.runtime.events.publish(
         ctx.event(
             EventType.REQUEST_REFUSED,
+            RequestRefused(
+                method=route.method,
+                path=ctx.request.url.path,
+                http_status=status,
+                service=route.target,
+            ),
             status="error",
-            method=route.method,
-            path=ctx.request.url.path,
-            http_status=status,
-            service=route.target,
         )
     )

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from gateway.sessions import SessionStore
+from stockmanager.contracts.events import UserSnapshot, UserUpdated
 from stockmanager.events import Event, EventType
 
 log = logging.getLogger("gateway.events")
@@ -87,12 +90,11 @@ class EventPublisher:
             await pipe.execute()
 
 
-def session_event_handler(sessions: SessionStore):  # type: ignore[no-untyped-def]
+def session_event_handler(sessions: SessionStore) -> Callable[[Event], Awaitable[None]]:
     async def handle(event: Event) -> None:
         user_id = event.entity.get("id")
-        if user_id is None:
+        if not isinstance(user_id, int) or isinstance(user_id, bool):
             return
-        user_id = int(user_id)
         if event.type in (
             EventType.USER_DISABLED,
             EventType.USER_PASSWORD_CHANGED,
@@ -100,14 +102,24 @@ def session_event_handler(sessions: SessionStore):  # type: ignore[no-untyped-de
         ):
             await sessions.revoke_user(user_id)
             return
-        after = event.after or {}
-        before = event.before or {}
-        if after.get("status") == 0 or event.data.get("password_changed"):
+        try:
+            change = event.data_as(UserUpdated)
+            before, after = event.before_as(UserSnapshot), event.after_as(UserSnapshot)
+        except ValidationError:
+            # We cannot tell what changed: ending the sessions is the safe answer (the user
+            # logs in again and gets the current role and name).
+            log.warning(
+                "user.updated payload does not match, sessions revoked",
+                extra={"event_id": event.id},
+            )
             await sessions.revoke_user(user_id)
             return
-        if "role" in after and after.get("role") != before.get("role"):
-            await sessions.set_role(user_id, str(after["role"]))
-        if "username" in after and after.get("username") != before.get("username"):
-            await sessions.set_username(user_id, str(after["username"]))
+        if after.status == 0 or change.password_changed:
+            await sessions.revoke_user(user_id)
+            return
+        if after.role != before.role:
+            await sessions.set_role(user_id, after.role)
+        if after.username != before.username:
+            await sessions.set_username(user_id, after.username)
 
     return handle

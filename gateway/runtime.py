@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio import Redis
 from starlette.requests import Request
@@ -16,6 +15,7 @@ from gateway.ratelimit import LoginRateLimiter
 from gateway.routes import Match, RouteTable, entity_type_for
 from gateway.sessions import Session, SessionStore
 from gateway.settings import GatewaySettings
+from stockmanager.contracts.events import Payload
 from stockmanager.events import Event, new_event
 from stockmanager.events.consumer import EventConsumer
 from stockmanager.identity import Identity
@@ -61,13 +61,22 @@ class RequestContext:
             issued_at=time.time(),
         )
 
-    def event(self, event_type: str, *, status: str = "success", **fields: Any) -> Event:
-        entity_id = self.match.params.get("id")
+    def event(
+        self,
+        event_type: str,
+        data: Payload | None = None,
+        *,
+        status: str = "success",
+        entity_type: str | None = None,
+        entity_id: int | None = None,
+    ) -> Event:
+        """An event of this request; the entity defaults to the one the route addresses."""
+        route_id = self.match.params.get("id")
         return new_event(
             event_type,
             identity=self.identity(),
-            entity_type=fields.pop("entity_type", entity_type_for(self.match.route)),
-            entity_id=fields.pop("entity_id", int(entity_id) if entity_id else None),
+            entity_type=entity_type or entity_type_for(self.match.route),
+            entity_id=entity_id if entity_id is not None else int(route_id) if route_id else None,
             status=status,
-            data=fields,
+            data=data,
         )

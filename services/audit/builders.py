@@ -1,6 +1,11 @@
 """One builder per event type: the upstream action name, old/new values and the description.
 
-The mapping is documented in docs/api/audit.md ("Event → action").
+The mapping is documented in docs/api/audit.md ("Event → action"). The type-specific fields of
+`data` are read through the payload models of `stockmanager.contracts.events`; snapshots
+(`before`/`after`) are recorded and described as the JSON objects they are on the wire, whatever
+keys they carry (an audit trail keeps what was said, not our reading of it). A payload that does
+not match its contract raises `pydantic.ValidationError` here, and the event is still recorded,
+with the generic description (records.record_for).
 """
 
 from __future__ import annotations
@@ -12,6 +17,21 @@ from typing import Any
 from services.audit import describe
 from services.audit.coerce import as_int, as_token
 from services.audit.refused import action_for_request
+from stockmanager.contracts.events import (
+    DebugCommand,
+    LoginFailed,
+    NotificationChanged,
+    PasswordResetRequested,
+    PricesBulkUpdated,
+    ProductCreated,
+    ProductsImported,
+    ProductStatusChanged,
+    RequestRefused,
+    SettingsUpdated,
+    SettingValue,
+    StockBulkUpdated,
+    UserUpdated,
+)
 from stockmanager.events import Event, EventType
 
 LOGIN_FAILURE_REASONS = {
@@ -40,10 +60,11 @@ def entity_of(event: Event) -> tuple[str, int | None]:
     return as_token(entity.get("type"), 32, "system"), as_int(entity.get("id"))
 
 
-def _name(event: Event, key: str = "name") -> Any:
-    for source in (event.data, event.before, event.after):
-        if source and source.get(key) is not None:
-            return source[key]
+def _snapshot_value(event: Event, key: str) -> Any:
+    """`key` of the `before` or `after` snapshot (the first that has it), else None."""
+    for snapshot in (event.before, event.after):
+        if isinstance(snapshot, Mapping) and snapshot.get(key) is not None:
+            return snapshot[key]
     return None
 
 
@@ -51,14 +72,19 @@ def _name(event: Event, key: str = "name") -> Any:
 
 
 def _product_created(event: Event) -> Change:
-    snapshot = event.after or event.data.get("product") or {}
+    snapshot = event.after or event.data_as(ProductCreated).product.wire()
     return Change("create", describe.created("product", snapshot), new=snapshot)
 
 
 def _updated(event: Event) -> Change:
-    extra = []
-    if event.data.get("password_changed"):
-        extra.append("Contraseña: cambiada")
+    """`product.updated`, `sale.updated`: the snapshots say everything."""
+    return Change(
+        "update", describe.changes(event.before, event.after), old=event.before, new=event.after
+    )
+
+
+def _user_updated(event: Event) -> Change:
+    extra = ["Contraseña: cambiada"] if event.data_as(UserUpdated).password_changed else []
     return Change(
         "update",
         describe.changes(event.before, event.after, extra),
@@ -67,42 +93,78 @@ def _updated(event: Event) -> Change:
     )
 
 
-def _product_disabled(event: Event) -> Change:
-    _, entity_id = entity_of(event)
-    return Change(
-        "delete",
-        describe.named("product", "eliminado", "Nombre", _name(event), entity_id),
-        old=event.before,
-        new=event.after,
-    )
-
-
-def _product_activated(event: Event) -> Change:
-    _, entity_id = entity_of(event)
-    return Change(
-        "activate",
-        describe.named("product", "activado", "Nombre", _name(event), entity_id),
-        old=event.before,
-        new=event.after,
-    )
-
-
-def _bulk(title: str, action: str, old_key: str, new_key: str, field: str) -> Builder:
+def _product_status(action: str, verb: str) -> Builder:
     def build(event: Event) -> Change:
-        products = [p for p in event.data.get("products") or [] if isinstance(p, Mapping)]
-        rows = [
-            {"id": p.get("id"), "name": p.get("name"), "old": p.get(old_key), "new": p.get(new_key)}
-            for p in products
-        ]
-        old = {"products": [{"id": r["id"], "name": r["name"], field: r["old"]} for r in rows]}
-        new = {"products": [{"id": r["id"], "name": r["name"], field: r["new"]} for r in rows]}
-        return Change(action, describe.bulk(title, rows, field), old=old, new=new)
+        _, entity_id = entity_of(event)
+        name = event.data_as(ProductStatusChanged).name
+        return Change(
+            action,
+            describe.named("product", verb, "Nombre", name, entity_id),
+            old=event.before,
+            new=event.after,
+        )
 
     return build
 
 
+def _bulk(
+    event: Event,
+    title: str,
+    action: str,
+    field: str,
+    rows: list[tuple[int, str, Any, Any]],
+    wire_keys: tuple[str, str],
+) -> Change:
+    """`rows`: (id, name, old, new) per product, read through the contract (the description);
+    old/new record the values as sent (`wire_keys` in each entry of `data.products`)."""
+    sent = event.data["products"]  # validated: one object per row
+    described = [{"id": i, "name": n, "old": old, "new": new} for i, n, old, new in rows]
+    old = {
+        "products": [
+            {"id": i, "name": n, field: entry[wire_keys[0]]}
+            for (i, n, _, _), entry in zip(rows, sent, strict=True)
+        ]
+    }
+    new = {
+        "products": [
+            {"id": i, "name": n, field: entry[wire_keys[1]]}
+            for (i, n, _, _), entry in zip(rows, sent, strict=True)
+        ]
+    }
+    return Change(action, describe.bulk(title, described, field), old=old, new=new)
+
+
+def _prices_bulk(event: Event) -> Change:
+    rows = [
+        (p.id, p.name, p.old_price, p.new_price) for p in event.data_as(PricesBulkUpdated).products
+    ]
+    return _bulk(
+        event,
+        "Actualización masiva de precios",
+        "update_price_bulk",
+        "price",
+        rows,
+        ("old_price", "new_price"),
+    )
+
+
+def _stock_bulk(event: Event) -> Change:
+    rows = [
+        (p.id, p.name, p.old_stock, p.new_stock) for p in event.data_as(StockBulkUpdated).products
+    ]
+    return _bulk(
+        event,
+        "Actualización masiva de stock",
+        "stock_update_bulk",
+        "quantity",
+        rows,
+        ("old_stock", "new_stock"),
+    )
+
+
 def _imported(event: Event) -> Change:
-    counts = {k: event.data.get(k, 0) for k in ("created", "updated", "skipped")}
+    imported = event.data_as(ProductsImported)
+    counts = {"created": imported.created, "updated": imported.updated, "skipped": imported.skipped}
     text = (
         f"Importación de productos — Creados: {counts['created']}, "
         f"Actualizados: {counts['updated']}, Omitidos: {counts['skipped']}"
@@ -130,7 +192,7 @@ def _user_disabled(event: Event) -> Change:
     return Change(
         "delete",
         describe.named(
-            "user", "eliminado", "Nombre de usuario", _name(event, "username"), entity_id
+            "user", "eliminado", "Nombre de usuario", _snapshot_value(event, "username"), entity_id
         ),
         old=event.before,
         new=event.after,
@@ -143,9 +205,12 @@ def _registered(event: Event) -> Change:
 
 
 def _reset_requested(event: Event) -> Change:
-    known = event.data.get("email_known")
-    suffix = "" if known is None else f" (correo registrado: {describe.plain(bool(known))})"
-    return Change("reset_password", "Solicitud de código de recuperación de contraseña" + suffix)
+    known = event.data_as(PasswordResetRequested).email_known
+    return Change(
+        "reset_password",
+        "Solicitud de código de recuperación de contraseña "
+        f"(correo registrado: {describe.plain(known)})",
+    )
 
 
 def _password_reset(event: Event) -> Change:
@@ -164,7 +229,7 @@ def _application(action: str, verb: str) -> Builder:
     def build(event: Event) -> Change:
         _, entity_id = entity_of(event)
         text = describe.named(
-            "application", verb, "Nombre de usuario", _name(event, "username"), entity_id
+            "application", verb, "Nombre de usuario", _snapshot_value(event, "username"), entity_id
         )
         return Change(action, text, old=event.before, new=event.after)
 
@@ -172,9 +237,9 @@ def _application(action: str, verb: str) -> Builder:
 
 
 def _settings_updated(event: Event) -> Change:
-    key = event.data.get("key")
-    old = {"key": key, "value": (event.before or {}).get("value")}
-    new = {"key": key, "value": (event.after or {}).get("value")}
+    key = event.data_as(SettingsUpdated).key
+    old = {"key": key, "value": event.before_as(SettingValue).value}
+    new = {"key": key, "value": event.after_as(SettingValue).value}
     text = (
         f"Cambios: Configuración '{describe.clip(str(key), 60)}': "
         f"'{describe.plain(old['value'])}' → '{describe.plain(new['value'])}'"
@@ -194,7 +259,13 @@ def _notification_deleted(event: Event) -> Change:
     _, entity_id = entity_of(event)
     return Change(
         "delete",
-        describe.named("notification", "eliminado", "Título", _name(event, "title"), entity_id),
+        describe.named(
+            "notification",
+            "eliminado",
+            "Título",
+            event.data_as(NotificationChanged).title,
+            entity_id,
+        ),
         old=event.before or (event.data or None),
     )
 
@@ -224,8 +295,9 @@ def _logout(event: Event) -> Change:
 
 def _login_failed(event: Event) -> Change:
     # The attempted name is unverified input: clipped, flattened, and never with the password.
-    attempted = describe.clip(str(event.data.get("username") or ""), 100)
-    reason_code = event.data.get("reason")
+    failed = event.data_as(LoginFailed)
+    attempted = describe.clip(failed.username, 100)
+    reason_code = failed.reason
     reason = LOGIN_FAILURE_REASONS.get(str(reason_code), "Error")
     return Change(
         "login",
@@ -236,21 +308,19 @@ def _login_failed(event: Event) -> Change:
 
 def _refused(event: Event) -> Change:
     entity_type, entity_id = entity_of(event)
-    method = str(event.data.get("method") or "").upper()
-    path = describe.clip(str(event.data.get("path") or ""), 200)
+    refused = event.data_as(RequestRefused)
+    method = refused.method.upper()
+    path = describe.clip(refused.path, 200)
     action = action_for_request(method, path)
     target = describe.entity_label(entity_type)
     if entity_id is not None:
         target += f" #{entity_id}"
-    text = (
-        f"Error al ejecutar {action} de {target}: HTTP {event.data.get('http_status')} "
-        f"({method} {path})"
-    )
+    text = f"Error al ejecutar {action} de {target}: HTTP {refused.http_status} ({method} {path})"
     return Change(action, text)
 
 
 def _debug_command(event: Event) -> Change:
-    command = describe.clip(str(event.data.get("command")), 100)
+    command = describe.clip(str(event.data_as(DebugCommand).command), 100)
     if event.status == "error":
         return Change("debug_command", f"Comando de diagnóstico rechazado: '{command}'")
     return Change("debug_command", f"Comando de diagnóstico ejecutado: '{command}'")
@@ -263,19 +333,15 @@ BUILDERS: dict[str, Builder] = {
     EventType.REQUEST_REFUSED: _refused,
     EventType.PRODUCT_CREATED: _product_created,
     EventType.PRODUCT_UPDATED: _updated,
-    EventType.PRODUCT_DISABLED: _product_disabled,
-    EventType.PRODUCT_ACTIVATED: _product_activated,
-    EventType.PRODUCT_PRICES_BULK_UPDATED: _bulk(
-        "Actualización masiva de precios", "update_price_bulk", "old_price", "new_price", "price"
-    ),
-    EventType.PRODUCT_STOCK_BULK_UPDATED: _bulk(
-        "Actualización masiva de stock", "stock_update_bulk", "old_stock", "new_stock", "quantity"
-    ),
+    EventType.PRODUCT_DISABLED: _product_status("delete", "eliminado"),
+    EventType.PRODUCT_ACTIVATED: _product_status("activate", "activado"),
+    EventType.PRODUCT_PRICES_BULK_UPDATED: _prices_bulk,
+    EventType.PRODUCT_STOCK_BULK_UPDATED: _stock_bulk,
     EventType.PRODUCTS_IMPORTED: _imported,
     EventType.SALE_CREATED: _sale_created,
     EventType.SALE_UPDATED: _updated,
     EventType.USER_CREATED: _user_created,
-    EventType.USER_UPDATED: _updated,
+    EventType.USER_UPDATED: _user_updated,
     EventType.USER_DISABLED: _user_disabled,
     EventType.USER_REGISTERED: _registered,
     EventType.USER_PASSWORD_CHANGED: _password_changed,

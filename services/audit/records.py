@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from services.audit.builders import BUILDERS, entity_of, generic_change
 from services.audit.coerce import as_int, as_ip, as_text, as_time, as_token, without_secrets
 from stockmanager.events import Event, EventType
@@ -50,6 +52,13 @@ def record_for(event: Event) -> AuditRecord | None:
         return None
     try:
         change = BUILDERS.get(event.type, generic_change)(event)
+    except ValidationError as exc:
+        # Recorded all the same (an audit trail loses nothing), with the generic description.
+        log.warning(
+            "event payload does not match its contract",
+            extra={"event_id": event.id, "type": event.type, "error": str(exc)},
+        )
+        change = generic_change(event)
     except Exception:
         log.exception("describing event failed", extra={"event_id": event.id})
         change = generic_change(event)

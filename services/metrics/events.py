@@ -8,27 +8,46 @@ read live, and back-dated inserts are found by sale id (coverage.py).
 
 from __future__ import annotations
 
+import logging
+
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.metrics import repository
 from services.metrics.tables import processed_events
+from stockmanager.contracts.events import SaleUpdated
 from stockmanager.events import EventType
 from stockmanager.events.consumer import EventConsumer
 from stockmanager.events.envelope import Event
 from stockmanager.service_app import ServiceRuntime
 
+log = logging.getLogger("metrics.events")
+
 CONSUMER_GROUP = "metrics"
 CONSUMED = (EventType.SALE_UPDATED,)
+
+
+def sale_of(event: Event) -> int:
+    """The edited sale: `data.sale_id`, else the envelope's entity id.
+
+    Raises ValueError when neither is a sale id: the consumer dead-letters the event (marking
+    no day dirty would leave the rollups silently wrong).
+    """
+    try:
+        return event.data_as(SaleUpdated).sale_id
+    except ValidationError:
+        entity_id = event.entity.get("id")
+        if isinstance(entity_id, int) and not isinstance(entity_id, bool):
+            log.warning("sale.updated without a valid data.sale_id", extra={"event_id": event.id})
+            return entity_id
+        raise
 
 
 def consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
     settings = runtime.settings
 
     async def handle(conn: AsyncConnection, event: Event) -> None:
-        sale_id = event.data.get("sale_id") or event.entity.get("id")
-        if sale_id is None:
-            return
-        await repository.mark_sale_day_dirty(conn, int(sale_id), settings.tz)
+        await repository.mark_sale_day_dirty(conn, sale_of(event), settings.tz)
 
     return [
         EventConsumer(

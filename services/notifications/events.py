@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from services.notifications.triggers import TRIGGERS
+from stockmanager.contracts.events import (
+    DeletedNotification,
+    NotificationChanged,
+    NotificationSnapshot,
+)
 from stockmanager.events import Event, EventType, new_event
 from stockmanager.identity import Identity
 
@@ -23,33 +28,26 @@ def notification_created(caller: Identity, notification_id: int, new: NewNotific
         identity=caller,
         entity_type="notification",
         entity_id=notification_id,
-        data={"user_id": new.user_id, "title": new.title, "type": new.type},
-        after={
-            "id": notification_id,
-            "user_id": new.user_id,
-            "title": new.title,
-            "message": new.message,
-            "type": new.type,
-            "action_url": new.action_url,
-        },
+        data=NotificationChanged(user_id=new.user_id, title=new.title, type=new.type),
+        after=NotificationSnapshot(
+            id=notification_id,
+            user_id=new.user_id,
+            title=new.title,
+            message=new.message,
+            type=new.type,
+            action_url=new.action_url,
+        ),
     )
 
 
 def notification_deleted(caller: Identity, row: Any) -> Event:
-    snapshot = {
-        "id": int(row.id),
-        "user_id": int(row.user_id),
-        "title": row.title,
-        "message": row.message,
-        "type": row.type,
-        "action_url": row.action_url,
-        "is_read": bool(row.is_read),
-    }
+    """`row`: the deleted notifications row."""
+    deleted = DeletedNotification.model_validate(row, from_attributes=True)
     return new_event(
         EventType.NOTIFICATION_DELETED,
         identity=caller,
         entity_type="notification",
-        entity_id=snapshot["id"],
-        data={"user_id": snapshot["user_id"], "title": row.title, "type": row.type},
-        before=snapshot,
+        entity_id=deleted.id,
+        data=NotificationChanged(user_id=deleted.user_id, title=deleted.title, type=deleted.type),
+        before=deleted,
     )

@@ -6,8 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from stockmanager.contracts.events import (
+    ProductCreated,
+    ProductSnapshot,
+    ProductStatusChanged,
+    SaleSummary,
+    SaleUpdated,
+    StockLow,
+    UserSnapshot,
+    UserUpdated,
+)
 from stockmanager.events import Event, EventType
 
 
@@ -29,39 +38,17 @@ ACCOUNT_UPDATED_MESSAGE = (
 )
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
 def _actor(event: Event) -> tuple[int, ...]:
-    actor_id = _int((event.actor or {}).get("id"))
-    return (actor_id,) if actor_id is not None else ()
-
-
-def _snapshot(event: Event, key: str) -> dict[str, Any]:
-    value = getattr(event, key)
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
+    actor_id = event.actor.get("id")
+    return (actor_id,) if isinstance(actor_id, int) and not isinstance(actor_id, bool) else ()
 
 
 def _sale_created(event: Event) -> Draft | None:
-    data = event.data
-    seller = _int(data.get("vendor_id"))
-    recipients = (seller,) if seller is not None else _actor(event)
-    items = [item for item in data.get("items") or [] if isinstance(item, dict)]
-    names = ", ".join(_text(item.get("name")) for item in items)
-    quantities = ", ".join(_text(item.get("quantity")) for item in items)
+    sale = event.data_as(SaleSummary)
+    names = ", ".join(item.name for item in sale.items)
+    quantities = ", ".join(str(item.quantity) for item in sale.items)
     return Draft(
-        recipients,
+        (sale.vendor_id,),
         "Venta registrada",
         f"Venta registrada de los productos {names} con cantidades {quantities}.",
         "success",
@@ -69,33 +56,31 @@ def _sale_created(event: Event) -> Draft | None:
 
 
 def _sale_updated(event: Event) -> Draft | None:
-    sale_id = event.data.get("sale_id", (event.entity or {}).get("id"))
+    sale = event.data_as(SaleUpdated)
     return Draft(
         _actor(event),
         "Venta actualizada",
-        f"Venta #{_text(sale_id)} ha sido actualizada exitosamente",
+        f"Venta #{sale.sale_id} ha sido actualizada exitosamente",
         "success",
     )
 
 
 def _product_created(event: Event) -> Draft | None:
-    product = event.data.get("product")
-    if not isinstance(product, dict):
-        product = _snapshot(event, "after")
+    product = event.data_as(ProductCreated).product
     return Draft(
         _actor(event),
         "Producto agregado",
-        f"El producto '{_text(product.get('name'))}' ha sido agregado al inventario.",
+        f"El producto '{product.name}' ha sido agregado al inventario.",
         "success",
     )
 
 
 def _product_updated(event: Event) -> Draft | None:
-    name = _snapshot(event, "after").get("name") or _snapshot(event, "before").get("name")
+    product = event.after_as(ProductSnapshot)
     return Draft(
         _actor(event),
         "Producto actualizado",
-        f"El producto '{_text(name)}' ha sido actualizado.",
+        f"El producto '{product.name}' ha sido actualizado.",
         "success",
     )
 
@@ -107,11 +92,11 @@ def _product_disabled(event: Event) -> Draft | None:
 
 
 def _product_activated(event: Event) -> Draft | None:
-    name = event.data.get("name") or _snapshot(event, "after").get("name")
+    product = event.data_as(ProductStatusChanged)
     return Draft(
         _actor(event),
         "Producto activado",
-        f"El producto {_text(name)} ha sido activado.",
+        f"El producto {product.name} ha sido activado.",
         "success",
     )
 
@@ -133,28 +118,21 @@ def _stock_bulk_updated(event: Event) -> Draft | None:
 
 
 def _stock_low(event: Event) -> Draft | None:
-    data = event.data
-    acting = _int(data.get("notify_user_id"))
-    recipients = (acting,) if acting is not None else _actor(event)
-    item_id = data.get("item_id", (event.entity or {}).get("id"))
+    low = event.data_as(StockLow)
+    recipients = (low.notify_user_id,) if low.notify_user_id is not None else _actor(event)
     return Draft(
         recipients,
         "Stock bajo",
-        f"El producto {_text(data.get('name'))} (ID: {_text(item_id)}) "
-        f"tiene stock bajo ({_text(data.get('quantity'))} unidades).",
+        f"El producto {low.name} (ID: {low.item_id}) tiene stock bajo ({low.quantity} unidades).",
         "warning",
         to_admins=True,
     )
 
 
 def _user_updated(event: Event) -> Draft | None:
-    if event.data.get("by_admin") is not True:
+    if not event.data_as(UserUpdated).by_admin:
         return None
-    target = _int((event.entity or {}).get("id"))
-    if target is None:
-        target = _int(_snapshot(event, "after").get("id"))
-    if target is None:
-        return None
+    target = event.after_as(UserSnapshot).id
     return Draft((target,), "Tu cuenta ha sido actualizada", ACCOUNT_UPDATED_MESSAGE, "info")
 
 
@@ -173,7 +151,11 @@ TRIGGERS: dict[str, Callable[[Event], Draft | None]] = {
 
 
 def draft_for(event: Event) -> Draft | None:
-    """The notification an event asks for, or None (not a notifying event, or nobody to tell)."""
+    """The notification an event asks for, or None (not a notifying event, or nobody to tell).
+
+    Raises pydantic.ValidationError when the payload does not match its contract: the consumer
+    dead-letters such an event instead of notifying with half a message.
+    """
     trigger = TRIGGERS.get(event.type)
     if trigger is None or event.status != "success":
         return None

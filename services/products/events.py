@@ -1,9 +1,23 @@
-"""Events the products service publishes (types in the kernel, payloads per docs/events.md)."""
+"""Events the products service publishes: types in the kernel, payload models in
+`stockmanager.contracts.events` (prose in docs/events.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stockmanager.contracts.events import (
+    BulkPriceRow,
+    BulkStockRow,
+    PricesBulkUpdated,
+    ProductCreated,
+    ProductsImported,
+    ProductSnapshot,
+    ProductStatusChanged,
+    ProductUpdated,
+    StockBulkUpdated,
+    StockLow,
+)
 from stockmanager.events import Event, EventType, new_event
 from stockmanager.identity import Identity
 
@@ -21,61 +35,68 @@ PUBLISHED = (
 ENTITY = "product"
 
 
-def created(caller: Identity, after: dict[str, Any]) -> Event:
+def created(caller: Identity, after: Mapping[str, Any]) -> Event:
+    snapshot = ProductSnapshot.model_validate(after)
     return new_event(
         EventType.PRODUCT_CREATED,
         identity=caller,
         entity_type=ENTITY,
-        entity_id=after["id"],
-        data={"product": after},
-        after=after,
+        entity_id=snapshot.id,
+        data=ProductCreated(product=snapshot),
+        after=snapshot,
     )
 
 
 def updated(
-    caller: Identity, before: dict[str, Any], after: dict[str, Any], changed: list[str]
+    caller: Identity, before: Mapping[str, Any], after: Mapping[str, Any], changed: list[str]
 ) -> Event:
+    new = ProductSnapshot.model_validate(after)
     return new_event(
         EventType.PRODUCT_UPDATED,
         identity=caller,
         entity_type=ENTITY,
-        entity_id=after["id"],
-        data={"changed": changed},
-        before=before,
-        after=after,
+        entity_id=new.id,
+        data=ProductUpdated(changed=tuple(changed)),
+        before=ProductSnapshot.model_validate(before),
+        after=new,
     )
 
 
-def status_changed(caller: Identity, before: dict[str, Any], after: dict[str, Any]) -> Event:
-    event_type = EventType.PRODUCT_ACTIVATED if after["status"] == 1 else EventType.PRODUCT_DISABLED
+def status_changed(caller: Identity, before: Mapping[str, Any], after: Mapping[str, Any]) -> Event:
+    new = ProductSnapshot.model_validate(after)
+    event_type = EventType.PRODUCT_ACTIVATED if new.status == 1 else EventType.PRODUCT_DISABLED
     return new_event(
         event_type,
         identity=caller,
         entity_type=ENTITY,
-        entity_id=after["id"],
-        data={"name": after["name"]},
-        before=before,
-        after=after,
+        entity_id=new.id,
+        data=ProductStatusChanged(name=new.name),
+        before=ProductSnapshot.model_validate(before),
+        after=new,
     )
 
 
-def prices_bulk_updated(caller: Identity, products: list[dict[str, Any]]) -> Event:
+def prices_bulk_updated(caller: Identity, products: Iterable[Mapping[str, Any]]) -> Event:
+    """`products`: `{id, name, old_price, new_price}` per product."""
     return new_event(
         EventType.PRODUCT_PRICES_BULK_UPDATED,
         identity=caller,
         entity_type=ENTITY,
         entity_id=None,
-        data={"products": products},
+        data=PricesBulkUpdated(
+            products=tuple(BulkPriceRow.model_validate(row) for row in products)
+        ),
     )
 
 
-def stock_bulk_updated(caller: Identity, products: list[dict[str, Any]]) -> Event:
+def stock_bulk_updated(caller: Identity, products: Iterable[Mapping[str, Any]]) -> Event:
+    """`products`: `{id, name, old_stock, new_stock}` per product."""
     return new_event(
         EventType.PRODUCT_STOCK_BULK_UPDATED,
         identity=caller,
         entity_type=ENTITY,
         entity_id=None,
-        data={"products": products},
+        data=StockBulkUpdated(products=tuple(BulkStockRow.model_validate(row) for row in products)),
     )
 
 
@@ -85,7 +106,7 @@ def imported(caller: Identity, *, created: int, updated: int, skipped: int) -> E
         identity=caller,
         entity_type=ENTITY,
         entity_id=None,
-        data={"created": created, "updated": updated, "skipped": skipped},
+        data=ProductsImported(created=created, updated=updated, skipped=skipped),
     )
 
 
@@ -97,11 +118,11 @@ def stock_low(
         identity=caller,
         entity_type=ENTITY,
         entity_id=item_id,
-        data={
-            "item_id": item_id,
-            "name": name,
-            "quantity": quantity,
-            "min_quantity": min_quantity,
-            "notify_user_id": caller.user_id,
-        },
+        data=StockLow(
+            item_id=item_id,
+            name=name,
+            quantity=quantity,
+            min_quantity=min_quantity,
+            notify_user_id=caller.user_id,
+        ),
     )

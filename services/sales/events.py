@@ -1,45 +1,75 @@
-"""Events the sales service publishes, with the payloads of docs/events.md."""
+"""Events the sales service publishes: types in the kernel, payload models in
+`stockmanager.contracts.events` (prose in docs/events.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Protocol
 
 from services.sales.model import Sale
-from services.sales.repository import StockChange
-from services.sales.schemas import line_payload
+from stockmanager.contracts.events import SaleCreated, SaleLine, SaleState, SaleUpdated, StockLow
 from stockmanager.events import Event, EventType, new_event
 from stockmanager.identity import Identity
 
 PUBLISHED = (EventType.SALE_CREATED, EventType.SALE_UPDATED, EventType.STOCK_LOW)
 
 
-def sale_snapshot(sale: Sale) -> dict[str, Any]:
+class StockChange(Protocol):
+    """What `stock_low` reads of a row of the stock function."""
+
+    @property
+    def item_id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def quantity_after(self) -> int: ...
+    @property
+    def min_quantity(self) -> int: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def crossed_low(self) -> bool: ...
+
+
+def sale_lines(sale: Sale) -> tuple[SaleLine, ...]:
+    return tuple(
+        SaleLine(
+            item_id=line.item_id,
+            name=line.name,
+            quantity=line.quantity,
+            unit_price=float(line.unit_price),
+            subtotal=float(line.subtotal),
+        )
+        for line in sale.lines
+    )
+
+
+def sale_snapshot(sale: Sale) -> SaleState:
     """`{vendor_id, payment_method, total, items}`: the before/after of `sale.updated`."""
-    return {
-        "vendor_id": sale.vendor_id,
-        "payment_method": sale.payment_method,
-        "total": sale.total,
-        "items": [line_payload(line) for line in sale.lines],
-    }
+    return SaleState(
+        vendor_id=sale.vendor_id,
+        payment_method=sale.payment_method,
+        total=float(sale.total),
+        items=sale_lines(sale),
+    )
 
 
 def sale_created(sale: Sale, caller: Identity) -> Event:
-    data = {
-        "sale_id": sale.id,
-        "vendor_id": sale.vendor_id,
-        "vendor_username": sale.vendor_username,
-        "payment_method": sale.payment_method,
-        "total": sale.total,
-        "items": [line_payload(line) for line in sale.lines],
-    }
+    data = SaleCreated(
+        sale_id=sale.id,
+        vendor_id=sale.vendor_id,
+        vendor_username=sale.vendor_username,
+        payment_method=sale.payment_method,
+        total=float(sale.total),
+        items=sale_lines(sale),
+    )
     return new_event(
         EventType.SALE_CREATED,
         identity=caller,
         entity_type="sale",
         entity_id=sale.id,
         data=data,
-        after=dict(data),
+        after=data,
     )
 
 
@@ -49,7 +79,7 @@ def sale_updated(before: Sale, after: Sale, caller: Identity) -> Event:
         identity=caller,
         entity_type="sale",
         entity_id=after.id,
-        data={"sale_id": after.id},
+        data=SaleUpdated(sale_id=after.id),
         before=sale_snapshot(before),
         after=sale_snapshot(after),
     )
@@ -63,13 +93,13 @@ def stock_low(changes: Iterable[StockChange], caller: Identity) -> list[Event]:
             identity=caller,
             entity_type="product",
             entity_id=change.item_id,
-            data={
-                "item_id": change.item_id,
-                "name": change.name,
-                "quantity": change.quantity_after,
-                "min_quantity": change.min_quantity,
-                "notify_user_id": caller.user_id,
-            },
+            data=StockLow(
+                item_id=change.item_id,
+                name=change.name,
+                quantity=change.quantity_after,
+                min_quantity=change.min_quantity,
+                notify_user_id=caller.user_id,
+            ),
         )
         for change in changes
         if change.crossed_low and change.status == 1

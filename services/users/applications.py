@@ -11,10 +11,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import repository
+from services.users import events, repository
 from services.users.events import emit
 from stockmanager.errors import Conflict, NotFound
-from stockmanager.events import EventType, new_event
 from stockmanager.identity import Identity
 from stockmanager.pagination import Page, pages_for
 from stockmanager.timefmt import local_str
@@ -65,12 +64,5 @@ async def decide(conn: AsyncConnection, actor: Identity, user_id: int, *, approv
         raise ApplicationNotPending()
     await emit(
         conn,
-        new_event(
-            EventType.APPLICATION_APPROVED if approve else EventType.APPLICATION_REJECTED,
-            identity=actor,
-            entity_type="application",
-            entity_id=user_id,
-            before={"status": current.status, "application": current.application},
-            after={"status": updated.status, "application": updated.application},
-        ),
+        events.application_decided(actor, user_id, current, updated, approve=approve),
     )

@@ -15,10 +15,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import repository_settings
+from services.users import events, repository_settings
 from services.users.events import emit
 from stockmanager.errors import ApiError, NotFound, ValidationFailed
-from stockmanager.events import EventType, new_event
 from stockmanager.identity import Identity
 
 
@@ -193,14 +192,6 @@ async def put_setting(
     before = previous if found else spec.default
     await emit(
         conn,
-        new_event(
-            EventType.SETTINGS_UPDATED,
-            identity=actor,
-            entity_type="settings",
-            entity_id=None,
-            data={"key": key},
-            before={"value": before},
-            after={"value": value},
-        ),
+        events.settings_updated(actor, key, before, value),
     )
     return {key: value}

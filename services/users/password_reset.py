@@ -22,11 +22,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import repository, repository_resets, validation
+from services.users import events, repository, repository_resets, validation
 from services.users.events import emit
 from services.users.settings import UsersSettings
 from stockmanager.errors import ApiError, ValidationFailed
-from stockmanager.events import EventType, new_event
 from stockmanager.identity import Identity
 
 CODE_SENT = "Codigo enviado al correo"
@@ -114,13 +113,7 @@ async def request_code(
             mail = ResetMail(to=user.email, code=code)
     await emit(
         conn,
-        new_event(
-            EventType.USER_PASSWORD_RESET_REQUESTED,
-            identity=caller,
-            entity_type="user",
-            entity_id=user.id if user is not None else None,
-            data={"email_known": user is not None},
-        ),
+        events.password_reset_requested(caller, user.id if user is not None else None),
     )
     return mail
 
@@ -184,11 +177,6 @@ async def complete_reset(
     await repository_resets.delete_codes(conn, user_id)
     await emit(
         conn,
-        new_event(
-            EventType.USER_PASSWORD_RESET,
-            identity=caller,
-            entity_type="user",
-            entity_id=user_id,
-        ),
+        events.password_reset(caller, user_id),
     )
     return True

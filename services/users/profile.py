@@ -18,12 +18,11 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import passwords, repository, validation
-from services.users.events import emit, snapshot
+from services.users import events, passwords, repository, validation
+from services.users.events import emit
 from services.users.service import DuplicateEmail, UserNotFound
 from services.users.settings import UsersSettings
 from stockmanager.errors import ApiError, Conflict, RateLimited, ValidationFailed
-from stockmanager.events import EventType, new_event
 from stockmanager.identity import Identity
 
 log = logging.getLogger("users.profile")
@@ -69,14 +68,14 @@ async def update_profile(conn: AsyncConnection, actor: Identity, email: str) -> 
         raise DuplicateEmail() from duplicate
     await emit(
         conn,
-        new_event(
-            EventType.USER_UPDATED,
-            identity=actor,
-            entity_type="user",
-            entity_id=actor.user_id,
-            data={"changed": ["email"], "password_changed": False, "by_admin": False},
-            before=snapshot(current),
-            after=snapshot(updated),
+        events.user_updated(
+            actor,
+            actor.user_id,
+            current,
+            updated,
+            changed=["email"],
+            password_changed=False,
+            by_admin=False,
         ),
     )
 
@@ -160,10 +159,5 @@ async def store_new_password(
         raise Conflict("La contraseña fue modificada por otra petición; inténtalo de nuevo")
     await emit(
         conn,
-        new_event(
-            EventType.USER_PASSWORD_CHANGED,
-            identity=actor,
-            entity_type="user",
-            entity_id=actor.user_id,
-        ),
+        events.password_changed(actor, actor.user_id),
     )

@@ -6,12 +6,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import repository, validation
-from services.users.events import emit, snapshot
+from services.users import events, repository, validation
+from services.users.events import emit
 from services.users.repository import DuplicateAccount
 from services.users.service import MISSING_FIELDS, NewUser
 from stockmanager.errors import Conflict, ValidationFailed
-from stockmanager.events import EventType, new_event
 from stockmanager.identity import Identity
 
 ACCOUNT_TAKEN = "Usuario o correo ya existe"
@@ -57,11 +56,5 @@ async def register(
         raise Conflict(ACCOUNT_TAKEN) from duplicate
     await emit(
         conn,
-        new_event(
-            EventType.USER_REGISTERED,
-            identity=caller,
-            entity_type="user",
-            entity_id=user.id,
-            after=snapshot(user),
-        ),
+        events.user_registered(caller, user),
     )

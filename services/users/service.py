@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import passwords, repository, validation
-from services.users.events import emit, snapshot
+from services.users import events, passwords, repository, validation
+from services.users.events import emit
 from services.users.repository import (
     EMAIL_INDEX,
     SINGLE_ROOT_INDEX,
@@ -30,7 +30,6 @@ from stockmanager.errors import (
     NotFound,
     ValidationFailed,
 )
-from stockmanager.events import EventType, new_event
 from stockmanager.identity import ROLE_ROOT, Identity
 from stockmanager.pagination import Page
 from stockmanager.timefmt import local_str
@@ -152,13 +151,7 @@ async def create_user(
         raise _conflict_from_index(duplicate, email_message=EMAIL_TAKEN) from duplicate
     await emit(
         conn,
-        new_event(
-            EventType.USER_CREATED,
-            identity=actor,
-            entity_type="user",
-            entity_id=user.id,
-            after=snapshot(user),
-        ),
+        events.user_created(actor, user),
     )
     return user
 
@@ -266,18 +259,14 @@ async def update_user(
         raise _conflict_from_index(duplicate, email_message=EMAIL_TAKEN_ON_UPDATE) from duplicate
     await emit(
         conn,
-        new_event(
-            EventType.USER_UPDATED,
-            identity=actor,
-            entity_type="user",
-            entity_id=user_id,
-            data={
-                "changed": list(values),
-                "password_changed": password_hash is not None,
-                "by_admin": True,
-            },
-            before=snapshot(current),
-            after=snapshot(updated),
+        events.user_updated(
+            actor,
+            user_id,
+            current,
+            updated,
+            changed=list(values),
+            password_changed=password_hash is not None,
+            by_admin=True,
         ),
     )
     return True
@@ -297,14 +286,7 @@ async def disable_user(conn: AsyncConnection, actor: Identity, user_id: int) -> 
     updated = await repository.update_user(conn, user_id, {"status": 0})
     await emit(
         conn,
-        new_event(
-            EventType.USER_DISABLED,
-            identity=actor,
-            entity_type="user",
-            entity_id=user_id,
-            before=snapshot(current),
-            after=snapshot(updated),
-        ),
+        events.user_disabled(actor, user_id, current, updated),
     )
 
 

@@ -5,7 +5,9 @@ For each message: open a transaction, record the event id in `<schema>.processed
 commit, and only then XACK. A consumer that dies before acknowledging leaves the message pending;
 another consumer (or the same one after a restart) reclaims it with XAUTOCLAIM once it has been
 idle for `reclaim_idle_ms`. A message whose handler keeps failing is moved to a dead-letter
-stream after `max_attempts` so it cannot block the group forever.
+stream after `max_attempts` so it cannot block the group forever; one whose payload does not match
+its contract (the handler raised `pydantic.ValidationError`) is moved there at once, since
+retrying cannot change the payload.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy import Table
@@ -237,6 +240,19 @@ class EventConsumer:
             await self.apply(event)
         except asyncio.CancelledError:
             raise
+        except ValidationError as exc:
+            log.error(
+                "event payload does not match its contract, dead-lettered",
+                extra={
+                    "group": self.group,
+                    "event_id": event.id,
+                    "type": event.type,
+                    "error": str(exc),
+                },
+            )
+            await self._dead_letter(key, fields)
+            self._failures.pop(key, None)
+            return
         except Exception:
             attempts = self._failures.get(key, 0) + 1
             self._failures[key] = attempts

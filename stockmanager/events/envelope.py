@@ -1,17 +1,20 @@
 """The one envelope every event uses, and the catalogue of event types.
 
-Producers and consumers share these definitions; a consumer dispatches on `Event.type`.
+Producers and consumers share these definitions; a consumer dispatches on `Event.type`. The
+payload models of each type are in `stockmanager.contracts.events`.
 """
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import orjson
+from pydantic import BaseModel
 
 from stockmanager.identity import Identity
 
@@ -52,6 +55,19 @@ class EventType(StrEnum):
     DEBUG_COMMAND_RUN = "debug.command"
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+@runtime_checkable
+class WirePayload(Protocol):
+    """A typed payload (`stockmanager.contracts.events.Payload`): its JSON object."""
+
+    def wire(self) -> dict[str, Any]: ...
+
+
+PayloadArg = dict[str, Any] | WirePayload | None
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     id: str
@@ -73,6 +89,17 @@ class Event:
     def from_json(cls, raw: bytes | str) -> Event:
         return cls(**orjson.loads(raw))
 
+    # Typed reads; each raises pydantic.ValidationError (a ValueError) when the part does not
+    # match the model.
+    def data_as(self, model: builtins.type[M]) -> M:
+        return model.model_validate(self.data)
+
+    def before_as(self, model: builtins.type[M]) -> M:
+        return model.model_validate(self.before)
+
+    def after_as(self, model: builtins.type[M]) -> M:
+        return model.model_validate(self.after)
+
 
 def new_event(
     event_type: EventType | str,
@@ -80,9 +107,9 @@ def new_event(
     identity: Identity | None,
     entity_type: str,
     entity_id: int | str | None,
-    data: dict[str, Any] | None = None,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
+    data: PayloadArg = None,
+    before: PayloadArg = None,
+    after: PayloadArg = None,
     status: str = "success",
 ) -> Event:
     return Event(
@@ -93,8 +120,13 @@ def new_event(
         ip=identity.ip if identity else None,
         request_id=identity.request_id if identity else None,
         entity={"type": entity_type, "id": entity_id},
-        data=data or {},
-        before=before,
-        after=after,
+        data=_wire(data) or {},
+        before=_wire(before),
+        after=_wire(after),
         status=status,
     )
+
+
+def _wire(payload: PayloadArg) -> dict[str, Any] | None:
+    # A plain dict (or anything else a test or an old caller passes) is kept as given.
+    return payload.wire() if isinstance(payload, WirePayload) else payload
