@@ -182,11 +182,15 @@ ERROR_ANSWERS: dict[int, ErrorAnswer] = {
 }
 
 
-def gateway_error_statuses(route: Route, has_params: bool) -> list[int]:
-    """The error statuses the gateway itself can answer for a route (before any service)."""
+def gateway_error_statuses(route: Route, has_params: bool, has_parameters: bool) -> list[int]:
+    """The error statuses an operation can answer before its handler runs: the gateway's own
+    checks, and (for a service route with parameters) the kernel's refusal of parameters
+    PostgreSQL cannot store."""
     statuses: set[int] = {503}  # sessions live in Redis; services may be down
     if route.method in BODY_METHODS:
         statuses |= {400, 413, 415}
+    if has_parameters and route.target != GATEWAY:
+        statuses.add(400)
     if route.access is not Access.PUBLIC:
         statuses.add(401)
     if route.access in (Access.ADMIN, Access.ROOT) or route.changes_state:
@@ -533,6 +537,19 @@ def _add_error(op: Json, status: int, components: Json) -> None:
         )
 
 
+def _path_schema(kind: str, declared: Any) -> Json:
+    """A path parameter's schema, narrowed to what the gateway routes: 1 to 18 digits for
+    `{name:int}`, one non-empty segment (no `/`) for `{name}`."""
+    if kind == "int":
+        return dict(INT_PARAM_SCHEMA)
+    schema: Json = dict(declared) if isinstance(declared, dict) else {"type": "string"}
+    if schema.get("type") == "string":
+        schema.setdefault("minLength", 1)
+        if kind != "path":
+            schema.setdefault("pattern", "^[^/]+$")
+    return schema
+
+
 def _publish_params(op: Json, route: Route, service_path: str | None) -> None:
     """Path parameters named and typed as the route table says."""
     route_params = pattern_params(route.pattern)
@@ -547,10 +564,7 @@ def _publish_params(op: Json, route: Route, service_path: str | None) -> None:
         if parameter.get("in") == "path":
             name = renames.get(parameter["name"], parameter["name"])
             parameter = {**parameter, "name": name, "required": True}
-            if kinds.get(name) == "int":
-                parameter["schema"] = dict(INT_PARAM_SCHEMA)
-            else:
-                parameter.setdefault("schema", {"type": "string"})
+            parameter["schema"] = _path_schema(kinds.get(name, ""), parameter.get("schema"))
             seen.add(name)
         parameters.append(parameter)
     for name, kind in route_params:
@@ -560,7 +574,7 @@ def _publish_params(op: Json, route: Route, service_path: str | None) -> None:
                     "name": name,
                     "in": "path",
                     "required": True,
-                    "schema": dict(INT_PARAM_SCHEMA) if kind == "int" else {"type": "string"},
+                    "schema": _path_schema(kind, None),
                 }
             )
     if parameters:
@@ -582,7 +596,10 @@ def _decorate(op: Json, route: Route, components: Json) -> Json:
     else:
         op["security"] = [{SECURITY_SCHEME: []}]
     op.setdefault("responses", {}).setdefault("200", {"description": "Successful response."})
-    for status in gateway_error_statuses(route, bool(pattern_params(route.pattern))):
+    statuses = gateway_error_statuses(
+        route, bool(pattern_params(route.pattern)), bool(op.get("parameters"))
+    )
+    for status in statuses:
         _add_error(op, status, components)
     return op
 
