@@ -289,3 +289,21 @@ def test_merge_publishes_a_route_its_service_does_not_describe() -> None:
     assert op["x-access"] == "admin"
     assert {"401", "403", "404", "503", "504"} <= set(op["responses"])
     assert op["parameters"][0]["schema"]["type"] == "integer"
+
+
+def test_every_gateway_route_has_a_handler_and_a_description() -> None:
+    from typing import get_args
+
+    from gateway.debug import COMMANDS
+    from gateway.dispatch import LOCAL_HANDLERS
+    from gateway.openapi import GATEWAY_OPERATIONS
+    from gateway.schemas import DebugCommandName
+
+    for route in ROUTE_MAP:
+        if route.target == GATEWAY:
+            key = (route.method, route.upstream_path or route.pattern)
+            assert key in LOCAL_HANDLERS, route
+            assert key in GATEWAY_OPERATIONS, route
+    assert set(GATEWAY_OPERATIONS) <= set(LOCAL_HANDLERS)
+    # The documented (and validated) command names are exactly the ones that run.
+    assert set(get_args(DebugCommandName)) == set(COMMANDS)
