@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,6 +23,7 @@ from gateway.routes import ROUTE_MAP, RouteTable
 from gateway.runtime import GatewayRuntime
 from gateway.sessions import SessionStore
 from gateway.settings import GatewaySettings, gateway_settings
+from stockmanager.error_handlers import error_for_http_status, render
 from stockmanager.events.consumer import EventConsumer
 from stockmanager.http import json_response
 from stockmanager.logs import attach_central_shipper, configure_logging, detach_central_shipper
@@ -30,6 +32,11 @@ from stockmanager.registry import service_names
 from stockmanager.service_app import redis_client
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return render(error_for_http_status(exc.status_code, exc.detail))
 
 
 def create_app(settings: GatewaySettings | None = None) -> Starlette:
@@ -123,6 +130,8 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/{path:path}", dispatch, methods=ALL_METHODS),
         ],
+        # A path the catch-all cannot match (it holds a newline) still gets a JSON error.
+        exception_handlers={HTTPException: _http_error},
     )
     app.add_middleware(RequestContextMiddleware)
     return app

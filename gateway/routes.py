@@ -48,11 +48,12 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     for match in _PARAM.finditer(pattern):
         parts.append(re.escape(pattern[position : match.start()]))
         name, kind = match.group(1), match.group(2)
-        body = r"\d{1,18}" if kind == "int" else ".+" if kind == "path" else r"[^/]+"
+        body = r"[0-9]{1,18}" if kind == "int" else ".+" if kind == "path" else r"[^/]+"
         parts.append(f"(?P<{name}>{body})")
         position = match.end()
     parts.append(re.escape(pattern[position:]))
-    return re.compile("^" + "".join(parts) + "/?$")
+    # \Z, not $: "$" also matches before a trailing newline ("/api/sales/5\n").
+    return re.compile("^" + "".join(parts) + "/?\\Z")
 
 
 def pattern_params(pattern: str) -> list[tuple[str, str]]:
