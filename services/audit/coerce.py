@@ -2,6 +2,8 @@
 
 A record must never be lost to an odd payload: anything that does not fit becomes None (or a
 safe token) instead of failing the insert, which would send the event to the dead-letter stream.
+Text PostgreSQL cannot store (NUL, lone surrogates: a refused request's path or an attempted
+login name is client input) is kept readable, each such character replaced by U+FFFD.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from stockmanager.contracts.fields import storable_text
+
 SECRET_KEYS = frozenset({"password", "password_hash", "new_password", "code", "token"})
 
 
@@ -21,6 +25,22 @@ def without_secrets(value: Any) -> Any:
         return {k: without_secrets(v) for k, v in value.items() if k not in SECRET_KEYS}
     if isinstance(value, list):
         return [without_secrets(v) for v in value]
+    return value
+
+
+REPLACEMENT = "\ufffd"
+
+
+def storable(value: Any) -> Any:
+    """`value` with every text in it (mapping keys included, at any depth) storable."""
+    if isinstance(value, str):
+        if storable_text(value):
+            return value
+        return "".join(char if storable_text(char) else REPLACEMENT for char in value)
+    if isinstance(value, Mapping):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
     return value
 
 
@@ -45,7 +65,7 @@ def as_token(value: Any, limit: int, default: str) -> str:
 
 
 def as_text(value: Any, limit: int = 200) -> str | None:
-    return None if value is None else str(value)[:limit]
+    return None if value is None else storable(str(value)[:limit])
 
 
 def as_ip(value: Any) -> str | None:

@@ -16,7 +16,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.audit.builders import BUILDERS, entity_of, generic_change
-from services.audit.coerce import as_int, as_ip, as_text, as_time, as_token, without_secrets
+from services.audit.coerce import (
+    as_int,
+    as_ip,
+    as_text,
+    as_time,
+    as_token,
+    storable,
+    without_secrets,
+)
 from stockmanager.events import Event, EventType
 
 log = logging.getLogger("audit.records")
@@ -67,7 +75,7 @@ def record_for(event: Event) -> AuditRecord | None:
     user_id = as_int(actor.get("id"))
     return AuditRecord(
         event_id=event.id,
-        event_type=str(event.type)[:64],
+        event_type=storable(str(event.type)[:64]),
         occurred_at=as_time(event.occurred_at),
         user_id=user_id,
         username=as_text(actor.get("username")) if user_id is not None else None,
@@ -75,9 +83,9 @@ def record_for(event: Event) -> AuditRecord | None:
         action=as_token(change.action, 64, "event"),
         entity_type=entity_type,
         entity_id=entity_id,
-        old_value=without_secrets(change.old),
-        new_value=without_secrets(change.new),
-        description=change.description,
+        old_value=storable(without_secrets(change.old)),
+        new_value=storable(without_secrets(change.new)),
+        description=storable(change.description),
         ip_address=as_ip(event.ip),
         request_id=as_text(event.request_id or None),
         status="error" if event.status == "error" else "success",
