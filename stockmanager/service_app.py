@@ -2,8 +2,8 @@
 
 It gives each service the error handler, request ids, JSON access logs, `/healthz` (alive),
 `/readyz` (PostgreSQL and Redis reachable), `/metrics` (Prometheus), the identity dependencies,
-a database engine and Redis client opened in the lifespan, the outbox relay and the event
-consumers. Nothing happens at import time.
+a database engine and Redis client opened in the lifespan, the service's own resources, the
+outbox relay and the event consumers. Nothing happens at import time.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -60,17 +60,42 @@ def redis_client(url: str, *, max_connections: int = 256) -> Redis:
     return Redis(connection_pool=pool)
 
 
+class ServiceResources(Protocol):
+    """A service's own long-lived objects (clients, pools, background tasks).
+
+    Opened in the lifespan after the kernel's database, Redis and log shipper, before the
+    relay and the consumers start; closed after they stopped, before Redis and the database.
+    """
+
+    async def close(self) -> None: ...
+
+
+SettingsT = TypeVar("SettingsT", bound=KernelSettings)
+ResourcesT = TypeVar("ResourcesT", bound=ServiceResources)
+
+
+class NoResources:
+    """The resources of a service that has none of its own."""
+
+    @classmethod
+    async def open(cls, settings: KernelSettings, db: Database, redis: Redis) -> NoResources:
+        return cls()
+
+    async def close(self) -> None:
+        return None
+
+
 @dataclass
-class ServiceRuntime:
+class ServiceRuntime(Generic[SettingsT, ResourcesT]):
     """Everything a service's request handlers and consumers share within one process."""
 
     name: str
-    settings: Any  # the service's own settings class (a KernelSettings subclass)
+    settings: SettingsT
     db: Database
     redis: Redis
+    resources: ResourcesT
     relay: OutboxRelay | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -81,12 +106,37 @@ class ServiceRuntime:
             self.relay.poke()
 
 
-async def get_runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
+KernelRuntime = ServiceRuntime[KernelSettings, ServiceResources]
+
+
+async def get_runtime(request: Request) -> KernelRuntime:
+    runtime: KernelRuntime = request.app.state.runtime
     return runtime
 
 
-Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+def runtime_dependency(
+    settings_type: type[SettingsT], resources_type: type[ResourcesT]
+) -> Callable[[Request], Coroutine[Any, Any, ServiceRuntime[SettingsT, ResourcesT]]]:
+    """A dependency returning the app's runtime typed as the service's own (checked)."""
+
+    async def get_service_runtime(request: Request) -> ServiceRuntime[SettingsT, ResourcesT]:
+        runtime = request.app.state.runtime
+        if not (
+            isinstance(runtime, ServiceRuntime)
+            and isinstance(runtime.settings, settings_type)
+            and isinstance(runtime.resources, resources_type)
+        ):
+            raise TypeError(
+                f"the app's runtime is not a ServiceRuntime"
+                f"[{settings_type.__name__}, {resources_type.__name__}]"
+            )
+        typed: ServiceRuntime[SettingsT, ResourcesT] = runtime
+        return typed
+
+    return get_service_runtime
+
+
+Runtime = Annotated[KernelRuntime, Depends(get_runtime)]
 
 
 async def get_identity(request: Request) -> Identity:
@@ -95,7 +145,7 @@ async def get_identity(request: Request) -> Identity:
     Dependencies are `async` on purpose: FastAPI runs plain functions in a thread pool,
     which would cost a thread hop per dependency on every request.
     """
-    runtime: ServiceRuntime = request.app.state.runtime
+    runtime: KernelRuntime = request.app.state.runtime
     try:
         return verify_identity(
             request.headers.get(IDENTITY_HEADER),
@@ -129,19 +179,20 @@ CurrentUser = Annotated[Identity, Depends(require_user)]
 AdminUser = Annotated[Identity, Depends(require_admin)]
 RootUser = Annotated[Identity, Depends(require_root)]
 
-Hook = Callable[[ServiceRuntime], Awaitable[None]]
+# The service's event consumers, built once its runtime exists.
+ConsumerFactory = Callable[[ServiceRuntime[SettingsT, ResourcesT]], list[EventConsumer]]
 
 
 def create_service_app(
     name: str,
     *,
-    settings: KernelSettings,
+    settings: SettingsT,
     routers: Sequence[APIRouter],
+    resources: Callable[[SettingsT, Database, Redis], Awaitable[ResourcesT]],
     outbox: Table | None = None,
-    consumers: Callable[[ServiceRuntime], list[EventConsumer]] | None = None,
-    on_startup: Sequence[Hook] = (),
-    on_shutdown: Sequence[Hook] = (),
+    consumers: ConsumerFactory[SettingsT, ResourcesT] | None = None,
 ) -> FastAPI:
+    """The service's app. `resources` opens its own objects (their `close` runs at shutdown)."""
     configure_logging(name, settings.log_level)
 
     @asynccontextmanager
@@ -152,9 +203,9 @@ def create_service_app(
             max_overflow=settings.db_max_overflow,
         )
         redis = redis_client(settings.redis_url)
-        runtime = ServiceRuntime(name=name, settings=settings, db=db, redis=redis)
+        relay = None
         if outbox is not None:
-            runtime.relay = OutboxRelay(
+            relay = OutboxRelay(
                 db,
                 redis,
                 outbox,
@@ -162,11 +213,17 @@ def create_service_app(
                 maxlen=settings.event_stream_maxlen,
                 poll_interval=settings.outbox_poll_interval,
             )
-        app.state.runtime = runtime
         shipper = attach_central_shipper(name, settings.log_stream, settings.log_stream_maxlen)
         shipper.start(redis)
-        for hook in on_startup:
-            await hook(runtime)
+        runtime = ServiceRuntime(
+            name=name,
+            settings=settings,
+            db=db,
+            redis=redis,
+            resources=await resources(settings, db, redis),
+            relay=relay,
+        )
+        app.state.runtime = runtime
         if runtime.relay is not None:
             runtime.relay.start()
         if consumers is not None:
@@ -181,9 +238,8 @@ def create_service_app(
                 await consumer.stop()
             if runtime.relay is not None:
                 await runtime.relay.stop()
-            for hook in on_shutdown:
-                with contextlib.suppress(Exception):
-                    await hook(runtime)
+            with contextlib.suppress(Exception):
+                await runtime.resources.close()
             await shipper.stop()
             detach_central_shipper(shipper)
             await redis.aclose()
@@ -242,7 +298,7 @@ def _ops_router(name: str) -> APIRouter:
     return router
 
 
-async def dependency_checks(runtime: ServiceRuntime) -> dict[str, str]:
+async def dependency_checks(runtime: KernelRuntime) -> dict[str, str]:
     async def check(probe: Awaitable[Any]) -> str:
         try:
             await asyncio.wait_for(probe, timeout=2.0)

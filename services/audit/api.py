@@ -9,9 +9,10 @@ from starlette.responses import Response
 
 from services.audit import service
 from services.audit.repository import Filters
+from services.audit.runtime import Runtime
 from stockmanager.http import json_response
 from stockmanager.pagination import parse_offset_limit
-from stockmanager.service_app import AdminUser, CurrentUser, RootUser, Runtime
+from stockmanager.service_app import AdminUser, CurrentUser, RootUser
 
 router = APIRouter()
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from services.audit.runtime import AuditRuntime
 from services.audit.service import record_event
 from services.audit.tables import processed_events
 from stockmanager.events.consumer import EventConsumer
-from stockmanager.service_app import ServiceRuntime
 
 GROUP = "audit"
 
 
-def consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
+def consumers(runtime: AuditRuntime) -> list[EventConsumer]:
     settings = runtime.settings
     return [
         EventConsumer(

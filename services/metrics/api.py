@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from services.metrics import service
+from services.metrics.runtime import MetricsRuntime, Runtime
 from services.metrics.window import parse_window
 from stockmanager.http import json_response
-from stockmanager.service_app import AdminUser, CurrentUser, Runtime, ServiceRuntime
+from stockmanager.service_app import AdminUser, CurrentUser
 from stockmanager.timefmt import today
 
 log = logging.getLogger("stockmanager.metrics")
@@ -34,7 +35,7 @@ MEMO_ATTEMPTS = 3
 Prepare = Callable[[AsyncConnection, bool], Awaitable[service.Prepared]]
 
 
-async def _report(runtime: ServiceRuntime, prepare: Prepare) -> dict[str, Any]:
+async def _report(runtime: MetricsRuntime, prepare: Prepare) -> dict[str, Any]:
     for attempt in range(MEMO_ATTEMPTS + 1):
         use_memo = attempt < MEMO_ATTEMPTS
         async with runtime.db.connect() as conn:

@@ -14,12 +14,12 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.metrics import repository
+from services.metrics.runtime import MetricsRuntime
 from services.metrics.tables import processed_events
 from stockmanager.contracts.events import SaleUpdated
 from stockmanager.events import EventType
 from stockmanager.events.consumer import EventConsumer
 from stockmanager.events.envelope import Event
-from stockmanager.service_app import ServiceRuntime
 
 log = logging.getLogger("metrics.events")
 
@@ -43,7 +43,7 @@ def sale_of(event: Event) -> int:
         raise
 
 
-def consumers(runtime: ServiceRuntime) -> list[EventConsumer]:
+def consumers(runtime: MetricsRuntime) -> list[EventConsumer]:
     settings = runtime.settings
 
     async def handle(conn: AsyncConnection, event: Event) -> None:

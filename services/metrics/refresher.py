@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from services.metrics.rollups import refresh
 from services.metrics.settings import MetricsSettings
 from stockmanager.db import Database
-from stockmanager.service_app import ServiceRuntime
 
 log = logging.getLogger("stockmanager.metrics.rollups")
 
@@ -34,19 +32,8 @@ async def _run_forever(db: Database, settings: MetricsSettings) -> None:
         await asyncio.sleep(settings.metrics_refresh_interval)
 
 
-async def start_refresher(runtime: ServiceRuntime) -> None:
-    settings: MetricsSettings = runtime.settings
+def start_refresher(db: Database, settings: MetricsSettings) -> asyncio.Task[None] | None:
+    """The refresher's task (cancelled at shutdown, runtime.py), or None when it is disabled."""
     if settings.metrics_refresh_interval <= 0:
-        return
-    runtime.extras["rollup_refresher"] = asyncio.create_task(
-        _run_forever(runtime.db, settings), name="metrics-rollup-refresher"
-    )
-
-
-async def stop_refresher(runtime: ServiceRuntime) -> None:
-    task: asyncio.Task[None] | None = runtime.extras.pop("rollup_refresher", None)
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+        return None
+    return asyncio.create_task(_run_forever(db, settings), name="metrics-rollup-refresher")

@@ -13,20 +13,20 @@ from starlette.responses import Response
 
 from services.notifications import schemas, service
 from services.notifications.fanout import NotificationHub
+from services.notifications.runtime import NotificationsRuntime, Runtime
 from services.notifications.sse import EventStreamResponse, sse_frame
 from stockmanager.http import json_object, json_response
 from stockmanager.identity import Identity
 from stockmanager.pagination import parse_offset_limit
-from stockmanager.service_app import AdminUser, CurrentUser, Runtime, ServiceRuntime
+from stockmanager.service_app import AdminUser, CurrentUser
 
 router = APIRouter(prefix="/api/notifications")
 
 JsonBody = Annotated[dict[str, Any], Depends(json_object)]
 
 
-def _hub(runtime: ServiceRuntime) -> NotificationHub:
-    hub: NotificationHub = runtime.extras["hub"]
-    return hub
+def _hub(runtime: NotificationsRuntime) -> NotificationHub:
+    return runtime.resources.hub
 
 
 def _user_id(caller: Identity) -> int:

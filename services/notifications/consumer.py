@@ -15,16 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.notifications import service
 from services.notifications.events import CONSUMED
 from services.notifications.fanout import NotificationHub
+from services.notifications.runtime import NotificationsRuntime
 from services.notifications.tables import processed_events
 from stockmanager.events import Event
 from stockmanager.events.consumer import EventConsumer
-from stockmanager.service_app import ServiceRuntime
 
 GROUP = "notifications"
 
 
 class NotificationsConsumer(EventConsumer):
-    def __init__(self, runtime: ServiceRuntime, hub: NotificationHub) -> None:
+    def __init__(self, runtime: NotificationsRuntime, hub: NotificationHub) -> None:
         settings = runtime.settings
         super().__init__(
             runtime.redis,

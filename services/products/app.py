@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from sqlalchemy import event
 
 from services.products.api import router
 from services.products.openfoodfacts import OpenFoodFacts
-from services.products.settings import products_settings
+from services.products.runtime import ProductsResources
+from services.products.settings import ProductsSettings, products_settings
 from services.products.tables import outbox
-from stockmanager.service_app import ServiceRuntime, create_service_app
+from stockmanager.db import Database
+from stockmanager.service_app import create_service_app
 
 
 def _force_custom_plans(dbapi_connection: Any, _record: Any) -> None:
@@ -28,15 +31,9 @@ def _force_custom_plans(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.commit()  # SET is transactional: keep it past the pool's rollback
 
 
-async def _open(runtime: ServiceRuntime) -> None:
-    event.listen(runtime.db.engine.sync_engine, "connect", _force_custom_plans)
-    runtime.extras["openfoodfacts"] = OpenFoodFacts(runtime.settings, runtime.redis)
-
-
-async def _close(runtime: ServiceRuntime) -> None:
-    lookup = runtime.extras.pop("openfoodfacts", None)
-    if lookup is not None:
-        await lookup.close()
+async def _open(settings: ProductsSettings, db: Database, redis: Redis) -> ProductsResources:
+    event.listen(db.engine.sync_engine, "connect", _force_custom_plans)
+    return ProductsResources(openfoodfacts=OpenFoodFacts(settings, redis))
 
 
 def create_app() -> FastAPI:
@@ -44,7 +41,6 @@ def create_app() -> FastAPI:
         "products",
         settings=products_settings(),
         routers=[router],
+        resources=_open,
         outbox=outbox,
-        on_startup=[_open],
-        on_shutdown=[_close],
     )

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from services.sales.api import router
-from services.sales.checkout import close_pool, open_pool
-from services.sales.idempotency import start_purger, stop_purger
-from services.sales.settings import sales_settings
+from services.sales.checkout import open_pool
+from services.sales.idempotency import KeyPurger
+from services.sales.runtime import SalesResources
+from services.sales.settings import SalesSettings, sales_settings
 from services.sales.tables import outbox
+from stockmanager.db import Database
 from stockmanager.service_app import create_service_app
+
+
+async def _open(settings: SalesSettings, db: Database, redis: Redis) -> SalesResources:
+    pool = await open_pool(settings)
+    purger = KeyPurger(db, settings)
+    purger.start()
+    return SalesResources(checkout_pool=pool, purger=purger)
 
 
 def create_app() -> FastAPI:
@@ -17,7 +27,6 @@ def create_app() -> FastAPI:
         "sales",
         settings=sales_settings(),
         routers=[router],
+        resources=_open,
         outbox=outbox,
-        on_startup=[open_pool, start_purger],
-        on_shutdown=[stop_purger, close_pool],
     )

@@ -24,15 +24,14 @@ from starlette.responses import Response
 
 from services.sales import idempotency
 from services.sales.repository_checkout import CheckoutConnection, write_events
+from services.sales.runtime import SalesRuntime
+from services.sales.settings import SalesSettings
 from stockmanager.errors import ApiError, InternalError, ServiceUnavailable
 from stockmanager.events import Event
 from stockmanager.http import dumps
-from stockmanager.service_app import ServiceRuntime
 
 log = logging.getLogger("sales.checkout")
 
-POOL = "checkout_pool"
-_POKE_PENDING = "relay_poke_pending"
 JSON_MEDIA_TYPE = "application/json"
 
 
@@ -55,8 +54,7 @@ def libpq_url(url: str) -> str:
     return f"{scheme.split('+', 1)[0]}{sep}{rest}"
 
 
-async def open_pool(runtime: ServiceRuntime) -> None:
-    settings = runtime.settings
+async def open_pool(settings: SalesSettings) -> AsyncConnectionPool[CheckoutConnection]:
     pool: AsyncConnectionPool[CheckoutConnection] = AsyncConnectionPool(
         libpq_url(settings.database_url),
         min_size=min(2, settings.checkout_pool_size),
@@ -69,13 +67,7 @@ async def open_pool(runtime: ServiceRuntime) -> None:
     )
     # Do not wait for the connections: readiness is the kernel's /readyz (PostgreSQL up).
     await pool.open(wait=False)
-    runtime.extras[POOL] = pool
-
-
-async def close_pool(runtime: ServiceRuntime) -> None:
-    pool = runtime.extras.pop(POOL, None)
-    if isinstance(pool, AsyncConnectionPool):
-        await pool.close()
+    return pool
 
 
 @asynccontextmanager
@@ -111,7 +103,7 @@ async def transaction(
 
 
 async def run_sale(
-    runtime: ServiceRuntime, claim: idempotency.Claim | None, action: Action
+    runtime: SalesRuntime, claim: idempotency.Claim | None, action: Action
 ) -> Response:
     """Run `action` in one transaction, at most once per Idempotency-Key, and answer.
 
@@ -119,9 +111,8 @@ async def run_sale(
     the response is stored in the same transaction. The action's events are written last,
     then the transaction commits.
     """
-    pool: AsyncConnectionPool[CheckoutConnection] = runtime.extras[POOL]
     try:
-        async with transaction(pool) as conn:
+        async with transaction(runtime.resources.checkout_pool) as conn:
             if claim is not None:
                 stored = await idempotency.claim_or_replay(
                     conn, claim, runtime.settings.idempotency_ttl_seconds
@@ -149,7 +140,7 @@ async def run_sale(
     return Response(body, status_code=outcome.status, media_type=JSON_MEDIA_TYPE)
 
 
-def _poke_relay_soon(runtime: ServiceRuntime) -> None:
+def _poke_relay_soon(runtime: SalesRuntime) -> None:
     """Wake the outbox relay once per `relay_coalesce_seconds`, not once per sale.
 
     Each relay wake-up is a transaction of its own (claim rows, XADD, mark published); poked
@@ -164,12 +155,13 @@ def _poke_relay_soon(runtime: ServiceRuntime) -> None:
     if delay <= 0:
         relay.poke()
         return
-    if runtime.extras.get(_POKE_PENDING):
+    resources = runtime.resources
+    if resources.relay_poke_pending:
         return
-    runtime.extras[_POKE_PENDING] = True
+    resources.relay_poke_pending = True
 
     def poke() -> None:
-        runtime.extras[_POKE_PENDING] = False
+        resources.relay_poke_pending = False
         relay.poke()
 
     asyncio.get_running_loop().call_later(delay, poke)

@@ -29,9 +29,10 @@ from starlette.requests import Request
 from services.sales import repository_keys as repository
 from services.sales.errors import IdempotencyKeyReused
 from services.sales.repository_checkout import CheckoutConnection
+from services.sales.settings import SalesSettings
+from stockmanager.db import Database
 from stockmanager.errors import InternalError, ValidationFailed
 from stockmanager.identity import Identity
-from stockmanager.service_app import ServiceRuntime
 
 log = logging.getLogger("sales.idempotency")
 
@@ -99,8 +100,9 @@ class KeyPurger:
 
     BATCH = 5000
 
-    def __init__(self, runtime: ServiceRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self, db: Database, settings: SalesSettings) -> None:
+        self.db = db
+        self.settings = settings
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -113,17 +115,17 @@ class KeyPurger:
                 await self._task
 
     async def purge_once(self) -> int:
-        ttl = self.runtime.settings.idempotency_ttl_seconds
+        ttl = self.settings.idempotency_ttl_seconds
         removed = 0
         while True:
-            async with self.runtime.db.transaction() as conn:
+            async with self.db.transaction() as conn:
                 count = await repository.purge_idempotency_keys(conn, ttl, self.BATCH)
             removed += count
             if count < self.BATCH:
                 return removed
 
     async def _run(self) -> None:
-        interval = self.runtime.settings.idempotency_purge_interval
+        interval = self.settings.idempotency_purge_interval
         while True:
             try:
                 await self.purge_once()
@@ -132,15 +134,3 @@ class KeyPurger:
             except Exception as exc:  # noqa: BLE001 - database away: try again next round
                 log.warning("idempotency key purge failed", extra={"error": repr(exc)})
             await asyncio.sleep(interval)
-
-
-async def start_purger(runtime: ServiceRuntime) -> None:
-    purger = KeyPurger(runtime)
-    runtime.extras["idempotency_purger"] = purger
-    purger.start()
-
-
-async def stop_purger(runtime: ServiceRuntime) -> None:
-    purger = runtime.extras.get("idempotency_purger")
-    if isinstance(purger, KeyPurger):
-        await purger.stop()

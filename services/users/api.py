@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from services.users import applications, login, registration, repository, schemas, service
+from services.users.runtime import Runtime
 from stockmanager.errors import ValidationFailed
 from stockmanager.http import json_object, json_response
 from stockmanager.pagination import parse_page
-from stockmanager.service_app import AdminUser, AnyCaller, CurrentUser, Runtime
+from stockmanager.service_app import AdminUser, AnyCaller, CurrentUser
 
 router = APIRouter()
 

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from services.users import password_reset, schemas, service, validation
-from services.users.mailer import MailDispatcher, reset_code_message
+from services.users.mailer import reset_code_message
+from services.users.runtime import Runtime
 from stockmanager.errors import ValidationFailed
 from stockmanager.http import json_object, json_response
-from stockmanager.service_app import AnyCaller, Runtime
+from stockmanager.service_app import AnyCaller
 
 router = APIRouter()
 
@@ -27,8 +28,7 @@ async def request_reset(runtime: Runtime, caller: AnyCaller, body: JsonBody) -> 
     # Committed: now (and only now) the code may leave, in the background, so the answer takes
     # the same time whether or not the address belongs to an account.
     if mail is not None:
-        dispatcher: MailDispatcher = runtime.extras["mail"]
-        dispatcher.dispatch(
+        runtime.resources.mail.dispatch(
             reset_code_message(
                 settings.smtp_from, mail.to, mail.code, settings.reset_code_ttl_seconds // 60
             )

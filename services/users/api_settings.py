@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from services.users import business_settings, profile, repository, schemas, service
+from services.users.runtime import Runtime
 from stockmanager.http import json_object, json_response
-from stockmanager.service_app import AdminUser, CurrentUser, RootUser, Runtime
+from stockmanager.service_app import AdminUser, CurrentUser, RootUser
 
 router = APIRouter()
 

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from services.users.api import router as accounts_router
 from services.users.api_reset import router as reset_router
 from services.users.api_settings import router as settings_router
 from services.users.mailer import MailDispatcher, mailer_for
-from services.users.settings import users_settings
+from services.users.runtime import UsersResources
+from services.users.settings import UsersSettings, users_settings
 from services.users.tables import outbox
-from stockmanager.service_app import ServiceRuntime, create_service_app
+from stockmanager.db import Database
+from stockmanager.service_app import create_service_app
 
 
-async def _start_mail(runtime: ServiceRuntime) -> None:
-    dispatcher = MailDispatcher(mailer_for(runtime.settings))
+async def _open(settings: UsersSettings, db: Database, redis: Redis) -> UsersResources:
+    dispatcher = MailDispatcher(mailer_for(settings))
     dispatcher.start()
-    runtime.extras["mail"] = dispatcher
-
-
-async def _drain_mail(runtime: ServiceRuntime) -> None:
-    dispatcher: MailDispatcher | None = runtime.extras.get("mail")
-    if dispatcher is not None:
-        await dispatcher.stop()
+    return UsersResources(mail=dispatcher)
 
 
 def create_app() -> FastAPI:
@@ -32,7 +29,6 @@ def create_app() -> FastAPI:
         # The reset router comes before the accounts router: its fixed paths under /api/users/
         # must not be taken for a user id.
         routers=[reset_router, accounts_router, settings_router],
+        resources=_open,
         outbox=outbox,
-        on_startup=[_start_mail],
-        on_shutdown=[_drain_mail],
     )

@@ -165,8 +165,8 @@ async def test_purge_deletes_only_expired_keys(db: Database) -> None:
             ),
             {"u": user},
         )
-    runtime: Any = SimpleNamespace(db=db, settings=SimpleNamespace(idempotency_ttl_seconds=86400))
-    assert await KeyPurger(runtime).purge_once() >= 1
+    settings: Any = SimpleNamespace(idempotency_ttl_seconds=86400)
+    assert await KeyPurger(db, settings).purge_once() >= 1
     async with db.connect() as conn:
         left = (
             await conn.scalars(
