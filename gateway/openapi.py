@@ -11,7 +11,9 @@ published and where:
 - every operation gets `x-access` and a sentence about it, the session-cookie security
   requirement unless public, a tag, and the error answers the gateway itself can give;
 - component schemas that several services name alike are kept once when identical, otherwise
-  prefixed with the service name (`users.Item`), with every `$ref` rewritten.
+  prefixed with the service name (`users.Item`), with every `$ref` rewritten;
+- FastAPI's automatic 422 (`HTTPValidationError`) is left out: every service answers request
+  validation failures with upstream's 400 (`stockmanager.contracts.validation.translate`).
 
 The merged document is cached per gateway process for `CACHE_TTL` seconds. When a service
 cannot be reached the answer is 503 with `Retry-After`, never a partial document.
@@ -80,6 +82,7 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "tra
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # What the gateway routes as `{name:int}`: 1 to 18 digits.
 INT_PARAM_SCHEMA: Json = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+FRAMEWORK_VALIDATION_ERROR = SCHEMA_PREFIX + "HTTPValidationError"
 _TEMPLATE_PARAM = re.compile(r"\{([^}]+)\}")
 
 ACCESS_SENTENCES: dict[Access, str] = {
@@ -604,6 +607,16 @@ def _decorate(op: Json, route: Route, components: Json) -> Json:
     return op
 
 
+def _drop_framework_validation(op: Json) -> None:
+    """Remove FastAPI's default 422 answer, which the services' error handler never gives."""
+    answer = op.get("responses", {}).get("422")
+    if not isinstance(answer, dict):
+        return
+    schemas = [media.get("schema") for media in answer.get("content", {}).values()]
+    if schemas and all(schema == {"$ref": FRAMEWORK_VALIDATION_ERROR} for schema in schemas):
+        del op["responses"]["422"]
+
+
 def _service_operation(route: Route, document: Json) -> tuple[Json | None, str | None]:
     """The service's operation for a route (matched on method and path shape)."""
     target = path_shape(route.upstream_path or route.pattern)
@@ -641,9 +654,9 @@ def build_document(
             )
             picked.append((route, _undescribed(route), None))
             continue
-        picked.append(
-            (route, {"x-service": route.target, **copy.deepcopy(service_op)}, service_path)
-        )
+        op = {"x-service": route.target, **copy.deepcopy(service_op)}
+        _drop_framework_validation(op)
+        picked.append((route, op, service_path))
     for service, document in service_documents.items():
         schemas = document.get("components", {}).get("schemas", {})
         ops = [op for route, op, _ in picked if route.target == service]

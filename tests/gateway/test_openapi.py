@@ -307,3 +307,30 @@ def test_every_gateway_route_has_a_handler_and_a_description() -> None:
     assert set(GATEWAY_OPERATIONS) <= set(LOCAL_HANDLERS)
     # The documented (and validated) command names are exactly the ones that run.
     assert set(get_args(DebugCommandName)) == set(COMMANDS)
+
+
+def test_merge_drops_fastapis_automatic_422_but_keeps_a_declared_one() -> None:
+    validation = {"$ref": "#/components/schemas/HTTPValidationError"}
+    declared = {"$ref": "#/components/schemas/Problem"}
+
+    def op(schema: Json) -> Json:
+        answer = {"description": "x", "content": {"application/json": {"schema": schema}}}
+        return {"responses": {"200": {"description": "ok"}, "422": answer}}
+
+    docs = {
+        "sales": _service_doc(
+            {"/api/sales": {"get": op(validation), "post": op(declared)}},
+            {
+                "HTTPValidationError": {"type": "object"},
+                "Problem": {"type": "object", "properties": {"error": {"type": "string"}}},
+            },
+        )
+    }
+    routes = (
+        _r("GET", "/api/sales", "sales", Access.USER),
+        _r("POST", "/api/sales", "sales", Access.USER),
+    )
+    merged = build_document(routes, docs, cookie_name="session")
+    assert "422" not in merged["paths"]["/api/sales"]["get"]["responses"]
+    assert "422" in merged["paths"]["/api/sales"]["post"]["responses"]
+    assert "HTTPValidationError" not in merged["components"]["schemas"]
