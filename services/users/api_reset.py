@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from services.users import password_reset, schemas, service, validation
 from services.users.mailer import reset_code_message
 from services.users.runtime import Runtime
+from services.users.schemas_requests import (
+    NEW_PASSWORD_TOO_SHORT,
+    CodeAttemptRequest,
+    ResetCodeRequest,
+    ResetPasswordRequest,
+)
+from stockmanager.contracts.validation import ContractRoute, error_responses
 from stockmanager.errors import ValidationFailed
-from stockmanager.http import json_object, json_response
+from stockmanager.http import json_response
 from stockmanager.service_app import AnyCaller
 
-router = APIRouter()
-
-JsonBody = Annotated[dict[str, Any], Depends(json_object)]
+router = APIRouter(route_class=ContractRoute)
 
 
-@router.post("/api/users/reset-password")
-async def request_reset(runtime: Runtime, caller: AnyCaller, body: JsonBody) -> Response:
-    email = password_reset.parse_request(body)
+@router.post(
+    "/api/users/reset-password",
+    response_model=schemas.Message,
+    responses=error_responses(400),
+    summary="Reset step 1: mail a code",
+    description="Public. Always the same answer, whether or not the address belongs to an "
+    "active account (only then is a 6-digit code mailed; at most a few per account per 15 "
+    "minutes). A new code replaces the previous one.",
+)
+async def request_reset(runtime: Runtime, caller: AnyCaller, body: ResetCodeRequest) -> Response:
     settings = runtime.settings
     async with runtime.transaction() as conn:
-        mail = await password_reset.request_code(conn, caller, email, settings)
+        mail = await password_reset.request_code(conn, caller, body.email, settings)
     # Committed: now (and only now) the code may leave, in the background, so the answer takes
     # the same time whether or not the address belongs to an account.
     if mail is not None:
@@ -36,34 +46,41 @@ async def request_reset(runtime: Runtime, caller: AnyCaller, body: JsonBody) -> 
     return json_response(schemas.message(password_reset.CODE_SENT))
 
 
-@router.post("/api/users/validate-code")
-async def validate_code(runtime: Runtime, caller: AnyCaller, body: JsonBody) -> Response:
-    attempt = password_reset.parse_attempt(body)
+@router.post(
+    "/api/users/validate-code",
+    response_model=schemas.Message,
+    responses=error_responses(400, 401),
+    summary="Reset step 2: check the code",
+    description="Public. Codes expire after 15 minutes; every wrong code counts, and after 5 "
+    "the code is burned (401 from then on).",
+)
+async def validate_code(runtime: Runtime, caller: AnyCaller, body: CodeAttemptRequest) -> Response:
     async with runtime.transaction() as conn:
-        valid = await password_reset.validate_code(conn, attempt, runtime.settings)
+        valid = await password_reset.validate_code(conn, body.attempt(), runtime.settings)
     if not valid:  # raised after commit: the wrong try is remembered
         raise password_reset.InvalidCode()
     return json_response(schemas.message(password_reset.CODE_VERIFIED))
 
 
-@router.post("/api/users/reset-password/change-password")
-async def change_password(runtime: Runtime, caller: AnyCaller, body: JsonBody) -> Response:
-    attempt = password_reset.parse_attempt(body)
-    new_password = body.get("new_password")
-    if not isinstance(new_password, str) or not new_password:
-        raise ValidationFailed("Faltan campos requeridos")
+@router.post(
+    "/api/users/reset-password/change-password",
+    response_model=schemas.Message,
+    responses=error_responses(400, 401),
+    summary="Reset step 3: set the new password",
+    description="Public. Needs the code verified in step 2. Ends every session of the account.",
+)
+async def change_password(
+    runtime: Runtime, caller: AnyCaller, body: ResetPasswordRequest
+) -> Response:
+    attempt = body.attempt()
     settings = runtime.settings
     async with runtime.transaction() as conn:
         verified = await password_reset.check_verified(conn, attempt, settings)
     if not verified:
         raise password_reset.CodeNotVerified()
-    if len(new_password) < validation.PASSWORD_MIN:
-        raise ValidationFailed("La contraseña debe tener al menos 6 caracteres")
-    if len(new_password) > validation.PASSWORD_MAX:
-        raise ValidationFailed(
-            f"La contraseña debe tener como máximo {validation.PASSWORD_MAX} caracteres"
-        )
-    password_hash = await service.hash_password(new_password)
+    if len(body.new_password) < validation.PASSWORD_MIN:
+        raise ValidationFailed(NEW_PASSWORD_TOO_SHORT)
+    password_hash = await service.hash_password(body.new_password)
     async with runtime.transaction() as conn:
         done = await password_reset.complete_reset(conn, caller, attempt, password_hash, settings)
     if not done:

@@ -9,14 +9,14 @@ full dictionary is nested by the first segment, like upstream's config.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.users import events, repository_settings
 from services.users.events import emit
+from stockmanager.contracts.fields import INTEGER_JSON_SCHEMA, lenient_int, storable_text
 from stockmanager.errors import ApiError, NotFound, ValidationFailed
 from stockmanager.identity import Identity
 
@@ -37,75 +37,122 @@ def _invalid(key: str, message: str) -> ApiError:
     return SettingInvalid(f"Configuración '{key}': {message}", success=False)
 
 
-Parser = Callable[[str, Any], Any]
+class Rule(Protocol):
+    """How one key's value is given and stored: `parse` normalises or refuses it (with the
+    key's own message), `shape` and `json_schema` document it."""
+
+    @property
+    def shape(self) -> str: ...
+
+    @property
+    def json_schema(self) -> dict[str, Any]: ...
+
+    def parse(self, key: str, value: Any) -> Any: ...
 
 
-def text(*, min_length: int = 0, max_length: int) -> Parser:
-    def parse(key: str, value: Any) -> str:
+@dataclass(frozen=True, slots=True)
+class Text:
+    max_length: int
+    min_length: int = 0
+
+    @property
+    def shape(self) -> str:
+        return f"text, trimmed, {self.min_length}–{self.max_length} characters"
+
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length}
+
+    def parse(self, key: str, value: Any) -> str:
         if not isinstance(value, str):
             raise _invalid(key, "debe ser texto")
+        if not storable_text(value):
+            raise _invalid(key, "contiene caracteres no permitidos")
         cleaned = value.strip()
-        if len(cleaned) < min_length:
+        if len(cleaned) < self.min_length:
             raise _invalid(key, "no puede estar vacío")
-        if len(cleaned) > max_length:
-            raise _invalid(key, f"máximo {max_length} caracteres (tiene {len(cleaned)})")
+        if len(cleaned) > self.max_length:
+            raise _invalid(key, f"máximo {self.max_length} caracteres (tiene {len(cleaned)})")
         return cleaned
 
-    return parse
+
+@dataclass(frozen=True, slots=True)
+class Integer:
+    minimum: int
+    maximum: int
+
+    @property
+    def shape(self) -> str:
+        return f'integer {self.minimum}–{self.maximum} (a numeric string such as "7" is taken)'
+
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        return {**INTEGER_JSON_SCHEMA, "minimum": self.minimum, "maximum": self.maximum}
+
+    def parse(self, key: str, value: Any) -> int:
+        number = lenient_int(value)  # the kernel's one integer rule
+        if number is None or not self.minimum <= number <= self.maximum:
+            raise _invalid(key, f"debe ser un número entero entre {self.minimum} y {self.maximum}")
+        return number
 
 
-def integer(*, minimum: int, maximum: int) -> Parser:
-    def parse(key: str, value: Any) -> int:
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,9}\s*", value):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _invalid(key, f"debe ser un número entero entre {minimum} y {maximum}")
-        if not minimum <= value <= maximum:
-            raise _invalid(key, f"debe ser un número entero entre {minimum} y {maximum}")
-        return value
+@dataclass(frozen=True, slots=True)
+class Boolean:
+    @property
+    def shape(self) -> str:
+        return 'true or false (also the strings "true"/"false")'
 
-    return parse
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        return {"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]}]}
 
-
-def boolean() -> Parser:
-    def parse(key: str, value: Any) -> bool:
+    def parse(self, key: str, value: Any) -> bool:
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             return value.strip().lower() == "true"
         if not isinstance(value, bool):
             raise _invalid(key, "debe ser true o false")
         return value
 
-    return parse
 
+@dataclass(frozen=True, slots=True)
+class Currency:
+    @property
+    def shape(self) -> str:
+        return "ISO 4217 code, 3 letters, stored upper-case"
 
-def currency() -> Parser:
-    def parse(key: str, value: Any) -> str:
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^\\s*[A-Za-z]{3}\\s*$"}
+
+    def parse(self, key: str, value: Any) -> str:
         if isinstance(value, str) and re.fullmatch(r"[A-Za-z]{3}", value.strip()):
             return value.strip().upper()
         raise _invalid(key, "debe ser un código de moneda ISO 4217 de 3 letras (p. ej. ARS)")
-
-    return parse
 
 
 @dataclass(frozen=True, slots=True)
 class SettingSpec:
     key: str
     default: Any
-    parse: Parser | None  # None: read-only (the value comes from the process configuration)
+    rule: Rule | None  # None: read-only (the value comes from the process configuration)
     description: str
+
+    @property
+    def shape(self) -> str:
+        return "read-only" if self.rule is None else self.rule.shape
 
 
 SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "business.name",
         "StockManager",
-        text(min_length=1, max_length=100),
+        Text(min_length=1, max_length=100),
         "Name of the business (receipts, UI title).",
     ),
-    SettingSpec("business.address", "", text(max_length=200), "Postal address."),
-    SettingSpec("business.phone", "", text(max_length=30), "Contact phone."),
-    SettingSpec("business.tax_id", "", text(max_length=30), "Tax id (CUIT/RUT/...)."),
-    SettingSpec("business.currency", "ARS", currency(), "ISO 4217 code, stored upper-case."),
+    SettingSpec("business.address", "", Text(max_length=200), "Postal address."),
+    SettingSpec("business.phone", "", Text(max_length=30), "Contact phone."),
+    SettingSpec("business.tax_id", "", Text(max_length=30), "Tax id (CUIT/RUT/...)."),
+    SettingSpec("business.currency", "ARS", Currency(), "Currency prices are in."),
     SettingSpec(
         "business.timezone",
         None,
@@ -116,31 +163,47 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "inventory.default_min_stock",
         5,
-        integer(minimum=0, maximum=1000),
+        Integer(minimum=0, maximum=1000),
         "Suggested min_quantity for new products (clients prefill it).",
     ),
     SettingSpec(
         "inventory.low_stock_alerts",
         True,
-        boolean(),
+        Boolean(),
         "Whether clients should show low-stock alerts.",
     ),
     SettingSpec(
         "sales.default_payment_method",
         "Efectivo",
-        text(min_length=1, max_length=30),
+        Text(min_length=1, max_length=30),
         "Payment method clients preselect for a new sale.",
     ),
-    SettingSpec("sales.receipt_footer", "", text(max_length=200), "Text printed under receipts."),
+    SettingSpec("sales.receipt_footer", "", Text(max_length=200), "Text printed under receipts."),
 )
 SPECS_BY_KEY = {spec.key: spec for spec in SPECS}
+
+
+def value_documentation() -> str:
+    """What `PUT /api/settings/actual/<key>` accepts as `value`, key by key (for the docs)."""
+    lines = [f"- `{spec.key}`: {spec.shape}. {spec.description}" for spec in SPECS]
+    return "The value's type depends on the key:\n\n" + "\n".join(lines)
+
+
+def value_json_schema() -> dict[str, Any]:
+    """The JSON types some key accepts; which shape applies depends on the key in the path
+    (each key's own schema is `SPECS_BY_KEY[key].rule.json_schema`)."""
+    return {
+        "anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}],
+        "description": value_documentation(),
+        "examples": ["Almacén Central", 10, False],
+    }
 
 
 def current_values(stored: dict[str, Any], timezone: str) -> dict[str, Any]:
     """Every whitelisted key with its effective value (flat, dotted keys)."""
     values: dict[str, Any] = {}
     for spec in SPECS:
-        if spec.parse is None:
+        if spec.rule is None:
             values[spec.key] = timezone
         else:
             values[spec.key] = stored.get(spec.key, spec.default)
@@ -171,21 +234,22 @@ async def get_setting(conn: AsyncConnection, key: str, timezone: str) -> dict[st
 
 
 async def put_setting(
-    conn: AsyncConnection, key: str, body: dict[str, Any], actor: Identity, timezone: str
+    conn: AsyncConnection, key: str, raw: Any, actor: Identity, timezone: str
 ) -> dict[str, Any]:
+    """Store one whitelisted key; `raw` is the body's `value` as sent (None when absent)."""
     spec = SPECS_BY_KEY.get(key)
     if spec is None:
         # Unknown keys are 404, the same answer GET gives; nothing outside the whitelist is
         # ever stored.
         raise not_found(key)
-    if body.get("value") is None:
+    if raw is None:
         raise ValidationFailed("El valor es requerido", success=False)
-    if spec.parse is None:
+    if spec.rule is None:
         raise SettingInvalid(
             f"Configuración '{key}' es de solo lectura (se define con STOCKMANAGER_TIMEZONE)",
             success=False,
         )
-    value = spec.parse(key, body["value"])
+    value = spec.rule.parse(key, raw)
     found, previous = await repository_settings.replace_value(
         conn, key, value, updated_by=actor.user_id
     )

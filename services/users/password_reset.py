@@ -18,14 +18,14 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import events, repository, repository_resets, validation
+from services.users import events, repository, repository_resets
 from services.users.events import emit
 from services.users.settings import UsersSettings
-from stockmanager.errors import ApiError, ValidationFailed
+from stockmanager.contracts.users_directory import is_active
+from stockmanager.errors import ApiError
 from stockmanager.identity import Identity
 
 CODE_SENT = "Codigo enviado al correo"
@@ -53,36 +53,10 @@ def code_hash(secret: str, user_id: int, code: str) -> str:
     return hmac.new(secret.encode(), f"{user_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def parse_request(body: dict[str, Any]) -> str:
-    email = _text(body.get("email"))
-    if email is None:
-        raise ValidationFailed("Faltan campos requeridos")
-    if validation.email_problem(email) is not None:
-        raise ValidationFailed("Formato de correo inválido")
-    return email
-
-
 @dataclass(frozen=True, slots=True)
 class CodeAttempt:
     email: str
     code: str
-
-
-def parse_attempt(body: dict[str, Any]) -> CodeAttempt:
-    email, code = _text(body.get("email")), _text(body.get("code"))
-    if email is None or code is None:
-        raise ValidationFailed("Faltan campos requeridos")
-    return CodeAttempt(email=email, code=code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +73,7 @@ async def request_code(
     """Issue a code for an active account; None (nothing to send) otherwise or when throttled."""
     user = await repository.find_by_email(conn, email)
     mail: ResetMail | None = None
-    if user is not None and user.status == 1 and user.application == "accepted":
+    if user is not None and is_active(user.status, user.application):
         code = new_code()
         issued = await repository_resets.issue_code(
             conn,

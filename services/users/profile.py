@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import events, passwords, repository, validation
+from services.users import events, passwords, repository
 from services.users.events import emit
 from services.users.service import DuplicateEmail, UserNotFound
 from services.users.settings import UsersSettings
-from stockmanager.errors import ApiError, Conflict, RateLimited, ValidationFailed
+from stockmanager.errors import ApiError, Conflict, RateLimited
 from stockmanager.identity import Identity
 
 log = logging.getLogger("users.profile")
@@ -38,16 +36,6 @@ class WrongCurrentPassword(ApiError):
 
 
 # --- profile ----------------------------------------------------------------------------------
-
-
-def parse_profile(body: dict[str, Any]) -> str:
-    email = body.get("email")
-    if not isinstance(email, str) or not email.strip():
-        raise ValidationFailed("Email es requerido")
-    email = email.strip()
-    if validation.email_problem(email) is not None:
-        raise ValidationFailed("Email inválido")
-    return email
 
 
 async def update_profile(conn: AsyncConnection, actor: Identity, email: str) -> None:
@@ -81,28 +69,6 @@ async def update_profile(conn: AsyncConnection, actor: Identity, email: str) -> 
 
 
 # --- password ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PasswordChange:
-    current: str
-    new: str
-
-
-def parse_password_change(body: dict[str, Any]) -> PasswordChange:
-    fields = [body.get(key) for key in ("current_password", "new_password", "confirm_password")]
-    if any(not isinstance(value, str) or not value for value in fields):
-        raise ValidationFailed("Todos los campos son requeridos")
-    current, new, confirm = (str(value) for value in fields)
-    if new != confirm:
-        raise ValidationFailed("Las contraseñas nuevas no coinciden")
-    if len(new) < validation.PASSWORD_MIN:
-        raise ValidationFailed("La contraseña debe tener al menos 6 caracteres")
-    if len(new) > validation.PASSWORD_MAX:
-        raise ValidationFailed(
-            f"La contraseña debe tener como máximo {validation.PASSWORD_MAX} caracteres"
-        )
-    return PasswordChange(current=current, new=new)
 
 
 def _failures_key(user_id: int) -> str:

@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import events, repository, validation
+from services.users import events, repository
 from services.users.events import emit
 from services.users.repository import DuplicateAccount
-from services.users.service import MISSING_FIELDS, NewUser
-from stockmanager.errors import Conflict, ValidationFailed
+from services.users.service import NewUser
+from stockmanager.errors import Conflict
 from stockmanager.identity import Identity
 
 ACCOUNT_TAKEN = "Usuario o correo ya existe"
-
-
-def parse_registration(body: dict[str, Any]) -> NewUser:
-    """Checks in upstream's order (reference §2.3, POST /api/register)."""
-    fields = [body.get(key) for key in ("username", "email", "password")]
-    if any(not isinstance(value, str) or not value.strip() for value in fields):
-        raise ValidationFailed(MISSING_FIELDS)
-    username, email, password = (str(value) for value in fields)
-    if len(password) < validation.PASSWORD_MIN:
-        raise ValidationFailed(validation.PASSWORD_TOO_SHORT)
-    if validation.email_problem(email.strip()) == validation.INVALID_EMAIL_FORMAT:
-        raise ValidationFailed(f"Email inválido: {validation.INVALID_EMAIL_FORMAT}")
-    return NewUser(
-        username=validation.clean_username(username),
-        email=validation.clean_email(email),
-        password=validation.clean_password(password),
-        role="vendedor",
-    )
 
 
 async def register(

@@ -1,9 +1,9 @@
 """Rules for accounts managed by admins, the user lists and seller suggestions.
 
 Never commits: the request boundary does. Validation that needs no database happens in the
-`parse_*` functions, before a transaction is opened and before any password is hashed; the
-rules that depend on stored state (existence, root and self protection, uniqueness) run inside
-the caller's transaction with the target row locked.
+request models (`schemas_requests.py`), before a transaction is opened and before any password
+is hashed; the rules that depend on stored state (existence, root and self protection,
+uniqueness) run inside the caller's transaction with the target row locked.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import events, passwords, repository, validation
+from services.users import events, passwords, repository
 from services.users.events import emit
 from services.users.repository import (
     EMAIL_INDEX,
@@ -34,7 +34,6 @@ from stockmanager.identity import ROLE_ROOT, Identity
 from stockmanager.pagination import Page
 from stockmanager.timefmt import local_str
 
-MISSING_FIELDS = "Faltan campos requeridos"
 EMAIL_TAKEN = "El correo ya está registrado"
 EMAIL_TAKEN_ON_UPDATE = "Este correo ya está registrado"
 USERNAME_TAKEN = "Este usuario ya existe"
@@ -105,21 +104,12 @@ def _conflict_from_index(duplicate: DuplicateAccount, *, email_message: str) -> 
 
 @dataclass(frozen=True, slots=True)
 class NewUser:
+    """A validated account to create (from `schemas_requests`)."""
+
     username: str
     email: str
     password: str
     role: str
-
-
-def parse_new_user(body: dict[str, Any]) -> NewUser:
-    if any(body.get(key) is None for key in ("username", "email", "password", "role")):
-        raise ValidationFailed(MISSING_FIELDS)
-    return NewUser(
-        username=validation.clean_username(body["username"]),
-        email=validation.clean_email(body["email"]),
-        password=validation.clean_password(body["password"]),
-        role=validation.clean_role(body["role"]),
-    )
 
 
 async def create_user(
@@ -161,7 +151,7 @@ async def create_user(
 
 @dataclass(frozen=True, slots=True)
 class UserChanges:
-    """Validated fields of a PUT body (None = not sent).
+    """Validated fields of a PUT body (None = not sent; from `schemas_requests`).
 
     A username or e-mail that fails validation is kept with its error and refused only if it
     differs from the stored value: edit forms send every field back, and an account imported
@@ -175,39 +165,6 @@ class UserChanges:
     status: int | None = None
     password: str | None = None
     errors: tuple[tuple[str, ValidationFailed], ...] = ()
-
-
-def _lenient(
-    field: str, value: Any, clean: Any, errors: list[tuple[str, ValidationFailed]]
-) -> str | None:
-    if value is None:
-        return None
-    try:
-        cleaned: str = clean(value)
-    except ValidationFailed as error:
-        if not isinstance(value, str):
-            raise
-        errors.append((field, error))
-        return value.strip()
-    return cleaned
-
-
-def parse_user_changes(body: dict[str, Any]) -> UserChanges:
-    errors: list[tuple[str, ValidationFailed]] = []
-    username = _lenient("username", body.get("username"), validation.clean_username, errors)
-    email = _lenient("email", body.get("email"), validation.clean_email, errors)
-    password = body.get("password")
-    return UserChanges(
-        username=username,
-        email=email,
-        role=None if body.get("role") is None else validation.clean_role(body["role"]),
-        status=None if body.get("status") is None else validation.clean_status(body["status"]),
-        # Upstream: any non-empty password is re-hashed; an empty one means "keep it".
-        password=None
-        if password is None or password == ""
-        else validation.clean_password(password),
-        errors=tuple(errors),
-    )
 
 
 async def update_user(
