@@ -1,19 +1,12 @@
-"""Errors specific to sales (rendered by the kernel's handler like every ApiError)."""
+"""Errors specific to sales (rendered by the kernel's handler like every ApiError).
+
+Refusals of stock changes (insufficient stock, unknown or disabled products) are the stock
+function's contract: stockmanager.contracts.stock.
+"""
 
 from __future__ import annotations
 
-from stockmanager.errors import Unprocessable, ValidationFailed
-
-
-class InsufficientStock(ValidationFailed):
-    """Upstream's stock error: 400 `{"error","product","requested","available"}`."""
-
-    code = "insufficient_stock"
-    default_message = "Stock insuficiente"
-
-
-class ProductsUnavailable(ValidationFailed):
-    code = "product_unavailable"
+from stockmanager.errors import Unprocessable
 
 
 class IdempotencyKeyReused(Unprocessable):

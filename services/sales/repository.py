@@ -1,28 +1,28 @@
-"""SQL of sale edits and sellers, and the products contract's types and errors.
+"""SQL of sale edits, and the catalogue rows sales reads from the products schema.
 
 Recording a sale (the hot path) is in repository_checkout.py, history reads in
-repository_history.py, idempotency records in repository_keys.py.
+repository_history.py, idempotency records in repository_keys.py. The stock function, the
+outbox writer and the users directory are kernel contracts (stockmanager.contracts.stock,
+stockmanager.events.outbox, stockmanager.contracts.users_directory).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.sales.model import Sale, SaleLine
-from services.sales.tables import users_directory
+from services.sales.tables import outbox
 from stockmanager.events import Event
+from stockmanager.events import outbox as outbox_sql
 from stockmanager.http import dumps
 
-# ------------------------------------------------------------------------ products contract
+# ------------------------------------------------------------------------ products catalogue
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,67 +41,10 @@ class Reservation:
     catalog: dict[int, CatalogEntry]
 
 
-@dataclass(frozen=True, slots=True)
-class StockChange:
-    """One row returned by `products.apply_stock_movements` (read under the row lock)."""
-
-    item_id: int
-    name: str
-    price: Decimal
-    quantity_after: int
-    min_quantity: int
-    status: int
-    crossed_low: bool
-
-
-class StockFunctionError(Exception):
-    pass
-
-
-class ItemNotFound(StockFunctionError):
-    def __init__(self, item_id: int) -> None:
-        super().__init__(item_id)
-        self.item_id = item_id
-
-
-class StockShortage(StockFunctionError):
-    def __init__(self, item_id: int, name: str, requested: int, available: int) -> None:
-        super().__init__(item_id)
-        self.item_id = item_id
-        self.name = name
-        self.requested = requested
-        self.available = available
-
-
-def changes_from(rows: Sequence[Any]) -> dict[int, StockChange]:
-    """Rows of `products.apply_stock_movements` (item_id, name, price, quantity_after,
-    min_quantity, status, crossed_low) by item id."""
-    return {
-        row[0]: StockChange(
-            item_id=row[0],
-            name=row[1],
-            price=row[2],
-            quantity_after=row[3],
-            min_quantity=row[4],
-            status=row[5],
-            crossed_low=bool(row[6]),
-        )
-        for row in rows
-    }
-
-
 # ----------------------------------------------------------------------------- sale edits
 
 _CATALOG_BY_IDS = text(
     "SELECT id, name, status FROM products.catalog WHERE id = ANY (CAST(:ids AS bigint[]))"
-)
-
-_APPLY_STOCK = text(
-    """
-    SELECT item_id, name, price, quantity_after, min_quantity, status, crossed_low
-      FROM products.apply_stock_movements(
-               CAST(:movements AS jsonb), :reason, :reference, :actor_id, :actor_username)
-    """
 )
 
 
@@ -112,67 +55,6 @@ async def catalog_entries(
         return {}
     rows = (await conn.execute(_CATALOG_BY_IDS, {"ids": list(item_ids)})).all()
     return {row.id: CatalogEntry(row.id, row.name, row.status) for row in rows}
-
-
-async def apply_stock_movements(
-    conn: AsyncConnection,
-    deltas: dict[int, int],
-    *,
-    reason: str,
-    reference: str,
-    actor_id: int | None,
-    actor_username: str | None,
-) -> dict[int, StockChange]:
-    """Guarded stock change of several items in the caller's transaction (products contract).
-
-    Raises ItemNotFound / StockShortage (the transaction is then aborted: let it roll back).
-    """
-    movements = [{"item_id": item_id, "delta": delta} for item_id, delta in deltas.items()]
-    try:
-        rows = (
-            await conn.execute(
-                _APPLY_STOCK,
-                {
-                    "movements": json.dumps(movements),
-                    "reason": reason,
-                    "reference": reference,
-                    "actor_id": actor_id,
-                    "actor_username": actor_username,
-                },
-            )
-        ).all()
-    except DBAPIError as exc:
-        error = stock_error(exc.orig) if exc.orig is not None else None
-        if error is None:
-            raise
-        raise error from exc
-    return changes_from(rows)
-
-
-def stock_error(exc: BaseException) -> StockFunctionError | None:
-    """The products function's refusals (SQLSTATE SM404 / SM409), from a psycopg error."""
-    state = getattr(exc, "sqlstate", None)
-    diag = getattr(exc, "diag", None)
-    detail = getattr(diag, "message_detail", None) or ""
-    if state == "SM404":
-        return ItemNotFound(int(detail))
-    if state == "SM409":
-        info = json.loads(detail)
-        return StockShortage(
-            int(info["item_id"]), str(info["name"]), int(info["requested"]), int(info["available"])
-        )
-    return None
-
-
-_ENVELOPE_FIELDS = tuple(field.name for field in fields(Event))
-
-
-def events_json(events: Iterable[Event]) -> str:
-    # The envelope's values are already plain JSON data: a shallow dict is enough (asdict's
-    # recursive deep copy showed up in the checkout profile).
-    return dumps(
-        [{name: getattr(event, name) for name in _ENVELOPE_FIELDS} for event in events]
-    ).decode()
 
 
 def _lines_json(lines: Iterable[SaleLine]) -> str:
@@ -188,13 +70,6 @@ def _lines_json(lines: Iterable[SaleLine]) -> str:
         ]
     ).decode()
 
-
-_OUTBOX_INSERT = """
-    INSERT INTO sales.outbox (id, type, payload)
-    SELECT CAST(e ->> 'id' AS uuid), e ->> 'type', e
-      FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS ev(e, n)
-     ORDER BY ev.n
-"""
 
 _LINES_INSERT = """
     INSERT INTO sales.sale_lines (sale_id, item_id, item_name, quantity, unit_price)
@@ -263,7 +138,7 @@ _REPLACE_LINES = text(
                payment_method = :payment_method, updated_at = now()
          WHERE id = :sale_id
     )
-    {_OUTBOX_INSERT}
+    {outbox_sql.insert_sql(outbox, "sqlalchemy")}
     """
 )
 
@@ -299,32 +174,6 @@ async def rewrite_sale(
             "vendor_id": after.vendor_id,
             "vendor_username": after.vendor_username,
             "payment_method": after.payment_method,
-            "events": events_json(events),
+            outbox_sql.ROWS_PARAM: outbox_sql.rows_json(events),
         },
     )
-
-
-# ------------------------------------------------------------------------------- sellers
-
-
-@dataclass(frozen=True, slots=True)
-class Seller:
-    id: int
-    username: str
-    active: bool
-
-
-async def find_seller(conn: AsyncConnection, user_id: int) -> Seller | None:
-    row = (
-        await conn.execute(
-            select(
-                users_directory.c.id,
-                users_directory.c.username,
-                users_directory.c.status,
-                users_directory.c.application,
-            ).where(users_directory.c.id == user_id)
-        )
-    ).first()
-    if row is None:
-        return None
-    return Seller(row.id, row.username, row.status == 1 and row.application == "accepted")

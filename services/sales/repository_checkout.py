@@ -19,15 +19,12 @@ from typing import Any
 import psycopg
 
 from services.sales.model import RequestedLine
-from services.sales.repository import (
-    CatalogEntry,
-    Reservation,
-    StockChange,
-    changes_from,
-    events_json,
-    stock_error,
-)
+from services.sales.repository import CatalogEntry, Reservation
+from services.sales.tables import outbox
+from stockmanager.contracts import stock
+from stockmanager.contracts.stock import StockChange, StockMovements
 from stockmanager.events import Event
+from stockmanager.events import outbox as outbox_sql
 from stockmanager.http import dumps
 
 CheckoutConnection = psycopg.AsyncConnection[Any]
@@ -54,13 +51,11 @@ _RESERVE_BY_BARCODE = """
       LEFT JOIN products.catalog c ON c.barcode = %(barcode)s
 """
 
-# The sale id is the one the reservation above took from the sequence in this session.
+# The stock function's call (stockmanager.contracts.stock) heads the statement; the sale id is
+# the one the reservation above took from the sequence in this session.
 _SELL = f"""
     WITH moved AS (
-        SELECT item_id, name, price, quantity_after, min_quantity, status, crossed_low
-          FROM products.apply_stock_movements(
-                   CAST(%(movements)s AS jsonb), 'sale', 'sale:' || {_SALE_ID},
-                   %(actor_id)s, %(actor_username)s)
+        SELECT {stock.COLUMNS} FROM {stock.call_sql("psycopg")}
     ), header AS (
         INSERT INTO sales.sales
             (id, created_at, updated_at, vendor_id, vendor_username, payment_method)
@@ -73,15 +68,7 @@ _SELL = f"""
           JOIN moved m ON m.item_id = CAST(r.e ->> 'item_id' AS bigint)
          ORDER BY r.n
     )
-    SELECT item_id, name, price, quantity_after, min_quantity, status, crossed_low FROM moved
-"""
-
-# The same envelope rows as stockmanager.events.write_events, from one JSON parameter.
-_WRITE_OUTBOX = """
-    INSERT INTO sales.outbox (id, type, payload)
-    SELECT CAST(e ->> 'id' AS uuid), e ->> 'type', e
-      FROM jsonb_array_elements(CAST(%(events)s AS jsonb)) WITH ORDINALITY AS ev(e, n)
-     ORDER BY ev.n
+    SELECT {stock.COLUMNS} FROM moved
 """
 
 
@@ -112,31 +99,35 @@ async def reserve_by_barcode(conn: CheckoutConnection, barcode: str) -> Reservat
 
 
 async def sell(
-    conn: CheckoutConnection, lines: Sequence[RequestedLine], header: SaleHeader
+    conn: CheckoutConnection, sale_id: int, lines: Sequence[RequestedLine], header: SaleHeader
 ) -> dict[int, StockChange]:
-    """Stock, header and lines of the reserved sale; raises StockFunctionError on refusal."""
+    """Stock, header and lines of the reserved sale; raises a StockRefused on refusal."""
+    movements = StockMovements(
+        {line.item_id: -line.quantity for line in lines},
+        reason="sale",
+        reference=f"sale:{sale_id}",
+        actor_id=header.actor_id,
+        actor_username=header.actor_username,
+    )
     params = {
-        "movements": dumps(
-            [{"item_id": line.item_id, "delta": -line.quantity} for line in lines]
-        ).decode(),
+        **stock.call_params(movements),
         "lines": dumps(
             [{"item_id": line.item_id, "quantity": line.quantity} for line in lines]
         ).decode(),
         "vendor_id": header.vendor_id,
         "vendor_username": header.vendor_username,
         "payment_method": header.payment_method,
-        "actor_id": header.actor_id,
-        "actor_username": header.actor_username,
     }
     try:
         cursor = await conn.execute(_SELL, params)
     except psycopg.Error as exc:
-        error = stock_error(exc)
-        if error is None:
+        refused = stock.refusal(exc)
+        if refused is None:
             raise
-        raise error from exc
-    return changes_from(await cursor.fetchall())
+        raise refused from exc
+    return stock.changes_from(await cursor.fetchall())
 
 
 async def write_events(conn: CheckoutConnection, events: Sequence[Event]) -> None:
-    await conn.execute(_WRITE_OUTBOX, {"events": events_json(events)})
+    """The sale's events into `sales.outbox` (the kernel's writer, on this connection)."""
+    await outbox_sql.write_events(conn, outbox, events)

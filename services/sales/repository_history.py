@@ -9,7 +9,8 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.sales.model import Sale, SaleFilters, SaleLine
-from services.sales.tables import sale_lines, sales, users_directory
+from services.sales.tables import sale_lines, sales
+from stockmanager.contracts.users_directory import directory as users_directory
 from stockmanager.sqltext import LIKE_ESCAPE, like_contains
 
 

@@ -8,14 +8,13 @@ sale header and lines, and the outbox events. Any failure rolls all of it back.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.sales import events, repository, repository_history
 from services.sales import repository_checkout as checkout_sql
-from services.sales.errors import InsufficientStock, ProductsUnavailable
 from services.sales.model import (
     BarcodeOrder,
     RequestedLine,
@@ -25,13 +24,12 @@ from services.sales.model import (
     SaleLine,
     SaleOrder,
 )
-from services.sales.repository import CatalogEntry, ItemNotFound, StockChange, StockShortage
 from services.sales.repository_checkout import CheckoutConnection, SaleHeader
-from stockmanager.errors import ApiError, InternalError, NotFound, ValidationFailed
+from stockmanager.contracts import stock, users_directory
+from stockmanager.contracts.stock import InsufficientStock, StockChange, StockMovements
+from stockmanager.errors import InternalError, NotFound, ValidationFailed
 from stockmanager.events import Event
 from stockmanager.identity import ROLE_SELLER, Identity
-
-ACTIVE = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,72 +38,30 @@ class RecordedSale:
     events: list[Event]
 
 
-def not_found_message(item_id: int) -> str:
-    return f"Producto con ID {item_id} no encontrado"
-
-
-def _unavailable(names: Iterable[str]) -> ProductsUnavailable:
-    return ProductsUnavailable("Los siguientes productos no están disponibles: " + ", ".join(names))
-
-
-def _check_catalog(item_ids: Sequence[int], catalog: dict[int, CatalogEntry]) -> None:
-    """Unknown ids first (the first in request order), then every disabled product at once."""
-    for item_id in item_ids:
-        if item_id not in catalog:
-            raise ValidationFailed(not_found_message(item_id))
-    disabled = [catalog[item_id].name for item_id in item_ids if catalog[item_id].status != ACTIVE]
-    if disabled:
-        raise _unavailable(disabled)
-
-
-def _check_still_active(item_ids: Sequence[int], changes: dict[int, StockChange]) -> None:
-    """The same check on the rows read under lock: a product disabled meanwhile is refused."""
-    disabled = [changes[i].name for i in item_ids if i in changes and changes[i].status != ACTIVE]
-    if disabled:
-        raise _unavailable(disabled)
-
-
 async def _apply_stock(
     conn: AsyncConnection,
     caller: Identity,
     deltas: dict[int, int],
     *,
-    reason: str,
     sale_id: int,
     shown_requested: dict[int, int],
-    already_held: dict[int, int] | None = None,
+    already_held: dict[int, int],
 ) -> dict[int, StockChange]:
-    """Apply stock deltas; a shortage answers with the line's quantity and what it could get.
-
-    For an edit, the units the sale already holds count as available to it.
-    """
+    """Apply an edit's stock deltas; a shortage answers with the line's quantity and what it
+    could get, the units the sale already holds counting as available to it."""
     try:
-        return await repository.apply_stock_movements(
+        return await stock.apply_stock_movements(
             conn,
-            deltas,
-            reason=reason,
-            reference=f"sale:{sale_id}",
-            actor_id=caller.user_id,
-            actor_username=caller.username,
+            StockMovements(
+                deltas,
+                reason="sale_edit",
+                reference=f"sale:{sale_id}",
+                actor_id=caller.user_id,
+                actor_username=caller.username,
+            ),
         )
-    except repository.StockFunctionError as exc:
-        raise _refusal(exc, shown_requested, already_held) from None
-
-
-def _refusal(
-    exc: repository.StockFunctionError,
-    requested: dict[int, int],
-    held: dict[int, int] | None = None,
-) -> ApiError:
-    """The products function's refusal as the API answers it (upstream's stock error body)."""
-    if isinstance(exc, ItemNotFound):
-        return ValidationFailed(not_found_message(exc.item_id))
-    assert isinstance(exc, StockShortage)
-    return InsufficientStock(
-        product=exc.name,
-        requested=requested.get(exc.item_id, exc.requested),
-        available=exc.available + (held or {}).get(exc.item_id, 0),
-    )
+    except InsufficientStock as exc:
+        raise exc.as_seen_by(shown_requested, already_held) from None
 
 
 # ------------------------------------------------------------------------------ new sales
@@ -127,7 +83,7 @@ async def record_bulk_sale(
 ) -> RecordedSale:
     item_ids = [line.item_id for line in order.lines]
     reservation = await checkout_sql.reserve(conn, item_ids)
-    _check_catalog(item_ids, reservation.catalog)
+    stock.require_known_active(item_ids, reservation.catalog)
     return await _sell(conn, caller, reservation, order.lines, order.payment_method)
 
 
@@ -138,8 +94,7 @@ async def record_barcode_sale(
     if not reservation.catalog:
         raise NotFound("Producto no encontrado")
     (entry,) = reservation.catalog.values()
-    if entry.status != ACTIVE:
-        raise _unavailable([entry.name])
+    stock.require_active([entry.id], reservation.catalog)
     lines = (RequestedLine(entry.id, order.quantity),)
     return await _sell(conn, caller, reservation, lines, order.payment_method)
 
@@ -152,10 +107,7 @@ async def _sell(
     payment_method: str,
 ) -> RecordedSale:
     header = _header(caller, payment_method)
-    try:
-        changes = await checkout_sql.sell(conn, lines, header)
-    except repository.StockFunctionError as exc:
-        raise _refusal(exc, {line.item_id: line.quantity for line in lines}) from None
+    changes = await checkout_sql.sell(conn, reservation.sale_id, lines, header)
     return _recorded(reservation, lines, header, changes, caller)
 
 
@@ -175,7 +127,7 @@ def _recorded(
         # The stock function answers for every item it was given; anything else would record
         # a sale without some of its lines, so refuse it (the transaction rolls back).
         raise InternalError("Error en la base de datos")
-    _check_still_active([line.item_id for line in lines], changes)
+    stock.require_active([line.item_id for line in lines], changes)
     sale = Sale(
         id=reservation.sale_id,
         sold_at=reservation.sold_at,
@@ -213,8 +165,8 @@ async def edit_sale(conn: AsyncConnection, caller: Identity, sale_id: int, edit:
 
     vendor_id, vendor_username = before.vendor_id, before.vendor_username
     if edit.vendor_id is not None and edit.vendor_id != before.vendor_id:
-        seller = await repository.find_seller(conn, edit.vendor_id)
-        if seller is None or not seller.active:
+        seller = await users_directory.find_user(conn, edit.vendor_id)
+        if seller is None or not seller.is_active:
             raise ValidationFailed("El vendedor no existe o no está activo")
         vendor_id, vendor_username = seller.id, seller.username
 
@@ -227,7 +179,7 @@ async def edit_sale(conn: AsyncConnection, caller: Identity, sale_id: int, edit:
         if delta:
             deltas[item_id] = delta
     grown = [line.item_id for line in edit.lines if deltas.get(line.item_id, 0) < 0]
-    _check_catalog(grown, await repository.catalog_entries(conn, grown))
+    stock.require_known_active(grown, await repository.catalog_entries(conn, grown))
 
     changes: dict[int, StockChange] = {}
     if deltas:
@@ -235,12 +187,11 @@ async def edit_sale(conn: AsyncConnection, caller: Identity, sale_id: int, edit:
             conn,
             caller,
             deltas,
-            reason="sale_edit",
             sale_id=sale_id,
             shown_requested=new,
             already_held={item_id: line.quantity for item_id, line in old.items()},
         )
-    _check_still_active(grown, changes)
+    stock.require_active(grown, changes)
 
     kept = [
         dataclasses.replace(line, quantity=new[line.item_id])

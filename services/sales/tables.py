@@ -1,8 +1,8 @@
 """The `sales` schema (mirrors migrations/versions; the DDL there is authoritative).
 
-Also declares, as lightweight read-only tables, the two views of other schemas this service
-reads: `products.catalog` (validation) and `users.directory` (sellers). Stock changes go through
-the products schema's `apply_stock_movements` function, called in repository.py.
+Other schemas this service uses: the `products.catalog` view (read in repository*.py), and two
+kernel contracts, the products stock function (stockmanager.contracts.stock) and the
+`users.directory` view (stockmanager.contracts.users_directory).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.sql import column, table
 
 from stockmanager.events.outbox import outbox_table, processed_events_table
 
@@ -66,15 +65,3 @@ idempotency_keys = Table(
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
-
-# Published by other schemas (read-only).
-users_directory = table(
-    "directory",
-    column("id", BigInteger),
-    column("username", Text),
-    column("email", Text),
-    column("role", Text),
-    column("status", SmallInteger),
-    column("application", Text),
-    schema="users",
-)
