@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.products import events, repository
 from services.products.csvio import ParsedImport
-from services.products.service import apply_stock, crossed_low, stock_low_event
+from services.products.service import apply_stock, stock_low_event
 from services.products.tables import outbox
 from services.products.validation import DEFAULT_MIN_QUANTITY
+from stockmanager.contracts.stock import product_crossed_low
 from stockmanager.errors import ValidationFailed
 from stockmanager.events import Event, write_events
 from stockmanager.identity import Identity
@@ -113,7 +114,7 @@ async def import_rows(
         )
     for before, after_values in sorted(touched, key=lambda pair: pair[0].id):
         after = _Row(before, after_values)
-        if crossed_low(before, after):
+        if product_crossed_low(before, after):
             pending.append(stock_low_event(caller, after))
     await write_events(conn, outbox, pending)
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,10 +23,8 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     update,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.products.tables import items, stock_movements
@@ -360,62 +357,6 @@ async def set_prices(conn: AsyncConnection, prices: dict[int, Decimal]) -> None:
 
 async def set_status(conn: AsyncConnection, product_id: int, status: int) -> None:
     await update_product(conn, product_id, {"status": status})
-
-
-# -- the stock function -----------------------------------------------------------------------
-
-
-class StockItemNotFound(Exception):
-    def __init__(self, item_id: int) -> None:
-        super().__init__(item_id)
-        self.item_id = item_id
-
-
-class StockInsufficient(Exception):
-    def __init__(self, detail: dict[str, Any]) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-_APPLY = text(
-    "SELECT * FROM products.apply_stock_movements("
-    "CAST(:movements AS jsonb), :reason, :reference, :actor_id, :actor_username)"
-)
-
-
-async def apply_stock_movements(
-    conn: AsyncConnection,
-    deltas: dict[int, int],
-    *,
-    reason: str,
-    reference: str | None,
-    actor_id: int | None,
-    actor_username: str | None,
-) -> dict[int, Any]:
-    """Run products.apply_stock_movements; returns its rows by item id."""
-    movements = [{"item_id": item_id, "delta": delta} for item_id, delta in deltas.items()]
-    if not movements:
-        return {}
-    try:
-        result = await conn.execute(
-            _APPLY,
-            {
-                "movements": json.dumps(movements),
-                "reason": reason,
-                "reference": reference,
-                "actor_id": actor_id,
-                "actor_username": actor_username,
-            },
-        )
-    except DBAPIError as exc:
-        orig: Any = exc.orig
-        state = getattr(orig, "sqlstate", None)
-        if state == "SM404":
-            raise StockItemNotFound(int(orig.diag.message_detail)) from exc
-        if state == "SM409":
-            raise StockInsufficient(json.loads(orig.diag.message_detail)) from exc
-        raise
-    return {row.item_id: row for row in result.all()}
 
 
 # -- the ledger -------------------------------------------------------------------------------

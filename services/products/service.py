@@ -17,37 +17,31 @@ from services.products.validation import (
     money,
     validate_update,
 )
+from stockmanager.contracts.stock import (
+    StockChange,
+    StockMovements,
+    StockReason,
+    apply_stock_movements,
+    product_crossed_low,
+)
 from stockmanager.errors import NotFound, ValidationFailed
 from stockmanager.events import Event, write_event, write_events
 from stockmanager.identity import Identity
 
-REFERENCE_MAX = 100
-
-
-def request_reference(caller: Identity) -> str:
-    return f"request:{caller.request_id}"[:REFERENCE_MAX]
-
 
 async def apply_stock(
-    conn: AsyncConnection, caller: Identity, deltas: dict[int, int], *, reason: str
-) -> dict[int, Any]:
+    conn: AsyncConnection, caller: Identity, deltas: dict[int, int], *, reason: StockReason
+) -> dict[int, StockChange]:
     """Every stock change of this service goes through products.apply_stock_movements."""
-    return await repository.apply_stock_movements(
+    return await apply_stock_movements(
         conn,
-        {item_id: delta for item_id, delta in deltas.items() if delta != 0},
-        reason=reason,
-        reference=request_reference(caller),
-        actor_id=caller.user_id,
-        actor_username=caller.username,
-    )
-
-
-def crossed_low(before: Any, after: Any) -> bool:
-    """decisions §3: an active product moved from above its minimum to at or below it."""
-    return bool(
-        after.status == 1
-        and before.quantity > before.min_quantity
-        and after.quantity <= after.min_quantity
+        StockMovements(
+            {item_id: delta for item_id, delta in deltas.items() if delta != 0},
+            reason=reason,
+            reference=f"request:{caller.request_id}",
+            actor_id=caller.user_id,
+            actor_username=caller.username,
+        ),
     )
 
 
@@ -92,7 +86,7 @@ async def update_product(
         )
     after = await repository.get_product(conn, product_id)
     pending = [events.updated(caller, schemas.snapshot(before), schemas.snapshot(after), changed)]
-    if crossed_low(before, after):
+    if after is not None and product_crossed_low(before, after):
         pending.append(stock_low_event(caller, after))
     await write_events(conn, outbox, pending)
 

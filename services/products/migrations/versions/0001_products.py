@@ -17,7 +17,8 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The ledger reasons; keep in sync with services.products.stock.REASONS.
+# The ledger reasons; the same as stockmanager.contracts.stock.REASONS (its tests call the
+# function with each).
 REASONS = ("sale", "sale_edit", "product_update", "bulk_stock", "import", "initial")
 
 
