@@ -323,7 +323,13 @@ async def stock_update_bulk(
     " know it, 502 when it cannot be reached in time, 500 when it answers an error (upstream).",
 )
 async def product_info(
-    barcode: Annotated[str, Path(description="1-32 digits")], runtime: Runtime, caller: CurrentUser
+    barcode: Annotated[
+        str,
+        # Documented only: the lookup itself answers "Código de barras inválido" (upstream).
+        Path(description="1-32 digits", json_schema_extra={"pattern": r"^[0-9]{1,32}$"}),
+    ],
+    runtime: Runtime,
+    caller: CurrentUser,
 ) -> Response:
     return json_response(await runtime.resources.openfoodfacts.lookup(barcode))
 

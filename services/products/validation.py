@@ -95,7 +95,7 @@ def _text(field: str, value: Any, max_length: int, *, required: bool) -> str | N
     return clean
 
 
-def _integer(field: str, value: Any, maximum: int) -> int:
+def _bounded_integer(field: str, value: Any, maximum: int) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise field_error(field, REQUIRED)
     number = lenient_int(value)
@@ -125,15 +125,15 @@ def check_description(value: Any) -> str:
 
 
 def check_quantity(value: Any) -> int:
-    return _integer("quantity", value, QUANTITY_MAX)
+    return _bounded_integer("quantity", value, QUANTITY_MAX)
 
 
 def check_min_quantity(value: Any) -> int:
-    return _integer("min_quantity", value, MIN_QUANTITY_MAX)
+    return _bounded_integer("min_quantity", value, MIN_QUANTITY_MAX)
 
 
 def check_status(value: Any) -> int:
-    return _integer("status", value, 1)
+    return _bounded_integer("status", value, 1)
 
 
 def check_price(value: Any) -> Decimal:
