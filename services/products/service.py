@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from decimal import Decimal
 from typing import Any
 
@@ -10,13 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.products import events, repository, schemas
 from services.products.tables import outbox
-from services.products.validation import (
-    FIELD_ORDER,
-    PRICE_MAX,
-    QUANTITY_MAX,
-    money,
-    validate_update,
-)
+from services.products.validation import FIELD_ORDER
 from stockmanager.contracts.stock import (
     StockChange,
     StockMovements,
@@ -67,12 +60,12 @@ async def create_product(conn: AsyncConnection, caller: Identity, clean: dict[st
 
 
 async def update_product(
-    conn: AsyncConnection, caller: Identity, product_id: int, body: dict[str, Any]
+    conn: AsyncConnection, caller: Identity, product_id: int, clean: dict[str, Any]
 ) -> None:
+    """`clean`: the validated fields the client sent (`schemas.ProductUpdate.changes()`)."""
     before = await repository.lock_product(conn, product_id)
     if before is None:
         raise NotFound(schemas.NOT_FOUND)
-    clean = validate_update(body)
     changes = {key: value for key, value in clean.items() if getattr(before, key) != value}
     if not changes:
         raise ValidationFailed(schemas.NOTHING_TO_UPDATE)
@@ -104,20 +97,6 @@ async def set_status(conn: AsyncConnection, caller: Identity, product_id: int, s
     await write_event(conn, outbox, event)
 
 
-def _entries(body: dict[str, Any]) -> list[Any]:
-    entries = body.get("products")
-    if not isinstance(entries, list):
-        raise ValidationFailed("Datos inválidos")
-    return entries
-
-
-def _entry_id(entry: Any) -> int:
-    product_id = entry.get("id") if isinstance(entry, dict) else None
-    if isinstance(product_id, bool) or not isinstance(product_id, int) or product_id < 1:
-        raise ValidationFailed("Cada producto requiere id")
-    return product_id
-
-
 async def _lock_all(conn: AsyncConnection, product_ids: list[int]) -> dict[int, Any]:
     locked = await repository.lock_products(conn, product_ids)
     missing = sorted(set(product_ids) - set(locked))
@@ -126,22 +105,10 @@ async def _lock_all(conn: AsyncConnection, product_ids: list[int]) -> dict[int, 
     return locked
 
 
-async def update_prices(conn: AsyncConnection, caller: Identity, body: dict[str, Any]) -> None:
-    """All or nothing: every entry is validated and every id must exist before any write."""
-    prices: dict[int, Decimal] = {}
-    for entry in _entries(body):
-        product_id = _entry_id(entry)
-        price = entry.get("new_price")
-        if (
-            isinstance(price, bool)
-            or not isinstance(price, int | float)
-            or not math.isfinite(price)
-        ):
-            raise ValidationFailed("Cada producto requiere un precio numérico")
-        amount = Decimal(str(price))
-        if not 0 <= amount <= PRICE_MAX:
-            raise ValidationFailed("El precio debe estar entre 0 y 1000000.0")
-        prices[product_id] = money(amount)  # a repeated id: the last entry wins
+async def update_prices(
+    conn: AsyncConnection, caller: Identity, prices: dict[int, Decimal]
+) -> None:
+    """All or nothing: `prices` is validated (`schemas.PriceBulk`); every id must exist."""
     if not prices:
         return
     locked = await _lock_all(conn, list(prices))
@@ -160,17 +127,9 @@ async def update_prices(conn: AsyncConnection, caller: Identity, body: dict[str,
     await write_event(conn, outbox, events.prices_bulk_updated(caller, report))
 
 
-async def update_stock(conn: AsyncConnection, caller: Identity, body: dict[str, Any]) -> None:
-    """Absolute stock for many products, all or nothing, through the stock function."""
-    stock: dict[int, int] = {}
-    for entry in _entries(body):
-        product_id = _entry_id(entry)
-        quantity = entry.get("new_stock")
-        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
-            raise ValidationFailed("Cada producto requiere un stock entero no negativo")
-        if quantity > QUANTITY_MAX:
-            raise ValidationFailed(f"El stock debe estar entre 0 y {QUANTITY_MAX}")
-        stock[product_id] = quantity  # a repeated id: the last entry wins
+async def update_stock(conn: AsyncConnection, caller: Identity, stock: dict[int, int]) -> None:
+    """Absolute stock for many products (validated by `schemas.StockBulk`), all or nothing,
+    through the stock function."""
     if not stock:
         return
     locked = await _lock_all(conn, list(stock))
