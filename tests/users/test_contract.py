@@ -448,3 +448,20 @@ def test_refused_reset_input_does_not_count_as_a_wrong_code(
             json={"email": account.email, "code": code, "new_password": "after-reset-9"},
         )
         assert done.status_code == 200, done.text
+
+
+def test_invalid_utf8_in_parameters_is_not_500(admin: AdminPair) -> None:
+    """Percent-encoded bytes that are not UTF-8 (or encode a lone surrogate) in a query or path
+    are never a 500: they are read with replacement characters, or refused with a 400."""
+    _, client = admin
+    for raw in ("%ff", "%ED%A0%80", "%C3", "a%00%ff"):
+        for url in (
+            f"/api/users?search={raw}",
+            f"/api/users?status={raw}&page={raw}&limit={raw}",
+            f"/api/suggest/vendors?q={raw}",
+            f"/api/applications?page={raw}",
+            f"/api/settings/actual/{raw}",
+        ):
+            response = client.get(url)
+            assert response.status_code in (200, 400, 404), (url, response.text)
+            assert response.headers["content-type"].startswith("application/json"), url
