@@ -1,13 +1,90 @@
-"""Wire shapes of the audit service (reference §2.5), plus documented additions."""
+"""Wire shapes of the audit service (reference §2.5), plus documented additions.
+
+The builders below make the bodies the endpoints send; the response models document exactly
+those bodies (the tests check real answers against them).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Row
 
 from stockmanager.timefmt import iso_local
+
+# --------------------------------------------------------------------------------- responses
+
+TIMESTAMP_DESCRIPTION = (
+    "ISO 8601 with `T`, microseconds when non-zero, in the business time zone with its offset"
+)
+VALUE_DESCRIPTION = (
+    "The state {0} the change as stored (parsed JSON, usually an object; secrets removed), or null"
+)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Actor(_Response):
+    user_id: int | None = Field(description="The actor; null for anonymous actors")
+    username: str | None = Field(description="The actor's name at the time of the event")
+
+
+class AuditEntry(_Actor):
+    """One audit record: upstream's nine keys, then the additions."""
+
+    id: int
+    action: str = Field(description="Lower-case action name (`create`, `update`, `login`, ...)")
+    entity_type: str = Field(description="Lower-case entity type (`product`, `sale`, ...)")
+    entity_id: int | None = Field(description="Null for events without a single entity")
+    description: str
+    timestamp: str = Field(description=TIMESTAMP_DESCRIPTION)
+    status: Literal["success", "error"]
+    role: str | None = Field(description="The actor's role at the time of the event")
+    ip_address: str | None
+    request_id: str | None = Field(description="The gateway's X-Request-ID")
+    event_type: str = Field(description="The event that produced the record")
+    old_value: Any = Field(description=VALUE_DESCRIPTION.format("before"))
+    new_value: Any = Field(description=VALUE_DESCRIPTION.format("after"))
+
+
+class AuditPage(_Response):
+    """A page of records, newest first."""
+
+    total: int = Field(description="Records matching the filters (not the page size)")
+    records: list[AuditEntry]
+
+
+class EntityChange(_Actor):
+    """One change of an entity: upstream's seven keys, then the additions. Bulk product
+    changes carry only this product's entry in `old_value`/`new_value`."""
+
+    action: str
+    old_value: Any = Field(description=VALUE_DESCRIPTION.format("before"))
+    new_value: Any = Field(description=VALUE_DESCRIPTION.format("after"))
+    timestamp: str = Field(description=TIMESTAMP_DESCRIPTION)
+    description: str
+    id: int
+    status: Literal["success", "error"]
+    role: str | None
+    ip_address: str | None
+    request_id: str | None
+    event_type: str
+
+
+class EntityTrail(_Response):
+    """The history of one entity, oldest first."""
+
+    entity_type: str = Field(description="As requested, trimmed and lower-cased")
+    entity_id: int
+    changes: list[EntityChange]
+    total: int = Field(description="Changes matching the filters (not the page size)")
+
+
+# ---------------------------------------------------------------------------------- builders
 
 
 def _ip(value: Any) -> str | None:
