@@ -19,15 +19,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
-from services.metrics import service
+from services.metrics import schemas, service
 from services.metrics.runtime import MetricsRuntime, Runtime
-from services.metrics.window import parse_window
+from services.metrics.window import DEFAULT_PERIOD, MAX_DAYS, parse_window
+from stockmanager.contracts.validation import ContractRoute, error_responses
 from stockmanager.http import json_response
 from stockmanager.service_app import AdminUser, CurrentUser
 from stockmanager.timefmt import today
 
 log = logging.getLogger("stockmanager.metrics")
-router = APIRouter()
+router = APIRouter(route_class=ContractRoute, tags=["metrics"])
 
 # Snapshots tried with the memo before answering without it (the rollups kept changing).
 MEMO_ATTEMPTS = 3
@@ -51,7 +52,40 @@ async def _report(runtime: MetricsRuntime, prepare: Prepare) -> dict[str, Any]:
     raise AssertionError("unreachable: the last attempt runs without the memo")
 
 
-@router.get("/api/stats")
+Period = Annotated[
+    str | None,
+    Query(
+        description=(
+            f"Days of the window ending today (or on `to`), an integer from 1 to {MAX_DAYS}; "
+            f"default {DEFAULT_PERIOD}; ignored when both `from` and `to` are given; "
+            "anything else is 400"
+        ),
+        examples=["30"],
+    ),
+]
+DateFrom = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        description="First day `YYYY-MM-DD` (business time zone); alone: up to today",
+        examples=["2026-01-01"],
+    ),
+]
+DateTo = Annotated[
+    str | None,
+    Query(
+        alias="to",
+        description="Last day `YYYY-MM-DD`; alone: the `period` days ending on it",
+        examples=["2026-01-31"],
+    ),
+]
+
+
+@router.get(
+    "/api/stats",
+    response_model=schemas.Stats,
+    summary="Dashboard counters",
+)
 async def stats(runtime: Runtime, caller: CurrentUser) -> Response:
     tz = runtime.settings.tz
     async with runtime.db.connect() as conn:
@@ -61,13 +95,25 @@ async def stats(runtime: Runtime, caller: CurrentUser) -> Response:
     return json_response(body)
 
 
-@router.get("/api/metrics")
+@router.get(
+    "/api/metrics",
+    response_model=schemas.Metrics,
+    summary="The analytics report of a window of business days (admin, root)",
+    description=(
+        "The window is `period` days ending today by default (7), `from`..`to` when both are "
+        "given; the comparison window has the same length and ends the day before. 400 for a "
+        "date that is not a real `YYYY-MM-DD`, `from` after `to`, a `period` that is not an "
+        f"integer from 1 to {MAX_DAYS}, or a window longer than {MAX_DAYS} days. Every figure "
+        "includes every committed sale."
+    ),
+    responses=error_responses(400),
+)
 async def metrics(
     runtime: Runtime,
     caller: AdminUser,
-    period: Annotated[str | None, Query()] = None,
-    date_from: Annotated[str | None, Query(alias="from")] = None,
-    date_to: Annotated[str | None, Query(alias="to")] = None,
+    period: Period = None,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
 ) -> Response:
     tz = runtime.settings.tz
     current_day = today(tz)
@@ -79,7 +125,11 @@ async def metrics(
     return json_response(await _report(runtime, prepare))
 
 
-@router.get("/api/never-sold")
+@router.get(
+    "/api/never-sold",
+    response_model=schemas.NeverSold,
+    summary="Active products that were never sold (admin, root)",
+)
 async def never_sold(runtime: Runtime, caller: AdminUser) -> Response:
     tz = runtime.settings.tz
     current_day = today(tz)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from stockmanager.contracts.fields import lenient_int
 from stockmanager.errors import ValidationFailed
 from stockmanager.timefmt import parse_date
 
@@ -59,11 +60,8 @@ def _date_param(value: str | None) -> date | None:
 def _period_param(value: str | None) -> int:
     if value is None or not value.strip():
         return DEFAULT_PERIOD
-    text = value.strip()
-    if not text.lstrip("+-").isdigit():
-        raise ValidationFailed(INVALID_PERIOD)
-    period = int(text)
-    if not 1 <= period <= MAX_DAYS:
+    period = lenient_int(value)  # the kernel's integer rule ("²" or "+-5" are not integers)
+    if period is None or not 1 <= period <= MAX_DAYS:
         raise ValidationFailed(INVALID_PERIOD)
     return period
 
