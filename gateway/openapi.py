@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import ipaddress
 import logging
 import re
 import time
@@ -34,6 +35,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from gateway.clientip import Network
 from gateway.routes import GATEWAY, Access, Route, pattern_params, template_path
 from gateway.runtime import GatewayRuntime, RequestContext
 from gateway.schemas import (
@@ -789,8 +791,33 @@ def _cache(ctx: RequestContext) -> DocumentCache:
     return cache
 
 
+def public_origin(ctx: RequestContext) -> str:
+    """The origin the client used: the request's own, or the one a trusted proxy (TLS
+    termination, STOCKMANAGER_TRUSTED_PROXIES) names in X-Forwarded-Proto/-Host."""
+    request = ctx.request
+    scheme = request.url.scheme
+    host = request.headers.get("host") or request.url.netloc
+    peer = request.client.host if request.client else None
+    if peer and _trusted(peer, ctx.runtime.trusted_proxies):
+        proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        if proto in ("http", "https"):
+            scheme = proto
+        forwarded_host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
+        if forwarded_host:
+            host = forwarded_host
+    return f"{scheme}://{host}{request.scope.get('root_path', '')}".rstrip("/")
+
+
+def _trusted(address: str, networks: Iterable[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
 async def openapi_json(ctx: RequestContext) -> Response:
     document = await _cache(ctx).get(ctx.runtime, ctx.request_id)
-    origin = str(ctx.request.base_url).rstrip("/")
-    published = {**document, "servers": [{"url": origin, "description": "This gateway"}]}
+    servers = [{"url": public_origin(ctx), "description": "This gateway"}]
+    published = {**document, "servers": servers}
     return json_response(published, headers={"Cache-Control": "no-cache"})

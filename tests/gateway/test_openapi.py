@@ -334,3 +334,37 @@ def test_merge_drops_fastapis_automatic_422_but_keeps_a_declared_one() -> None:
     assert "422" not in merged["paths"]["/api/sales"]["get"]["responses"]
     assert "422" in merged["paths"]["/api/sales"]["post"]["responses"]
     assert "HTTPValidationError" not in merged["components"]["schemas"]
+
+
+def test_servers_follow_a_trusted_proxys_forwarded_origin() -> None:
+    import ipaddress
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from gateway.openapi import public_origin
+
+    def ctx(peer: str, trusted: list[str]) -> Any:
+        headers = [
+            (b"host", b"gateway:5000"),
+            (b"x-forwarded-proto", b"https"),
+            (b"x-forwarded-host", b"stock.example.com"),
+        ]
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/api/openapi.json",
+            "headers": headers,
+            "client": (peer, 40000),
+            "server": ("gateway", 5000),
+        }
+        networks = [ipaddress.ip_network(cidr) for cidr in trusted]
+        return SimpleNamespace(
+            request=Request(scope), runtime=SimpleNamespace(trusted_proxies=networks)
+        )
+
+    assert public_origin(ctx("10.1.2.3", ["10.0.0.0/8"])) == "https://stock.example.com"
+    # Anyone else's forwarded headers are not believed.
+    assert public_origin(ctx("192.0.2.7", ["10.0.0.0/8"])) == "http://gateway:5000"
+    assert public_origin(ctx("10.1.2.3", [])) == "http://gateway:5000"
