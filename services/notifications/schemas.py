@@ -1,13 +1,27 @@
-"""Wire shapes of the notifications service, and parsing of the manual-create body."""
+"""Wire shapes of the notifications service: the manual-create body (validated by the kernel's
+contract layer, with upstream's messages) and the response models of every endpoint.
+
+The endpoints answer with fast `json_response(...)` bodies built by `unread_item` / `full_item`;
+the response models below document exactly those bodies (and the tests check real answers
+against them).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from services.notifications.tables import NOTIFICATION_TYPES
-from stockmanager.errors import ValidationFailed
+from stockmanager.contracts.fields import (
+    BIGINT_MAX,
+    check_storable,
+    integer_field,
+    invalid,
+    text_field,
+    validated,
+)
 from stockmanager.timefmt import local_str
 
 MESSAGE_READ = "Notificación marcada como leída"
@@ -19,7 +33,160 @@ MESSAGE_DELETED = "Notificación eliminada exitosamente"
 TITLE_MAX = 200
 MESSAGE_MAX = 2000
 ACTION_URL_MAX = 500
-BIGINT_MAX = 2**63 - 1
+
+MISSING_FIELDS = "Faltan campos requeridos"
+NOT_TEXT = "El título y el mensaje deben ser texto"
+INVALID_TYPE = "Tipo de notificación inválido (info, warning, success o error)"
+INVALID_ACTION_URL = "action_url inválido"
+INVALID_USER_ID = "user_id inválido"
+
+NotificationType = Literal["info", "warning", "success", "error"]
+LOCAL_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+
+
+# ------------------------------------------------------------------------------ request body
+
+
+def _type(value: object) -> str:
+    if value is None:
+        return "info"
+    if not isinstance(value, str) or value not in NOTIFICATION_TYPES:
+        raise invalid(INVALID_TYPE)
+    return value
+
+
+def _action_url(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise invalid(INVALID_ACTION_URL)
+    url = value.strip()
+    if not url:
+        return None
+    if len(url) > ACTION_URL_MAX:
+        raise invalid(f"action_url no puede superar {ACTION_URL_MAX} caracteres")
+    return check_storable(url)
+
+
+if TYPE_CHECKING:  # the kernel's factories build Annotated types mypy cannot see through
+    TitleText = str
+    MessageText = str
+    TypeField = str
+    ActionUrlField = str | None
+    UserId = int
+else:
+    TitleText = text_field(
+        f"El título no puede superar {TITLE_MAX} caracteres", max_length=TITLE_MAX
+    )
+    MessageText = text_field(
+        f"El mensaje no puede superar {MESSAGE_MAX} caracteres", max_length=MESSAGE_MAX
+    )
+    TypeField = validated(
+        _type,
+        {
+            "anyOf": [{"type": "string", "enum": list(NOTIFICATION_TYPES)}, {"type": "null"}],
+            "default": "info",
+        },
+        str,
+    )
+    ActionUrlField = validated(
+        _action_url,
+        {
+            "anyOf": [{"type": "string", "maxLength": ACTION_URL_MAX}, {"type": "null"}],
+            "default": None,
+        },
+        str | None,
+    )
+    UserId = integer_field(INVALID_USER_ID, minimum=1, maximum=BIGINT_MAX)
+
+
+class NewNotification(BaseModel):
+    """Body of `POST /api/notifications/create`. Checked in upstream's order: `user_id`,
+    `title` and `message` present and truthy, title and message texts, their lengths, `type`,
+    `action_url`, then `user_id` a positive integer (a string of digits is accepted)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": 12,
+                    "title": "Inventario",
+                    "message": "Revisar el depósito",
+                    "type": "info",
+                    "action_url": "/productos",
+                }
+            ]
+        }
+    )
+
+    title: Annotated[TitleText, Field(description="Trimmed; 1 to 200 characters")]
+    message: Annotated[MessageText, Field(description="Trimmed; 1 to 2000 characters")]
+    type: Annotated[TypeField, Field(description="`info` when absent or null")] = "info"
+    action_url: Annotated[
+        ActionUrlField, Field(description="Optional link for the UI; blank counts as null")
+    ] = None
+    user_id: Annotated[
+        UserId,
+        Field(description="The recipient: an active user with an accepted application"),
+    ]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data  # not an object: the kernel's translator answers
+        user_id, title, message = data.get("user_id"), data.get("title"), data.get("message")
+        # Upstream's check: any of the three falsy (missing, null, 0, "").
+        if not user_id or not title or not message:
+            raise invalid(MISSING_FIELDS)
+        if not isinstance(title, str) or not isinstance(message, str):
+            raise invalid(NOT_TEXT)
+        if not title.strip() or not message.strip():
+            raise invalid(MISSING_FIELDS)
+        return data
+
+
+# --------------------------------------------------------------------------------- responses
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(_Response):
+    """A confirmation."""
+
+    message: str
+
+
+class UnreadNotification(_Response):
+    id: int
+    title: str
+    message: str | None
+    type: NotificationType
+    action_url: str | None = Field(description="Optional link for the UI")
+    created_at: str = Field(
+        description="`YYYY-MM-DD HH:MM:SS` in the business time zone",
+        pattern=LOCAL_TIME_PATTERN,
+    )
+
+
+class Notification(UnreadNotification):
+    is_read: Literal[0, 1] = Field(description="1 once read (upstream's integer flag)")
+
+
+class UnreadList(_Response):
+    """Up to 10 of the caller's unread notifications, newest first."""
+
+    notifications: list[UnreadNotification]
+    unread_count: int = Field(description="All unread notifications, not only those listed")
+
+
+class StreamPayload(_Response):
+    """The `data` of an `init` (5 newest unread) or `update` (10 newest unread) stream event."""
+
+    notifications: list[UnreadNotification]
+    count: int = Field(description="All unread notifications of the caller")
 
 
 def unread_item(row: Any, tz: ZoneInfo) -> dict[str, Any]:
@@ -35,53 +202,3 @@ def unread_item(row: Any, tz: ZoneInfo) -> dict[str, Any]:
 
 def full_item(row: Any, tz: ZoneInfo) -> dict[str, Any]:
     return {**unread_item(row, tz), "is_read": 1 if row.is_read else 0}
-
-
-@dataclass(frozen=True, slots=True)
-class NewNotification:
-    user_id: int
-    title: str
-    message: str
-    type: str
-    action_url: str | None
-
-
-def _user_id(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValidationFailed("user_id inválido")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if not isinstance(value, int) or not 0 < value <= BIGINT_MAX:
-        raise ValidationFailed("user_id inválido")
-    return value
-
-
-def parse_new_notification(body: dict[str, Any]) -> NewNotification:
-    user_id, title, message = body.get("user_id"), body.get("title"), body.get("message")
-    # Upstream's check: any of the three falsy (missing, null, 0, "").
-    if not user_id or not title or not message:
-        raise ValidationFailed("Faltan campos requeridos")
-    if not isinstance(title, str) or not isinstance(message, str):
-        raise ValidationFailed("El título y el mensaje deben ser texto")
-    title, message = title.strip(), message.strip()
-    if not title or not message:
-        raise ValidationFailed("Faltan campos requeridos")
-    if len(title) > TITLE_MAX:
-        raise ValidationFailed(f"El título no puede superar {TITLE_MAX} caracteres")
-    if len(message) > MESSAGE_MAX:
-        raise ValidationFailed(f"El mensaje no puede superar {MESSAGE_MAX} caracteres")
-    type_ = body.get("type", "info")
-    if type_ is None:
-        type_ = "info"
-    if not isinstance(type_, str) or type_ not in NOTIFICATION_TYPES:
-        raise ValidationFailed(
-            "Tipo de notificación inválido (info, warning, success o error)",
-        )
-    action_url = body.get("action_url")
-    if action_url is not None:
-        if not isinstance(action_url, str):
-            raise ValidationFailed("action_url inválido")
-        action_url = action_url.strip() or None
-        if action_url is not None and len(action_url) > ACTION_URL_MAX:
-            raise ValidationFailed(f"action_url no puede superar {ACTION_URL_MAX} caracteres")
-    return NewNotification(_user_id(user_id), title, message, type_, action_url)

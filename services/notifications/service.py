@@ -15,6 +15,7 @@ from services.notifications import repository, schemas
 from services.notifications.events import notification_created, notification_deleted
 from services.notifications.tables import outbox
 from services.notifications.triggers import draft_for
+from stockmanager.contracts.fields import BIGINT_MAX
 from stockmanager.errors import NotFound, ValidationFailed
 from stockmanager.events import Event, write_event
 from stockmanager.identity import Identity
@@ -54,7 +55,7 @@ async def list_all(
 
 
 async def mark_read(conn: AsyncConnection, user_id: int, notification_id: int) -> set[int]:
-    if notification_id > schemas.BIGINT_MAX:
+    if notification_id > BIGINT_MAX:
         raise NotFound(NOT_FOUND)
     changed = await repository.mark_read(conn, notification_id, user_id)
     if changed is None:  # another user's notification looks exactly like a missing one
@@ -87,7 +88,7 @@ async def create_manual(
 
 
 async def delete(conn: AsyncConnection, caller: Identity, notification_id: int) -> set[int]:
-    if notification_id > schemas.BIGINT_MAX:
+    if notification_id > BIGINT_MAX:
         raise NotFound(NOT_FOUND)
     row = await repository.delete_notification(conn, notification_id)
     if row is None:
