@@ -14,7 +14,7 @@ from starlette.responses import Response
 from services.sales import schemas, service
 from services.sales import schemas_responses as responses
 from services.sales.checkout import Outcome, run_sale
-from services.sales.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER, claim_for
+from services.sales.idempotency import KEY_HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, claim_for
 from services.sales.repository_checkout import CheckoutConnection
 from services.sales.runtime import Runtime
 from stockmanager.contracts.validation import ContractRoute, error_responses
@@ -31,7 +31,7 @@ MAX_LIMIT = 100
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key",
+        alias=KEY_HEADER,
         description=(
             f"Optional, 1 to {MAX_KEY_LENGTH} visible ASCII characters (else 400). The same "
             "key with the same request (method, path, JSON body) answers the first response "

@@ -36,7 +36,7 @@ from stockmanager.identity import Identity
 
 log = logging.getLogger("sales.idempotency")
 
-KEY_HEADER = "idempotency-key"
+KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 
@@ -48,9 +48,11 @@ class Claim:
     request_hash: bytes
 
 
-def claim_for(request: Request, caller: Identity, body: dict[str, Any]) -> Claim | None:
-    """The request's key (None without the header); 400 for an unusable key."""
-    raw = request.headers.get(KEY_HEADER)
+def claim_for(
+    request: Request, caller: Identity, body: dict[str, Any], raw: str | None
+) -> Claim | None:
+    """The claim of the request's `Idempotency-Key` header value `raw` (None without the
+    header); 400 for an unusable key."""
     if raw is None:
         return None
     key = raw.strip()
