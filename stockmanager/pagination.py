@@ -9,14 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-
-def parse_int(value: str | None, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        return int(value.strip())
-    except (ValueError, AttributeError):
-        return default
+from stockmanager.contracts.fields import query_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +36,8 @@ def pages_for(total: int, limit: int) -> int:
 
 
 def parse_page(page: str | None, limit: str | None, *, default_limit: int, max_limit: int) -> Page:
-    page_number = max(1, parse_int(page, 1))
-    size = min(max_limit, max(1, parse_int(limit, default_limit)))
+    page_number = max(1, query_int(page, 1))
+    size = min(max_limit, max(1, query_int(limit, default_limit)))
     # Offsets beyond what a bigint can hold are nonsense; cap the page so SQL stays valid.
     page_number = min(page_number, 10**12 // size)
     return Page(page=page_number, limit=size)
@@ -53,6 +46,6 @@ def parse_page(page: str | None, limit: str | None, *, default_limit: int, max_l
 def parse_offset_limit(
     offset: str | None, limit: str | None, *, default_limit: int, max_limit: int
 ) -> tuple[int, int]:
-    size = min(max_limit, max(1, parse_int(limit, default_limit)))
-    start = min(max(0, parse_int(offset, 0)), 10**12)
+    size = min(max_limit, max(1, query_int(limit, default_limit)))
+    start = min(max(0, query_int(offset, 0)), 10**12)
     return start, size

@@ -22,6 +22,7 @@ from stockmanager.contracts.fields import (
     text_field,
     validated,
 )
+from stockmanager.contracts.validation import RequestBody
 from stockmanager.timefmt import local_str
 
 MESSAGE_READ = "Notificación marcada como leída"
@@ -100,7 +101,7 @@ else:
     UserId = integer_field(INVALID_USER_ID, minimum=1, maximum=BIGINT_MAX)
 
 
-class NewNotification(BaseModel):
+class NewNotification(RequestBody):
     """Body of `POST /api/notifications/create`. Checked in upstream's order: `user_id`,
     `title` and `message` present and truthy, title and message texts, their lengths, `type`,
     `action_url`, then `user_id` a positive integer (a string of digits is accepted)."""

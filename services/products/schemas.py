@@ -42,7 +42,7 @@ from stockmanager.contracts.fields import (
     money,
     parse_money,
 )
-from stockmanager.contracts.validation import NOT_AN_OBJECT_MESSAGE, ErrorBody
+from stockmanager.contracts.validation import ErrorBody, RequestBody
 from stockmanager.timefmt import local_str
 
 # Messages (upstream wording).
@@ -110,21 +110,7 @@ OptionalStatus = Annotated[
 ]
 
 
-class _Body(BaseModel):
-    """A request body: a JSON object. (FastAPI validates bodies with `from_attributes`, so a
-    model whose fields all have defaults would otherwise accept the contract layer's
-    `InvalidBody` marker as an empty object; refusing it here lets the translator answer with
-    the marker's error, e.g. "Se requiere un cuerpo JSON".)"""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _json_object(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise invalid(NOT_AN_OBJECT_MESSAGE)
-        return data
-
-
-class ProductCreate(_Body):
+class ProductCreate(RequestBody):
     """`POST /api/products`. The five keys must be present (upstream checked presence first);
     then every field is validated in upstream's order. The status is always 1."""
 
@@ -148,7 +134,7 @@ class ProductCreate(_Body):
         return {**self.model_dump(), "status": 1}
 
 
-class ProductUpdate(_Body):
+class ProductUpdate(RequestBody):
     """`PUT /api/products/<id>`: a true partial update. Every present field is validated with
     the create rules (null or "" clears `description`/`expiration_date`); unknown keys are
     ignored."""
@@ -231,7 +217,7 @@ def _require_products_list(data: Any) -> Any:
     return data
 
 
-class PriceBulk(_Body):
+class PriceBulk(RequestBody):
     """`POST /api/products/update_price_bulk`."""
 
     products: list[PriceEntry]
@@ -246,7 +232,7 @@ class PriceBulk(_Body):
         return {entry.id: entry.new_price for entry in self.products}
 
 
-class StockBulk(_Body):
+class StockBulk(RequestBody):
     """`POST /api/products/stock_update_bulk`."""
 
     products: list[StockEntry]

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, PlainValidator, WithJsonSchema, model_validator
+from pydantic import ConfigDict, PlainValidator, WithJsonSchema, model_validator
 
 from services.sales.model import (
     BarcodeOrder,
@@ -32,6 +32,7 @@ from stockmanager.contracts.fields import (
     invalid,
     lenient_int,
 )
+from stockmanager.contracts.validation import RequestBody
 from stockmanager.errors import ValidationFailed
 from stockmanager.timefmt import parse_date_or_timestamp
 
@@ -181,7 +182,7 @@ EditLines = Annotated[
 ]
 
 
-class BulkSaleRequest(BaseModel):
+class BulkSaleRequest(RequestBody):
     """`POST /api/sales/bulk`."""
 
     model_config = ConfigDict(
@@ -245,7 +246,7 @@ Quantity = Annotated[
 ]
 
 
-class BarcodeSaleRequest(BaseModel):
+class BarcodeSaleRequest(RequestBody):
     """`POST /api/sales`: one product by barcode."""
 
     model_config = ConfigDict(
@@ -295,7 +296,7 @@ VendorChange = Annotated[
 ]
 
 
-class SaleEditRequest(BaseModel):
+class SaleEditRequest(RequestBody):
     """`PUT /api/sales/<id>`: the sale's new lines (and optionally seller and method)."""
 
     model_config = ConfigDict(

@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from services.users import business_settings, validation
 from services.users.password_reset import CodeAttempt
 from services.users.service import NewUser, UserChanges
 from services.users.validation import MISSING_FIELDS, Email, Password, Role, Username
 from stockmanager.contracts.fields import check_storable, invalid
-from stockmanager.contracts.validation import NOT_AN_OBJECT_MESSAGE
+from stockmanager.contracts.validation import RequestBody
 from stockmanager.errors import ValidationFailed
 
 LOGIN_REQUIRED = "Usuario y contraseña requeridos"
@@ -31,23 +31,6 @@ PASSWORDS_DIFFER = "Las contraseñas nuevas no coinciden"
 NEW_PASSWORD_TOO_SHORT = "La contraseña debe tener al menos 6 caracteres"
 NEW_PASSWORD_TOO_LONG = f"La contraseña debe tener como máximo {validation.PASSWORD_MAX} caracteres"
 RESET_EMAIL_INVALID = "Formato de correo inválido"
-
-
-class RequestBody(BaseModel):
-    """Base of every body model: only a JSON object is a body.
-
-    FastAPI validates bodies with `from_attributes=True`, so a model whose fields are all
-    optional would otherwise accept the kernel's `InvalidBody` marker (an object without those
-    attributes) as an empty body; refusing it here lets the translator answer the marker's own
-    error (empty body, not an object, invalid JSON).
-    """
-
-    @model_validator(mode="before")
-    @classmethod
-    def _json_object(cls, data: object) -> object:
-        if not isinstance(data, dict):
-            raise invalid(NOT_AN_OBJECT_MESSAGE)
-        return data
 
 
 def _filled_text(value: object, *, strip: bool = True) -> bool:

@@ -30,7 +30,7 @@ BIGINT_MAX = 2**63 - 1
 INT4_MAX = 2_147_483_647
 CENT = Decimal("0.01")
 
-_INTEGER_TEXT = re.compile(r"^\s*[+-]?[0-9]{1,19}\s*$")
+_INTEGER_TEXT = re.compile(r"^\s*[+-]?[0-9]+\s*$")
 _DECIMAL_TEXT_PATTERN = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?\s*$"
 _DECIMAL_TEXT = re.compile(_DECIMAL_TEXT_PATTERN)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -40,7 +40,7 @@ UNSTORABLE_TEXT_MESSAGE = "El texto contiene caracteres no permitidos"
 INTEGER_JSON_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "integer"},
-        {"type": "string", "pattern": r"^\s*[+-]?[0-9]{1,19}\s*$"},
+        {"type": "string", "pattern": r"^\s*[+-]?[0-9]+\s*$"},
     ]
 }
 MONEY_JSON_SCHEMA: dict[str, Any] = {
@@ -71,7 +71,10 @@ def lenient_int(value: object) -> int | None:
     if isinstance(value, float):
         return int(value) if math.isfinite(value) and value.is_integer() else None
     if isinstance(value, str) and _INTEGER_TEXT.match(value):
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:  # beyond Python's digit limit for int(): no caller's range
+            return None
     return None
 
 

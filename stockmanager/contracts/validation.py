@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -31,6 +31,7 @@ from stockmanager.contracts.fields import (
     ERROR_TYPE,
     UNSTORABLE_TEXT_MESSAGE,
     contains_unstorable,
+    invalid,
     storable_text,
 )
 from stockmanager.errors import (
@@ -96,11 +97,44 @@ def _unstorable_parameter(request: Request) -> bool:
     )
 
 
+class RequestBody(BaseModel):
+    """The base of every JSON request body model (ContractRoute refuses any other).
+
+    FastAPI validates bodies with `from_attributes=True`, so a model whose fields all have
+    defaults would accept any object, the `InvalidBody` marker included, as an empty body.
+    Refusing everything that is not a JSON object here lets the translator answer with the
+    marker's own error ("Se requiere un cuerpo JSON", "...objeto JSON válido", 415 ...).
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_object(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise invalid(NOT_AN_OBJECT_MESSAGE)
+        return data
+
+
+def _body_models(annotation: Any) -> list[type]:
+    """The classes a body annotation admits (`Model`, `Model | None`)."""
+    members = getattr(annotation, "__args__", None) or (annotation,)
+    return [member for member in members if isinstance(member, type) and member is not type(None)]
+
+
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 class ContractRoute(APIRoute):
     """The route class of every service router (see the module docstring)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if self.body_field is not None and not (self.openapi_extra or {}).get("x-raw-body"):
+            for model in _body_models(self.body_field.field_info.annotation):
+                if not issubclass(model, RequestBody):
+                    raise TypeError(
+                        f"{self.path}: body model {model.__name__} must extend "
+                        "stockmanager.contracts.validation.RequestBody"
+                    )
 
     def get_route_handler(self) -> Handler:
         handler: Handler = super().get_route_handler()

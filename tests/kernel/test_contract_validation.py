@@ -20,7 +20,7 @@ from stockmanager.contracts.fields import (
     storable_text,
     text_field,
 )
-from stockmanager.contracts.validation import ContractRoute
+from stockmanager.contracts.validation import ContractRoute, RequestBody
 from stockmanager.error_handlers import install_error_handlers
 from stockmanager.errors import Forbidden
 
@@ -43,7 +43,8 @@ from stockmanager.errors import Forbidden
         ("", None),
         (None, None),
         ([1], None),
-        ("9" * 20, None),
+        ("9" * 20, 10**20 - 1),
+        ("9" * 5000, None),
     ],
 )
 def test_lenient_int(value: object, expected: int | None) -> None:
@@ -88,7 +89,7 @@ Quantity = integer_field("Cantidad inválida", minimum=1, maximum=10)
 Name = text_field("Nombre inválido", max_length=5, min_length=1)
 
 
-class Order(BaseModel):
+class Order(RequestBody):
     name: Name
     quantity: Quantity
 
@@ -215,3 +216,38 @@ def test_unstorable_query_parameter_is_400(client: TestClient) -> None:
     assert response.status_code == 400
     assert response.json()["code"] == "validation_error"
     assert client.get("/search", params={"q": "ok"}).json() == {"q": "ok"}
+
+
+class AllOptional(RequestBody):
+    note: str | None = None
+
+
+def test_all_optional_body_still_refuses_what_is_not_an_object() -> None:
+    router = APIRouter(route_class=ContractRoute)
+
+    @router.put("/notes")
+    async def update(body: AllOptional) -> dict[str, object]:
+        return {"note": body.note}
+
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router)
+    client = TestClient(app)
+    assert client.put("/notes", json={}).json() == {"note": None}
+    for content in (b"", b"[]", b"{", b'""'):
+        response = client.put("/notes", content=content)
+        assert response.status_code == 400, content
+        assert response.json()["code"] in ("invalid_json", "validation_error")
+
+
+class Plain(BaseModel):
+    note: str | None = None
+
+
+def test_body_models_must_extend_request_body() -> None:
+    router = APIRouter(route_class=ContractRoute)
+    with pytest.raises(TypeError, match="must extend"):
+
+        @router.put("/plain")
+        async def update(body: Plain) -> dict[str, object]:
+            return {}
