@@ -1,0 +1,88 @@
+"""An isolated stack for fuzzing: its own database and its own Redis.
+
+Schemathesis sends thousands of random (often valid) writes as root: new users, settings, price
+changes, failed logins. None of that may reach the data, rate-limit counters or event streams the
+other tests share, so the fuzzer gets a database of its own in the same PostgreSQL server and a
+Redis server of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.support.stack import Stack, start_stack
+
+FUZZ_DATABASE = "stockmanager_fuzz"
+
+
+class ProductCatalogue(BaseHTTPRequestHandler):
+    """A local stand-in for OpenFoodFacts (the fuzzer must not reach the internet): a barcode
+    ending in an even digit is a known product, any other is not found."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        barcode = self.path.rsplit("/", 1)[-1].removesuffix(".json")
+        if barcode[-1:] in "02468" and barcode:
+            status, body = 200, {"status": 1, "product": {"product_name": "Yerba", "brands": "X"}}
+        else:
+            status, body = 404, {"status": 0, "status_verbose": "product not found"}
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture(scope="session")
+def product_catalogue() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ProductCatalogue)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _fresh_database(server_url: str, name: str) -> str:
+    """A new, empty database on the same server; its URL."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def fuzz_stack(migrated: str, data_root: Path, product_catalogue: str) -> Iterator[Stack]:
+    from stockmanager.cli import migrate
+    from stockmanager.embedded import EmbeddedRedis
+
+    database_url = _fresh_database(migrated, FUZZ_DATABASE)
+    migrate(database_url)
+    redis_server = EmbeddedRedis(data_root / "fuzz-redis")
+    redis_url = redis_server.start()
+    log_dir = data_root / "fuzz"
+    log_dir.mkdir(exist_ok=True)
+    try:
+        with start_stack(
+            database_url=database_url,
+            redis_url=redis_url,
+            log_dir=log_dir,
+            extra_env={"STOCKMANAGER_OPENFOODFACTS_URL": product_catalogue},
+        ) as stack:
+            yield stack
+    finally:
+        redis_server.stop()
