@@ -27,6 +27,7 @@ from services.metrics.sql import (
     live_items,
     live_sales_rows,
 )
+from stockmanager.contracts import users_directory
 from stockmanager.timefmt import day_end_exclusive
 
 
@@ -185,7 +186,7 @@ async def sales_rows(
         SELECT l.*, NULL::text FROM ({live.sql}) l
         UNION ALL
         SELECT {USER}::smallint, id, 0, 0, 0, username::text
-          FROM users.directory WHERE status = 1
+          FROM users.directory WHERE {users_directory.ACTIVE_SQL}
     """
     params = {**covered.params, **live.params, "current_lo": current_lo}
     return (await conn.execute(text(sql), params)).all()

@@ -8,9 +8,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, over, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.notifications.tables import notifications, users_directory
-
-ADMIN_ROLES = ("admin", "root")
+from services.notifications.tables import notifications
 
 _LIST_COLUMNS = (
     notifications.c.id,
@@ -124,27 +122,3 @@ async def delete_notification(conn: AsyncConnection, notification_id: int) -> An
             )
         )
     ).first()
-
-
-async def directory_user(conn: AsyncConnection, user_id: int) -> Any | None:
-    return (
-        await conn.execute(
-            select(
-                users_directory.c.id, users_directory.c.status, users_directory.c.application
-            ).where(users_directory.c.id == user_id)
-        )
-    ).first()
-
-
-async def active_admin_ids(conn: AsyncConnection) -> list[int]:
-    """Every active admin and root, from the users service's published directory view."""
-    result = await conn.execute(
-        select(users_directory.c.id)
-        .where(
-            users_directory.c.role.in_(ADMIN_ROLES),
-            users_directory.c.status == 1,
-            users_directory.c.application == "accepted",
-        )
-        .order_by(users_directory.c.id)
-    )
-    return [int(user_id) for user_id in result.scalars()]

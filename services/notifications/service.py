@@ -15,10 +15,11 @@ from services.notifications import repository, schemas
 from services.notifications.events import notification_created, notification_deleted
 from services.notifications.tables import outbox
 from services.notifications.triggers import draft_for
+from stockmanager.contracts import users_directory
 from stockmanager.contracts.fields import BIGINT_MAX
 from stockmanager.errors import NotFound, ValidationFailed
 from stockmanager.events import Event, write_event
-from stockmanager.identity import Identity
+from stockmanager.identity import ROLE_ADMIN, ROLE_ROOT, Identity
 
 UNREAD_LIMIT = 10
 STREAM_INIT_LIMIT = 5
@@ -35,7 +36,8 @@ async def notify_from_event(conn: AsyncConnection, event: Event) -> set[int]:
         return set()
     recipients = dict.fromkeys(draft.user_ids)  # ordered and de-duplicated
     if draft.to_admins:
-        recipients.update(dict.fromkeys(await repository.active_admin_ids(conn)))
+        admins = await users_directory.active_user_ids(conn, roles=(ROLE_ADMIN, ROLE_ROOT))
+        recipients.update(dict.fromkeys(admins))
     await repository.insert_notifications(
         conn, recipients, title=draft.title, message=draft.message, type_=draft.type
     )
@@ -70,10 +72,10 @@ async def mark_all_read(conn: AsyncConnection, user_id: int) -> set[int]:
 async def create_manual(
     conn: AsyncConnection, caller: Identity, new: schemas.NewNotification
 ) -> set[int]:
-    target = await repository.directory_user(conn, new.user_id)
+    target = await users_directory.find_user(conn, new.user_id)
     if target is None:
         raise NotFound("Usuario no encontrado")
-    if target.status != 1 or target.application != "accepted":
+    if not target.is_active:
         raise ValidationFailed("El usuario no está activo")
     [notification_id] = await repository.insert_notifications(
         conn,

@@ -1,4 +1,5 @@
-"""The `notifications` schema, plus the users service's published `users.directory` view."""
+"""The `notifications` schema. Recipients are read through the users directory contract
+(stockmanager.contracts.users_directory)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from sqlalchemy import (
     Identity,
     Index,
     MetaData,
-    SmallInteger,
     String,
     Table,
     Text,
@@ -51,16 +51,3 @@ notifications = Table(
 
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
-
-# Read-only view published by the users service (never written here).
-users_metadata = MetaData(schema="users")
-users_directory = Table(
-    "directory",
-    users_metadata,
-    Column("id", BigInteger, primary_key=True),
-    Column("username", String(30)),
-    Column("email", String(100)),
-    Column("role", String(20)),
-    Column("status", SmallInteger),
-    Column("application", String(10)),
-)

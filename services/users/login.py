@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.users import passwords
+from stockmanager.contracts.users_directory import is_active
 from stockmanager.errors import ApiError, InvalidCredentials
 from stockmanager.identity import ROLES
 
@@ -46,7 +47,7 @@ async def authenticate(user: Any | None, password: str) -> VerifiedUser:
     valid = await asyncio.to_thread(passwords.verify_password, user.password_hash, password)
     if not valid:
         raise InvalidCredentials()
-    if user.status != 1 or user.application != "accepted":
+    if not is_active(user.status, user.application):
         raise AccountDisabled()
     if user.role not in ROLES:
         raise InvalidRole()

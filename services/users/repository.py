@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.users.tables import users
+from stockmanager.contracts.users_directory import active_clause
 from stockmanager.db import UNIQUE_VIOLATION, sqlstate
 from stockmanager.sqltext import LIKE_ESCAPE, like_contains
 
@@ -206,8 +207,7 @@ async def suggest_vendors(conn: AsyncConnection, term: str, limit: int = 10) -> 
     rows = await conn.execute(
         select(users.c.id, users.c.username, users.c.email)
         .where(
-            users.c.status == 1,
-            users.c.application == "accepted",
+            active_clause(users),
             users.c.role.in_(("vendedor", "admin")),
             or_(
                 users.c.username.ilike(pattern, escape=LIKE_ESCAPE),
