@@ -4,31 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
 
 from services.sales.model import Sale
 from stockmanager.contracts.events import SaleCreated, SaleLine, SaleState, SaleUpdated, StockLow
+from stockmanager.contracts.stock import StockChange
 from stockmanager.events import Event, EventType, new_event
 from stockmanager.identity import Identity
 
 PUBLISHED = (EventType.SALE_CREATED, EventType.SALE_UPDATED, EventType.STOCK_LOW)
-
-
-class StockChange(Protocol):
-    """What `stock_low` reads of a row of the stock function."""
-
-    @property
-    def item_id(self) -> int: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def quantity_after(self) -> int: ...
-    @property
-    def min_quantity(self) -> int: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def crossed_low(self) -> bool: ...
 
 
 def sale_lines(sale: Sale) -> tuple[SaleLine, ...]:
@@ -102,5 +85,5 @@ def stock_low(changes: Iterable[StockChange], caller: Identity) -> list[Event]:
             ),
         )
         for change in changes
-        if change.crossed_low and change.status == 1
+        if change.crossed_low  # active, and from above the minimum to at or below it
     ]
