@@ -73,6 +73,23 @@ def test_every_route_is_documented() -> None:
     assert all(p["in"] == "query" and p["description"] for p in listing)
 
 
+def test_the_gateway_publishes_the_sales_contract(stack: Stack) -> None:
+    with stack.client() as client:
+        document = client.get("/api/openapi.json").json()
+    paths = document["paths"]
+    for path in ("/api/sales", "/api/sales/bulk"):
+        post = paths[path]["post"]
+        assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
+        assert "Idempotent-Replayed" in post["responses"]["201"]["headers"]
+        assert post["requestBody"]["required"] is True
+    listing = paths["/api/sales"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == set(FILTERS)
+    assert "422" not in listing["responses"]  # validation failures are 400s
+    schema = listing["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema["$ref"].rsplit("/", 1)[1] in ("SalePage", "sales.SalePage")
+    assert "404" in paths["/api/sales/{id}/edit"]["get"]["responses"]
+
+
 # -------------------------------------------------------------------- responses match models
 
 
