@@ -600,7 +600,9 @@ def _decorate(op: Json, route: Route, components: Json) -> Json:
         op.pop("security", None)
     else:
         op["security"] = [{SECURITY_SCHEME: []}]
-    op.setdefault("responses", {}).setdefault("200", {"description": "Successful response."})
+    responses = op.setdefault("responses", {})
+    if not any(str(status).startswith("2") for status in responses):
+        responses["200"] = {"description": "Successful response."}
     statuses = gateway_error_statuses(
         route, bool(pattern_params(route.pattern)), bool(op.get("parameters"))
     )
