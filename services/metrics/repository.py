@@ -27,7 +27,7 @@ from services.metrics.sql import (
     live_items,
     live_sales_rows,
 )
-from stockmanager.contracts import users_directory
+from stockmanager.contracts import stock, users_directory
 from stockmanager.timefmt import day_end_exclusive
 
 
@@ -110,10 +110,9 @@ async def read_coverage(conn: AsyncConnection, tz: ZoneInfo) -> Coverage:
 # --- /api/stats ------------------------------------------------------------------------------
 
 _STATS = text(
-    """
+    f"""
     SELECT count(*) FILTER (WHERE c.status = 1) AS products,
-           count(*) FILTER (WHERE c.status = 1 AND c.quantity > 0
-                              AND c.quantity <= c.min_quantity) AS low_stock,
+           count(*) FILTER (WHERE c.status = 1 AND {stock.low_in_stock_sql("c")}) AS low_stock,
            count(*) FILTER (WHERE c.status = 1 AND c.expiration_date <= :expire_by) AS expire_soon,
            coalesce(sum(c.quantity * c.price) FILTER (WHERE c.status = 1), 0) AS inventory_value,
            (SELECT count(*) FROM sales.sales_v s
@@ -122,7 +121,7 @@ _STATS = text(
                                                        'sku', x.barcode, 'stock', x.quantity)
                                      ORDER BY x.quantity, x.id), '[]'::json)
               FROM (SELECT id, name, barcode, quantity FROM products.catalog
-                     WHERE status = 1 AND quantity <= min_quantity
+                     WHERE status = 1 AND {stock.low_stock_sql()}
                      ORDER BY quantity, id LIMIT 10) x) AS low_stock_list
       FROM products.catalog c
     """
@@ -233,8 +232,7 @@ async def inventory(
     # NOT IN over a non-null column: two hashed sub-plans, probed once per product.
     sql = f"""
         SELECT count(*) FILTER (WHERE c.quantity = 0) AS out_of_stock,
-               count(*) FILTER (WHERE c.quantity > 0 AND c.quantity <= c.min_quantity)
-                   AS low_stock,
+               count(*) FILTER (WHERE {stock.low_in_stock_sql("c")}) AS low_stock,
                count(*) FILTER (WHERE c.id NOT IN (SELECT item_id FROM ({covered.sql}) m)
                                   AND c.id NOT IN (SELECT item_id FROM ({live.sql}) v))
                    AS no_movement,

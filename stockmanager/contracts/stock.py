@@ -15,8 +15,9 @@ This module is its one client, for both database drivers in use:
   messages and bodies), so the one mapping to the wire is here too: the function's SQLSTATEs
   (SM404 unknown item, SM409 insufficient stock) through `refusal()`, inactive products through
   `require_active()` / `require_known_active()`.
-- The low-stock rule of decisions §3 (`is_low`, `crossed_low`), which the function's own
-  `crossed_low` column restates in SQL (tests/kernel/test_contracts_stock.py binds the two).
+- The low-stock rule of decisions §3 (`is_low`, `crossed_low`; `low_stock_sql` and
+  `low_in_stock_sql` for readers of the catalogue in SQL). The function's own `crossed_low`
+  column restates the crossing in SQL (tests/kernel/test_contracts_stock.py binds the two).
 """
 
 from __future__ import annotations
@@ -54,6 +55,18 @@ ParamStyle = Literal["psycopg", "sqlalchemy"]
 def is_low(quantity: int, min_quantity: int) -> bool:
     """decisions §3: at or below the minimum is low (at 0 it is also out of stock)."""
     return quantity <= min_quantity
+
+
+def low_stock_sql(alias: str = "") -> str:
+    """`is_low` as a SQL condition on `products.catalog` (or `products.items`) columns."""
+    prefix = f"{alias}." if alias else ""
+    return f"{prefix}quantity <= {prefix}min_quantity"
+
+
+def low_in_stock_sql(alias: str = "") -> str:
+    """Low but not out of stock (`0 < quantity <= min_quantity`), as a SQL condition."""
+    prefix = f"{alias}." if alias else ""
+    return f"{prefix}quantity > 0 AND {low_stock_sql(alias)}"
 
 
 def crossed_low(

@@ -243,3 +243,20 @@ def test_availability_checks_name_unknown_first_then_every_disabled_product() ->
     }
     stock.require_active([1, 9], rows)  # unknown ids are not this check's business
     stock.require_known_active([1], rows)
+
+
+async def test_the_sql_conditions_are_the_python_rule(sa_conn: AsyncConnection) -> None:
+    levels = [(0, 0), (0, 5), (3, 5), (5, 5), (6, 5), (1, 0)]
+    ids = {await make_item(sa_conn, quantity=q, min_quantity=m): (q, m) for q, m in levels}
+
+    async def matching(condition: str) -> set[int]:
+        rows = await sa_conn.execute(
+            text(f"SELECT c.id FROM products.catalog c WHERE c.id = ANY(:ids) AND {condition}"),
+            {"ids": list(ids)},
+        )
+        return set(rows.scalars())
+
+    low = {item for item, (q, m) in ids.items() if stock.is_low(q, m)}
+    assert await matching(stock.low_stock_sql("c")) == low
+    assert await matching(stock.low_in_stock_sql("c")) == {i for i in low if ids[i][0] > 0}
+    assert len(low) == 4  # the cases cover both sides of both conditions
