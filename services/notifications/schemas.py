@@ -39,6 +39,9 @@ MISSING_FIELDS = "Faltan campos requeridos"
 NOT_TEXT = "El título y el mensaje deben ser texto"
 INVALID_TYPE = "Tipo de notificación inválido (info, warning, success o error)"
 INVALID_ACTION_URL = "action_url inválido"
+UNSAFE_ACTION_URL = (
+    "action_url debe ser una ruta relativa que empiece con / o una URL http:// o https://"
+)
 INVALID_USER_ID = "user_id inválido"
 
 NotificationType = Literal["info", "warning", "success", "error"]
@@ -66,7 +69,25 @@ def _action_url(value: object) -> str | None:
         return None
     if len(url) > ACTION_URL_MAX:
         raise invalid(f"action_url no puede superar {ACTION_URL_MAX} caracteres")
+    if not _safe_link(url):
+        raise invalid(UNSAFE_ACTION_URL)
     return check_storable(url)
+
+
+def _safe_link(url: str) -> bool:
+    """A link the UI may follow: `http(s)://host...` or a path on this site (`/...`).
+
+    Everything else (`javascript:`, `data:`, `vbscript:`, protocol-relative `//host`) is refused.
+    Browsers drop tabs and newlines inside a URL and read a backslash as `/`, so `/<backslash>evil`
+    or `java<TAB>script:` would slip past a prefix check: control characters and backslashes
+    are refused.
+    """
+    if "\\" in url or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return False
+    if url.startswith("/"):
+        return not url.startswith("//")
+    scheme, _, rest = url.partition("://")
+    return scheme.lower() in ("http", "https") and bool(rest) and not rest.startswith("/")
 
 
 if TYPE_CHECKING:  # the kernel's factories build Annotated types mypy cannot see through
@@ -135,7 +156,7 @@ class NewNotification(RequestBody):
     @classmethod
     def _required(cls, data: Any) -> Any:
         if not isinstance(data, dict):
-            return data  # not an object: the kernel's translator answers
+            return data  # not an object: RequestBody refuses it
         user_id, title, message = data.get("user_id"), data.get("title"), data.get("message")
         # Upstream's check: any of the three falsy (missing, null, 0, "").
         if not user_id or not title or not message:
