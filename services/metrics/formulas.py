@@ -9,6 +9,9 @@ from collections.abc import Sequence
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
+# Money to cents, half up (NUMERIC(12,2)): the kernel's one money rule.
+from stockmanager.contracts.fields import money as round2
+
 WEEKDAY_SHORT = ("Lun", "Mar", "Mié", "Jue", "Vie", "Sáb", "Dom")
 WEEKDAY_LONG = ("Lunes", "Martes", "Miércoles", "Jueves", "Viernes", "Sábado", "Domingo")
 NO_SKU = "Sin SKU"
@@ -19,10 +22,6 @@ TENTH = Decimal("0.1")
 
 def money(cents: int) -> Decimal:
     return (Decimal(cents) / 100).quantize(CENT)
-
-
-def round2(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def ratio2(numerator: Decimal | int, denominator: Decimal | int) -> float:

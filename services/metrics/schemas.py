@@ -21,9 +21,9 @@ from services.metrics.formulas import (
     forecast_status,
     money,
     ratio2,
-    round2,
     vendor_change,
 )
+from stockmanager.contracts.fields import money as round2
 
 # --------------------------------------------------------------------------------- responses
 

@@ -20,10 +20,10 @@ from services.metrics.formulas import (
     money,
     moving_average,
     pct_change,
-    round2,
     trend_sentence,
 )
 from services.metrics.window import Window
+from stockmanager.contracts.fields import money as round2
 from stockmanager.timefmt import day_end_exclusive, day_start
 
 EXPIRY_HORIZON_DAYS = 7
