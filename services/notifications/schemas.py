@@ -8,7 +8,7 @@ against them).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.notifications.tables import NOTIFICATION_TYPES
 from stockmanager.contracts.fields import (
     BIGINT_MAX,
+    Rule,
     check_storable,
-    integer_field,
+    integer_rule,
     invalid,
-    text_field,
-    validated,
+    text_rule,
 )
 from stockmanager.contracts.validation import RequestBody
 from stockmanager.timefmt import local_str
@@ -90,36 +90,34 @@ def _safe_link(url: str) -> bool:
     return scheme.lower() in ("http", "https") and bool(rest) and not rest.startswith("/")
 
 
-if TYPE_CHECKING:  # the kernel's factories build Annotated types mypy cannot see through
-    TitleText = str
-    MessageText = str
-    TypeField = str
-    ActionUrlField = str | None
-    UserId = int
-else:
-    TitleText = text_field(
-        f"El título no puede superar {TITLE_MAX} caracteres", max_length=TITLE_MAX
-    )
-    MessageText = text_field(
-        f"El mensaje no puede superar {MESSAGE_MAX} caracteres", max_length=MESSAGE_MAX
-    )
-    TypeField = validated(
+TitleText = Annotated[
+    str, text_rule(f"El título no puede superar {TITLE_MAX} caracteres", max_length=TITLE_MAX)
+]
+MessageText = Annotated[
+    str,
+    text_rule(f"El mensaje no puede superar {MESSAGE_MAX} caracteres", max_length=MESSAGE_MAX),
+]
+TypeField = Annotated[
+    str,
+    Rule(
         _type,
         {
             "anyOf": [{"type": "string", "enum": list(NOTIFICATION_TYPES)}, {"type": "null"}],
             "default": "info",
         },
-        str,
-    )
-    ActionUrlField = validated(
+    ),
+]
+ActionUrlField = Annotated[
+    str | None,
+    Rule(
         _action_url,
         {
             "anyOf": [{"type": "string", "maxLength": ACTION_URL_MAX}, {"type": "null"}],
             "default": None,
         },
-        str | None,
-    )
-    UserId = integer_field(INVALID_USER_ID, minimum=1, maximum=BIGINT_MAX)
+    ),
+]
+UserId = Annotated[int, integer_rule(INVALID_USER_ID, minimum=1, maximum=BIGINT_MAX)]
 
 
 class NewNotification(RequestBody):

@@ -7,21 +7,25 @@
 - `storable_text`: PostgreSQL cannot store NUL in text, and a lone UTF-16 surrogate cannot be
   encoded as UTF-8; either would fail deep in the driver as a 500. Every text that reaches the
   database is checked here first, so the client gets a 400 instead.
+- `clip_text`: untrusted free text copied into an event or a log entry (a login name, a path, a
+  client's log line) is clipped to a few hundred characters, so one entry has a bounded size.
 
-Each rule has a plain function (for code that is not a Pydantic model) and, where useful, an
-`Annotated` type for request models whose failures carry the caller's exact message.
+Each rule has a plain function (for code that is not a Pydantic model) and, where useful, a
+`Rule` for `Annotated` request fields whose failures carry the caller's exact message.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BeforeValidator, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 ERROR_TYPE = "stockmanager"
 """The Pydantic error type whose context carries a message meant for the client verbatim."""
@@ -126,6 +130,21 @@ def check_storable(value: str, message: str = UNSTORABLE_TEXT_MESSAGE) -> str:
     return value
 
 
+CLIP_MAX_CHARS = 200
+"""Longest untrusted free text (a typed login name, a request path, a client's log line) copied
+into one event or log entry: clipping it keeps every entry small whatever a client sends."""
+
+CLIP_MARK = "…"
+
+
+def clip_text(value: str, limit: int = CLIP_MAX_CHARS) -> str:
+    """`value` when it has at most `limit` characters, else its first characters and "…" (the
+    result is `limit` characters long). For text copied into events and logs, never for data."""
+    if len(value) <= limit:
+        return value
+    return value[: max(0, limit - len(CLIP_MARK))] + CLIP_MARK
+
+
 def contains_unstorable(value: object) -> bool:
     """Whether any text anywhere inside a decoded JSON value is unstorable (keys included)."""
     if isinstance(value, str):
@@ -137,21 +156,41 @@ def contains_unstorable(value: object) -> bool:
     return False
 
 
-# ------------------------------------------------------------------- annotated request types
+# ---------------------------------------------------------------------- request field rules
 
 
-def integer_field(
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """`Annotated` metadata that runs `check` on the raw JSON value and publishes `json_schema`.
+
+    Use it as `Annotated[int, integer_rule(...)]`: the Python type stays visible to mypy, the
+    check replaces Pydantic's own coercion, and the OpenAPI document shows what the wire accepts.
+    `check` returns the clean value or raises `invalid(...)` with the client's message.
+    """
+
+    check: Callable[[Any], Any]
+    json_schema: Mapping[str, Any]
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return dict(self.json_schema)
+
+
+def integer_rule(
     message: str,
     *,
     minimum: int = -BIGINT_MAX,
     maximum: int = BIGINT_MAX,
     range_message: str | None = None,
-) -> Any:
-    """An `Annotated[int, ...]` request field under the lenient integer rule.
-
-    `message` for a value that is not an integer, `range_message` (default: `message`) for one
-    outside [minimum, maximum].
-    """
+) -> Rule:
+    """The lenient integer rule within [minimum, maximum]: `message` for a value that is not an
+    integer, `range_message` (default: `message`) for one outside the bounds."""
 
     def check(value: object) -> int:
         number = lenient_int(value)
@@ -161,20 +200,19 @@ def integer_field(
             raise invalid(range_message or message)
         return number
 
-    schema = {**INTEGER_JSON_SCHEMA, "minimum": minimum, "maximum": maximum}
-    return Annotated[int, BeforeValidator(check), WithJsonSchema(schema)]
+    return Rule(check, {**INTEGER_JSON_SCHEMA, "minimum": minimum, "maximum": maximum})
 
 
-def text_field(
+def text_rule(
     message: str,
     *,
     max_length: int,
     min_length: int = 0,
     strip: bool = True,
     unstorable_message: str = UNSTORABLE_TEXT_MESSAGE,
-) -> Any:
-    """An `Annotated[str, ...]` request field: must be a string, stripped, length-bounded and
-    storable. `message` for a non-string or a length outside the bounds."""
+) -> Rule:
+    """A string, stripped, length-bounded and storable: `message` for a non-string or a length
+    outside the bounds."""
 
     def check(value: object) -> str:
         if not isinstance(value, str):
@@ -187,9 +225,4 @@ def text_field(
     schema: dict[str, Any] = {"type": "string", "maxLength": max_length}
     if min_length:
         schema["minLength"] = min_length
-    return Annotated[str, BeforeValidator(check), WithJsonSchema(schema)]
-
-
-def validated(check: Callable[[Any], Any], json_schema: dict[str, Any], python_type: Any) -> Any:
-    """An `Annotated` field from any check function (raise `invalid(...)` to refuse)."""
-    return Annotated[python_type, BeforeValidator(check), WithJsonSchema(json_schema)]
+    return Rule(check, schema)

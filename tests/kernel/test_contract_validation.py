@@ -11,14 +11,14 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, model_validator
 
 from stockmanager.contracts.fields import (
-    integer_field,
+    integer_rule,
     invalid,
     lenient_int,
     money,
     parse_money,
     query_int,
     storable_text,
-    text_field,
+    text_rule,
 )
 from stockmanager.contracts.validation import ContractRoute, RequestBody
 from stockmanager.error_handlers import install_error_handlers
@@ -85,8 +85,8 @@ def test_storable_text() -> None:
     assert not storable_text("\ud800")
 
 
-Quantity = integer_field("Cantidad inválida", minimum=1, maximum=10)
-Name = text_field("Nombre inválido", max_length=5, min_length=1)
+Quantity = Annotated[int, integer_rule("Cantidad inválida", minimum=1, maximum=10)]
+Name = Annotated[str, text_rule("Nombre inválido", max_length=5, min_length=1)]
 
 
 class Order(RequestBody):
