@@ -74,6 +74,16 @@ def available_services() -> list[registry.ProcessInfo]:
 def serve_process(name: str, host: str, port: int | None) -> int:
     import uvicorn
 
+    problem = internal_secret_check()
+    if problem is not None:
+        print(
+            f"stockmanager serve {name}: refusing to start: {problem}.\n"
+            "Every process must share one random secret of at least 32 bytes, e.g. "
+            "`openssl rand -hex 32`; `stockmanager up` generates one by itself.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     info = registry.process(name)
     port = port or int(os.environ.get("STOCKMANAGER_PORT", info.port))
     uvicorn.run(
@@ -92,6 +102,20 @@ def serve_process(name: str, host: str, port: int | None) -> int:
         proxy_headers=False,
     )
     return 0
+
+
+def internal_secret_check() -> str | None:
+    """Why this process must not serve with its configured internal secret (None: it may)."""
+    from stockmanager.settings import (
+        DEV_INTERNAL_SECRET,
+        INTERNAL_SECRET_VARIABLE,
+        KernelSettings,
+        internal_secret_problem,
+    )
+
+    value = KernelSettings().internal_secret
+    unset = value == DEV_INTERNAL_SECRET and INTERNAL_SECRET_VARIABLE not in os.environ
+    return internal_secret_problem(None if unset else value)
 
 
 def migrate(database_url: str | None = None) -> None:

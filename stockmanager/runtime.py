@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from stockmanager import registry
+from stockmanager.settings import internal_secret_problem
 
 SECRET_FILE = "internal-secret"
 ROOT_PASSWORD_FILE = "initial-root-password"
@@ -94,6 +95,20 @@ def run_up(*, replicas: int, host: str, port: int, data_dir: str) -> int:
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    if not env.get("STOCKMANAGER_INTERNAL_SECRET"):
+        # Generated once and persisted: reset codes stored before a restart stay checkable.
+        env["STOCKMANAGER_INTERNAL_SECRET"] = _read_or_create(
+            root / SECRET_FILE, secrets.token_urlsafe(32)
+        )
+    problem = internal_secret_problem(env["STOCKMANAGER_INTERNAL_SECRET"])
+    if problem is not None:
+        print(
+            f"refusing to start: {problem} (unset it to let `up` generate one, or use "
+            "`openssl rand -hex 32`)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     with ExitStack() as cleanup:
         if not env.get("DATABASE_URL"):
             print(f"starting embedded PostgreSQL (data in {root / 'postgres'}) ...", flush=True)
@@ -105,10 +120,6 @@ def run_up(*, replicas: int, host: str, port: int, data_dir: str) -> int:
             redis = EmbeddedRedis(root / "redis")
             env["REDIS_URL"] = redis.start()
             cleanup.callback(redis.stop)
-        env.setdefault(
-            "STOCKMANAGER_INTERNAL_SECRET",
-            _read_or_create(root / SECRET_FILE, secrets.token_urlsafe(32)),
-        )
         # Child processes and the in-process migrate/bootstrap read the same settings.
         os.environ.update(
             {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "STOCKMANAGER_INTERNAL_SECRET")}

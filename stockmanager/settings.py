@@ -18,6 +18,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Only used when nothing is configured and no runtime supplied one; `stockmanager up`
 # always generates and persists a random secret instead.
 DEV_INTERNAL_SECRET = "stockmanager-development-secret-change-me"
+# Shortest accepted internal secret, in bytes (UTF-8): `openssl rand -hex 32` gives 64.
+MIN_INTERNAL_SECRET_BYTES = 32
+INTERNAL_SECRET_VARIABLE = "STOCKMANAGER_INTERNAL_SECRET"
 
 
 class KernelSettings(BaseSettings):
@@ -62,6 +65,26 @@ class KernelSettings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+def internal_secret_problem(configured: str | None) -> str | None:
+    """Why `configured` (the raw STOCKMANAGER_INTERNAL_SECRET, None when unset) must not be used
+    to sign or verify identities; None when it is acceptable.
+
+    Anyone who knows the secret can forge any identity (root included) at a service port, so a
+    serving process refuses a missing one, the public development default and a short one.
+    """
+    if configured is None or not configured.strip():
+        return f"{INTERNAL_SECRET_VARIABLE} is not set"
+    if configured == DEV_INTERNAL_SECRET:
+        return f"{INTERNAL_SECRET_VARIABLE} is the public development default"
+    size = len(configured.encode())
+    if size < MIN_INTERNAL_SECRET_BYTES:
+        return (
+            f"{INTERNAL_SECRET_VARIABLE} is too short ({size} bytes; "
+            f"at least {MIN_INTERNAL_SECRET_BYTES} are required)"
+        )
+    return None
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from services.users.api import router as accounts_router
 from services.users.api_reset import router as reset_router
 from services.users.api_settings import router as settings_router
-from services.users.mailer import MailDispatcher, mailer_for
+from services.users.mailer import MailDispatcher, mailer_for, warn_if_unconfigured
 from services.users.runtime import UsersResources
 from services.users.settings import UsersSettings, users_settings
 from services.users.tables import outbox
@@ -17,6 +17,7 @@ from stockmanager.service_app import create_service_app
 
 
 async def _open(settings: UsersSettings, db: Database, redis: Redis) -> UsersResources:
+    warn_if_unconfigured(settings)
     dispatcher = MailDispatcher(mailer_for(settings))
     dispatcher.start()
     return UsersResources(mail=dispatcher)

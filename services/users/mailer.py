@@ -1,4 +1,5 @@
-"""Outgoing mail (password-reset codes): SMTP when configured, the log otherwise.
+"""Outgoing mail (password-reset codes): SMTP when configured; otherwise nothing is delivered and
+only the fact is logged (the code itself only under the development setting log_reset_codes).
 
 smtplib is blocking, so it runs in a worker thread; the request that triggered a mail never waits
 for it. Mail is only handed over after the transaction that created its content committed (the
@@ -55,21 +56,52 @@ class SmtpMailer:
 
 
 class LogMailer:
-    """Development: no SMTP server configured, so the message is written to the log."""
+    """No SMTP server configured: the mail cannot be delivered.
+
+    Only the recipient and subject are logged; the body (which holds the reset code) only when
+    the development setting `log_reset_codes` asks for it.
+    """
+
+    def __init__(self, *, include_body: bool = False) -> None:
+        self.include_body = include_body
 
     async def send(self, message: EmailMessage) -> None:
+        if self.include_body:
+            log.warning(
+                "SMTP not configured; mail written to the log instead (development only)",
+                extra={
+                    "mail_to": message["To"],
+                    "mail_subject": message["Subject"],
+                    "mail_body": message.get_content(),
+                },
+            )
+            return
         log.warning(
-            "SMTP not configured; mail written to the log instead (development only)",
-            extra={
-                "mail_to": message["To"],
-                "mail_subject": message["Subject"],
-                "mail_body": message.get_content(),
-            },
+            "SMTP not configured; mail not delivered",
+            extra={"mail_to": message["To"], "mail_subject": message["Subject"]},
         )
 
 
 def mailer_for(settings: UsersSettings) -> Mailer:
-    return SmtpMailer(settings) if settings.smtp_host else LogMailer()
+    if settings.smtp_host:
+        return SmtpMailer(settings)
+    return LogMailer(include_body=settings.log_reset_codes)
+
+
+def warn_if_unconfigured(settings: UsersSettings) -> None:
+    """Tell the operator at startup that password-reset codes cannot reach anyone."""
+    if settings.smtp_host:
+        return
+    log.warning(
+        "SMTP is not configured (STOCKMANAGER_SMTP_HOST): mail is disabled and password-reset "
+        "codes cannot be delivered"
+        + (
+            "; STOCKMANAGER_LOG_RESET_CODES is on, so codes are written to the log "
+            "(development only, never in production)"
+            if settings.log_reset_codes
+            else ""
+        )
+    )
 
 
 class MailDispatcher:

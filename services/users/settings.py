@@ -18,8 +18,9 @@ class UsersSettings(KernelSettings):
     # Password of the root account created at first start; generated and printed when unset.
     root_password: str | None = None
 
-    # Outgoing mail for password-reset codes. Without a host the message is written to the log
-    # (development only: the code then appears in the logs).
+    # Outgoing mail for password-reset codes. Without a host no mail is sent: a warning at
+    # startup says so, and each reset request logs that its code could not be delivered
+    # (without the code).
     smtp_host: str | None = None
     smtp_port: int | None = Field(None, ge=1, le=65535)  # default by smtp_tls: 25/587/465
     smtp_username: str | None = None
@@ -27,6 +28,10 @@ class UsersSettings(KernelSettings):
     smtp_from: str = "StockManager <no-reply@localhost>"
     smtp_tls: SmtpTls = "starttls"
     smtp_timeout: float = Field(10.0, gt=0)
+    # Development only (STOCKMANAGER_LOG_RESET_CODES=1): without SMTP, write the reset mail,
+    # code included, to the log. Logs reach /api/debug/logs, Redis and log collectors, so a code
+    # there lets whoever reads them take over the account: never enable it in production.
+    log_reset_codes: bool = False
 
     # Password reset hardening (decisions §5).
     reset_code_ttl_seconds: int = Field(15 * 60, ge=60)

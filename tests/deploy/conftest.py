@@ -38,7 +38,7 @@ def production_secrets_env() -> dict[str, str]:
     return {
         "DATABASE_URL": "postgresql://stockmanager:pw-test@db.internal:5432/stockmanager",
         "REDIS_URL": "redis://cache.internal:6379/0",
-        "STOCKMANAGER_INTERNAL_SECRET": "internal-secret-for-tests",
+        "STOCKMANAGER_INTERNAL_SECRET": "internal-secret-for-tests-0123456789abcdef",
         "STOCKMANAGER_ROOT_PASSWORD": "root-password-for-tests",
         "STOCKMANAGER_SMTP_PASSWORD": "smtp-password-for-tests",
     }

@@ -27,7 +27,7 @@ REQUIRED_SECRETS = {
 }
 TEST_ENV = {
     "POSTGRES_PASSWORD": "pg-test-password",
-    "STOCKMANAGER_INTERNAL_SECRET": "internal-test-secret",
+    "STOCKMANAGER_INTERNAL_SECRET": "internal-test-secret-0123456789abcdef",
     "STOCKMANAGER_ROOT_PASSWORD": "root-test-password",
 }
 HEALTHCHECK = ["CMD", "python", "/usr/local/lib/stockmanager/healthcheck.py"]

@@ -203,3 +203,51 @@ def mail_stack(stack: Stack, mailbox: tuple[Mailbox, int], data_root: Path) -> I
     finally:
         supervisor.stop()
         log_file.close()
+
+
+@pytest.fixture(scope="session")
+def log_codes_stack(stack: Stack, data_root: Path) -> Iterator[MailStack]:
+    """A second gateway whose users service has no SMTP and the development setting
+    STOCKMANAGER_LOG_RESET_CODES=1, so it writes reset mail (code included) to its log,
+    `data_root / "log-codes-stack.log"`. The shared stack keeps the default (off): no code in
+    its logs. Its mailbox stays empty."""
+    users_port, gateway_port = free_port(), free_port()
+    specs = [
+        ProcessSpec(
+            name="users-log-codes",
+            argv=[
+                sys.executable,
+                "-m",
+                "stockmanager",
+                "serve",
+                "users",
+                "--port",
+                str(users_port),
+            ],
+            env={**stack.env, "STOCKMANAGER_LOG_RESET_CODES": "1"},
+            ready_url=f"http://127.0.0.1:{users_port}/readyz",
+        ),
+        ProcessSpec(
+            name="gateway-log-codes",
+            argv=[
+                sys.executable,
+                "-m",
+                "stockmanager",
+                "serve",
+                "gateway",
+                "--port",
+                str(gateway_port),
+            ],
+            env={**stack.env, "STOCKMANAGER_USERS_URLS": f"http://127.0.0.1:{users_port}"},
+            ready_url=f"http://127.0.0.1:{gateway_port}/readyz",
+        ),
+    ]
+    log_file = (data_root / "log-codes-stack.log").open("w")
+    supervisor = Supervisor(specs, out=log_file)
+    supervisor.start()
+    try:
+        supervisor.wait_ready(timeout=60)
+        yield MailStack(base_url=f"http://127.0.0.1:{gateway_port}", mailbox=Mailbox())
+    finally:
+        supervisor.stop()
+        log_file.close()
