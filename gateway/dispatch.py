@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway import auth, debug, docs, health, openapi
+from gateway import auth, debug, docs, health, openapi, publiclimits
 from gateway.clientip import client_ip
 from gateway.csrf import origin_allowed
 from gateway.identity_headers import forward_headers
@@ -136,6 +136,8 @@ async def _handle(ctx: RequestContext) -> Response:
     route = ctx.match.route
     if route.changes_state and not origin_allowed(ctx.request, ctx.runtime.allowed_origins):
         raise Forbidden("Origen no permitido")
+    # Before the body is read: a refused request costs neither the gateway nor the service.
+    await publiclimits.enforce(ctx.runtime.redis, ctx.runtime.settings, route.limit, ctx.ip)
     ctx.body = await _read_body(ctx)
     if route.target == GATEWAY:
         return await _local_handler(ctx.match)(ctx)

@@ -175,7 +175,8 @@ ERROR_ANSWERS: dict[int, ErrorAnswer] = {
         "The body is not labelled as JSON.", {"unsupported": _example(UnsupportedMediaType())}
     ),
     429: ErrorAnswer(
-        "Too many failed logins for this user or address; retry after `Retry-After` seconds.",
+        "Too many attempts (failed logins for this user or address, or requests from this "
+        "address to a limited public operation); retry after `Retry-After` seconds.",
         {"rate_limited": _example(RateLimited())},
         _RETRY_AFTER,
     ),
@@ -204,7 +205,7 @@ def gateway_error_statuses(route: Route, has_params: bool, has_parameters: bool)
         statuses.add(404)
     if route.target != GATEWAY or route.pattern == "/api/login":
         statuses.add(504)
-    if route.pattern == "/api/login":
+    if route.pattern == "/api/login" or route.limit is not None:
         statuses.add(429)
     return sorted(statuses)
 

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gateway.publiclimits import PublicLimit
+
 
 class Access(StrEnum):
     PUBLIC = "public"
@@ -32,6 +34,7 @@ class Route:
     stream: bool = False  # proxy the response unbuffered (SSE)
     max_body: int | None = None  # overrides the default body limit
     upstream_path: str | None = None  # alias: forward to this pattern instead
+    limit: PublicLimit | None = None  # per-address request limit (gateway/publiclimits.py)
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -112,10 +115,16 @@ ROUTE_MAP: tuple[Route, ...] = (
     _r("GET", "/api/users/{id:int}", "users", A),
     _r("PUT", "/api/users/{id:int}", "users", A),
     _r("DELETE", "/api/users/{id:int}", "users", A),
-    _r("POST", "/api/users/reset-password", "users", P),
-    _r("POST", "/api/users/validate-code", "users", P),
-    _r("POST", "/api/users/reset-password/change-password", "users", P),
-    _r("POST", "/api/register", "users", P),
+    _r("POST", "/api/users/reset-password", "users", P, limit=PublicLimit.RESET_REQUEST),
+    _r("POST", "/api/users/validate-code", "users", P, limit=PublicLimit.RESET_CODE),
+    _r(
+        "POST",
+        "/api/users/reset-password/change-password",
+        "users",
+        P,
+        limit=PublicLimit.RESET_CODE,
+    ),
+    _r("POST", "/api/register", "users", P, limit=PublicLimit.REGISTER),
     _r("GET", "/api/suggest/vendors", "users", U),
     # applications
     _r("GET", "/api/applications", "users", A),

@@ -44,6 +44,16 @@ class GatewaySettings(KernelSettings):
     login_ip_max_failures: int = 50
     login_failure_window: int = 15 * 60
 
+    # Per-address limits on the public POSTs (gateway/publiclimits.py): requests per window
+    # (seconds) from one client address (IPv6: one /64), shared by every replica through Redis.
+    register_limit: int = Field(10, ge=1)
+    register_limit_window: int = Field(60 * 60, ge=1)
+    reset_request_limit: int = Field(10, ge=1)
+    reset_request_limit_window: int = Field(15 * 60, ge=1)
+    # validate-code and change-password share one budget: each is a guess at a code.
+    reset_code_limit: int = Field(20, ge=1)
+    reset_code_limit_window: int = Field(15 * 60, ge=1)
+
     upstream_pool_limit: int = Field(100, ge=1)
 
     def service_urls(self, service: str) -> list[str]:

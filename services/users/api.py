@@ -50,9 +50,10 @@ async def verify_credentials(
     # No connection is held while Argon2 runs (it is slow on purpose).
     async with runtime.db.connect() as conn:
         row = await repository.find_by_login(conn, body.username)
-    user = await login.authenticate(row, body.password)
+    hashing = runtime.resources.hashing
+    user = await login.authenticate(hashing, row, body.password)
     assert row is not None  # authenticate refused an unknown user
-    new_hash = await login.upgraded_hash(row, body.password)
+    new_hash = await login.upgraded_hash(hashing, row, body.password)
     if new_hash is not None:
         # Upstream hashes become Argon2id; compare-and-set, so a concurrent password change
         # is never overwritten with the old password.
@@ -116,7 +117,11 @@ async def list_users(
 )
 async def create_user(runtime: Runtime, caller: AdminUser, body: NewUserRequest) -> Response:
     new = body.new_user()
-    password_hash = await service.hash_password(new.password)
+    # Refusals first (root rules, name or e-mail taken): they cost no Argon2. The transaction
+    # checks again, and the unique indexes settle a race.
+    async with runtime.db.connect() as conn:
+        await service.refuse_new_user(conn, caller, new)
+    password_hash = await runtime.resources.hashing.hash(new.password)
     async with runtime.transaction() as conn:
         user = await service.create_user(conn, caller, new, password_hash)
     # `id` is an addition to upstream's body (it returned no id at all).
@@ -148,7 +153,9 @@ async def update_user(
 ) -> Response:
     changes = body.changes()
     password_hash = (
-        await service.hash_password(changes.password) if changes.password is not None else None
+        await runtime.resources.hashing.hash(changes.password)
+        if changes.password is not None
+        else None
     )
     async with runtime.transaction() as conn:
         changed = await service.update_user(conn, caller, user_id, changes, password_hash)
@@ -182,7 +189,10 @@ async def disable_user(runtime: Runtime, caller: AdminUser, user_id: UserId) -> 
 )
 async def register(runtime: Runtime, caller: AnyCaller, body: RegistrationRequest) -> Response:
     new = body.new_user()
-    password_hash = await service.hash_password(new.password)
+    # A taken name or e-mail is refused before Argon2 runs; the transaction checks again.
+    async with runtime.db.connect() as conn:
+        await registration.refuse_taken(conn, new)
+    password_hash = await runtime.resources.hashing.hash(new.password)
     async with runtime.transaction() as conn:
         await registration.register(conn, caller, new, password_hash)
     return json_response(schemas.success(schemas.REGISTERED), status_code=201)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from services.users import password_reset, schemas, service, validation
+from services.users import password_reset, schemas, validation
 from services.users.mailer import reset_code_message
 from services.users.runtime import Runtime
 from services.users.schemas_requests import (
@@ -80,7 +80,7 @@ async def change_password(
         raise password_reset.CodeNotVerified()
     if len(body.new_password) < validation.PASSWORD_MIN:
         raise ValidationFailed(NEW_PASSWORD_TOO_SHORT)
-    password_hash = await service.hash_password(body.new_password)
+    password_hash = await runtime.resources.hashing.hash(body.new_password)
     async with runtime.transaction() as conn:
         done = await password_reset.complete_reset(conn, caller, attempt, password_hash, settings)
     if not done:

@@ -60,10 +60,11 @@ async def change_password(
         old_hash = await repository.get_password_hash(conn, caller.user_id)
     if old_hash is None:
         raise service.UserNotFound()
-    if not await profile.verify_current(old_hash, body.current_password):
+    hashing = runtime.resources.hashing
+    if not await profile.verify_current(hashing, old_hash, body.current_password):
         await profile.record_failure(runtime.redis, caller.user_id, settings)
         raise profile.WrongCurrentPassword()
-    new_hash = await service.hash_password(body.new_password)
+    new_hash = await hashing.hash(body.new_password)
     async with runtime.transaction() as conn:
         await profile.store_new_password(conn, caller, old_hash=old_hash, new_hash=new_hash)
     await profile.clear_failures(runtime.redis, caller.user_id)

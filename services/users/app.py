@@ -9,6 +9,7 @@ from services.users.api import router as accounts_router
 from services.users.api_reset import router as reset_router
 from services.users.api_settings import router as settings_router
 from services.users.mailer import MailDispatcher, mailer_for, warn_if_unconfigured
+from services.users.passwords import HashingSlots
 from services.users.runtime import UsersResources
 from services.users.settings import UsersSettings, users_settings
 from services.users.tables import outbox
@@ -20,7 +21,7 @@ async def _open(settings: UsersSettings, db: Database, redis: Redis) -> UsersRes
     warn_if_unconfigured(settings)
     dispatcher = MailDispatcher(mailer_for(settings))
     dispatcher.start()
-    return UsersResources(mail=dispatcher)
+    return UsersResources(mail=dispatcher, hashing=HashingSlots(settings.argon2_max_concurrency))
 
 
 def create_app() -> FastAPI:

@@ -1,16 +1,17 @@
 """The login check behind `POST /internal/auth/verify` (decisions §2).
 
-Argon2 runs in a worker thread on a row read beforehand, so no database connection is held
-while it works; upstream (Werkzeug) hashes are replaced with Argon2id after a successful login.
+Argon2 runs in a worker thread (under the process's hashing slots) on a row read beforehand, so
+no database connection is held while it works; upstream (Werkzeug) hashes are replaced with
+Argon2id after a successful login.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from services.users import passwords
+from services.users.passwords import HashingSlots
 from stockmanager.contracts.users_directory import is_active
 from stockmanager.errors import ApiError, InvalidCredentials
 from stockmanager.identity import ROLES
@@ -35,16 +36,16 @@ class VerifiedUser:
     role: str
 
 
-async def authenticate(user: Any | None, password: str) -> VerifiedUser:
+async def authenticate(hashing: HashingSlots, user: Any | None, password: str) -> VerifiedUser:
     """The login check on a user row read beforehand, in the order decisions §2 fixes.
 
     A wrong password is always 401; only a correct password on a disabled or pending account
     reveals 403. Runs Argon2 in a thread and needs no database connection meanwhile.
     """
     if user is None:
-        await asyncio.to_thread(passwords.burn_time, password)
+        await hashing.burn_time(password)
         raise InvalidCredentials()
-    valid = await asyncio.to_thread(passwords.verify_password, user.password_hash, password)
+    valid = await hashing.verify(user.password_hash, password)
     if not valid:
         raise InvalidCredentials()
     if not is_active(user.status, user.application):
@@ -54,8 +55,8 @@ async def authenticate(user: Any | None, password: str) -> VerifiedUser:
     return VerifiedUser(user_id=user.id, username=user.username, role=user.role)
 
 
-async def upgraded_hash(user: Any, password: str) -> str | None:
+async def upgraded_hash(hashing: HashingSlots, user: Any, password: str) -> str | None:
     """A fresh Argon2id hash when the stored one is an upstream (Werkzeug) or outdated hash."""
     if not passwords.needs_rehash(user.password_hash):
         return None
-    return await asyncio.to_thread(passwords.hash_password, password)
+    return await hashing.hash(password)

@@ -4,9 +4,11 @@
 - Codes are 6 digits from `secrets`, stored only as an HMAC (keyed with the internal secret, so
   a database dump alone does not reveal them), expire after 15 minutes (database clock), and only
   the newest code of a user is valid (one row per user, replaced on each request).
-- Every wrong code counts; after 5 the code is burned. A wrong try must be remembered even though
-  the request fails, so these functions return an outcome and the endpoint raises only after the
-  transaction committed.
+- Every wrong code counts; after 5 the code is burned. Per account and day there are caps on
+  codes issued and on wrong codes tried (over all its codes); past them the answers are the
+  usual ones (the request step still says "sent", every code is "invalid"). A wrong try must be
+  remembered even though the request fails, so these functions return an outcome and the
+  endpoint raises only after the transaction committed.
 - The change step requires the code to have been verified by the validate step, and ends every
   session of the user (event `user.password_reset`).
 """
@@ -82,6 +84,7 @@ async def request_code(
             ttl=timedelta(seconds=settings.reset_code_ttl_seconds),
             max_requests=settings.reset_max_requests,
             window=timedelta(seconds=settings.reset_request_window_seconds),
+            daily_max_requests=settings.reset_daily_max_requests,
         )
         if issued:
             mail = ResetMail(to=user.email, code=code)
@@ -108,6 +111,9 @@ async def _check(
         return None
     row = await repository_resets.lock_code(conn, user.id)
     if row is None or not row.live or row.attempts >= settings.reset_max_attempts:
+        return None
+    # Past the day's cap every code is refused, the right one too: a guess must teach nothing.
+    if row.wrong_today >= settings.reset_daily_max_wrong_codes:
         return None
     expected = code_hash(settings.internal_secret, user.id, attempt.code)
     if not hmac.compare_digest(row.code_hash, expected):

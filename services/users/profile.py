@@ -10,14 +10,14 @@ the one that made it (decisions §2), through the `user.password_changed` event.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import events, passwords, repository
+from services.users import events, repository
 from services.users.events import emit
+from services.users.passwords import HashingSlots
 from services.users.service import DuplicateEmail, UserNotFound
 from services.users.settings import UsersSettings
 from stockmanager.errors import ApiError, Conflict, RateLimited
@@ -108,11 +108,11 @@ async def clear_failures(redis: Redis, user_id: int) -> None:
         log.warning("password-change throttle unavailable", extra={"error": repr(exc)})
 
 
-async def verify_current(stored_hash: str | None, password: str) -> bool:
+async def verify_current(hashing: HashingSlots, stored_hash: str | None, password: str) -> bool:
     if stored_hash is None:
-        await asyncio.to_thread(passwords.burn_time, password)
+        await hashing.burn_time(password)
         return False
-    return await asyncio.to_thread(passwords.verify_password, stored_hash, password)
+    return await hashing.verify(stored_hash, password)
 
 
 async def store_new_password(

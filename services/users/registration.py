@@ -14,14 +14,20 @@ from stockmanager.identity import Identity
 ACCOUNT_TAKEN = "Usuario o correo ya existe"
 
 
-async def register(
-    conn: AsyncConnection, caller: Identity, new: NewUser, password_hash: str
-) -> None:
+async def refuse_taken(conn: AsyncConnection, new: NewUser) -> None:
+    """409 when the name or e-mail is taken. Runs before the password is hashed (a duplicate
+    costs no Argon2) and again in the registering transaction."""
     username_taken, email_taken = await repository.taken(
         conn, username=new.username, email=new.email, exclude_id=None
     )
     if username_taken or email_taken:
         raise Conflict(ACCOUNT_TAKEN)
+
+
+async def register(
+    conn: AsyncConnection, caller: Identity, new: NewUser, password_hash: str
+) -> None:
+    await refuse_taken(conn, new)
     try:
         user = await repository.insert_user(
             conn,

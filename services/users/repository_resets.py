@@ -5,11 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, literal, or_, select, update
+from sqlalchemy import and_, case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.users.tables import password_resets as resets
+
+# The period of the daily caps: 24 hours from the first event of the "day" (database clock).
+DAY = timedelta(days=1)
+
+
+def _day_over() -> Any:
+    return resets.c.day_started_at <= func.now() - literal(DAY)
 
 
 async def issue_code(
@@ -20,15 +27,17 @@ async def issue_code(
     ttl: timedelta,
     max_requests: int,
     window: timedelta,
+    daily_max_requests: int,
 ) -> bool:
     """Store a new code for the user, replacing any older one (attempts and verification reset).
 
     Returns False, changing nothing, when the user already had `max_requests` codes issued in the
-    current window. One statement, so concurrent requests for one user serialise on the row.
-    All times are the database's clock.
+    current window, or `daily_max_requests` in the current day. One statement, so concurrent
+    requests for one user serialise on the row. All times are the database's clock.
     """
     now = func.now()
     window_over = resets.c.window_started_at <= now - literal(window)
+    day_over = _day_over()
     statement = (
         insert(resets)
         .values(user_id=user_id, code_hash=code_hash, expires_at=now + literal(ttl))
@@ -42,8 +51,14 @@ async def issue_code(
                 "verified_at": None,
                 "window_started_at": case((window_over, now), else_=resets.c.window_started_at),
                 "requests_in_window": case((window_over, 1), else_=resets.c.requests_in_window + 1),
+                "day_started_at": case((day_over, now), else_=resets.c.day_started_at),
+                "requests_today": case((day_over, 1), else_=resets.c.requests_today + 1),
+                "wrong_codes_today": case((day_over, 0), else_=resets.c.wrong_codes_today),
             },
-            where=or_(window_over, resets.c.requests_in_window < max_requests),
+            where=and_(
+                or_(window_over, resets.c.requests_in_window < max_requests),
+                or_(day_over, resets.c.requests_today < daily_max_requests),
+            ),
         )
         .returning(resets.c.user_id)
     )
@@ -51,7 +66,8 @@ async def issue_code(
 
 
 async def lock_code(conn: AsyncConnection, user_id: int) -> Any | None:
-    """The user's current code row, locked, with `live` = not expired by the database clock."""
+    """The user's current code row, locked, with `live` = not expired by the database clock and
+    `wrong_today` = wrong codes tried in the current day (0 once the day is over)."""
     return (
         await conn.execute(
             select(
@@ -59,6 +75,7 @@ async def lock_code(conn: AsyncConnection, user_id: int) -> Any | None:
                 resets.c.attempts,
                 resets.c.verified_at,
                 (resets.c.expires_at > func.now()).label("live"),
+                case((_day_over(), 0), else_=resets.c.wrong_codes_today).label("wrong_today"),
             )
             .where(resets.c.user_id == user_id)
             .with_for_update()
@@ -67,8 +84,17 @@ async def lock_code(conn: AsyncConnection, user_id: int) -> Any | None:
 
 
 async def record_wrong_attempt(conn: AsyncConnection, user_id: int) -> None:
+    """Count a wrong code against the current code and the day (a new day starts if over)."""
+    day_over = _day_over()
     await conn.execute(
-        update(resets).where(resets.c.user_id == user_id).values(attempts=resets.c.attempts + 1)
+        update(resets)
+        .where(resets.c.user_id == user_id)
+        .values(
+            attempts=resets.c.attempts + 1,
+            day_started_at=case((day_over, func.now()), else_=resets.c.day_started_at),
+            requests_today=case((day_over, 0), else_=resets.c.requests_today),
+            wrong_codes_today=case((day_over, 1), else_=resets.c.wrong_codes_today + 1),
+        )
     )
 
 

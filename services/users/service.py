@@ -8,14 +8,13 @@ uniqueness) run inside the caller's transaction with the target row locked.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.users import events, passwords, repository
+from services.users import events, repository
 from services.users.events import emit
 from services.users.repository import (
     EMAIL_INDEX,
@@ -112,9 +111,12 @@ class NewUser:
     role: str
 
 
-async def create_user(
-    conn: AsyncConnection, actor: Identity, new: NewUser, password_hash: str
-) -> Any:
+async def refuse_new_user(conn: AsyncConnection, actor: Identity, new: NewUser) -> None:
+    """Every refusal of an account creation that depends on stored state, in upstream's order.
+
+    Runs before the password is hashed (a refusal costs no Argon2) and again in the creating
+    transaction.
+    """
     if new.role == ROLE_ROOT:
         if not actor.is_root:
             raise RootProtected(GRANT_ROOT_DENIED)
@@ -127,6 +129,12 @@ async def create_user(
         raise DuplicateEmail(EMAIL_TAKEN)
     if username_taken:
         raise DuplicateUsername()
+
+
+async def create_user(
+    conn: AsyncConnection, actor: Identity, new: NewUser, password_hash: str
+) -> Any:
+    await refuse_new_user(conn, actor, new)
     try:
         user = await repository.insert_user(
             conn,
@@ -278,8 +286,3 @@ async def get_user(conn: AsyncConnection, user_id: int, tz: ZoneInfo) -> dict[st
 async def suggest_vendors(conn: AsyncConnection, term: str) -> list[dict[str, Any]]:
     rows = await repository.suggest_vendors(conn, term)
     return [{"id": row.id, "username": row.username, "email": row.email} for row in rows]
-
-
-async def hash_password(password: str) -> str:
-    """Argon2id off the event loop (it is deliberately slow)."""
-    return await asyncio.to_thread(passwords.hash_password, password)

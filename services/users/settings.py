@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from services.users.passwords import default_max_concurrency
 from stockmanager.settings import KernelSettings
 
 SmtpTls = Literal["none", "starttls", "ssl"]
@@ -40,6 +41,15 @@ class UsersSettings(KernelSettings):
     # 200 with the same message but send nothing (no mail bombing through the API).
     reset_max_requests: int = Field(5, ge=1)
     reset_request_window_seconds: int = Field(15 * 60, ge=60)
+    # Per account and day (24 h from the first event): codes issued, and wrong codes tried
+    # (across all its codes). Past either cap the answers are the usual ones: the request step
+    # still says "sent" but sends nothing, and every code is refused as invalid.
+    reset_daily_max_requests: int = Field(10, ge=1)
+    reset_daily_max_wrong_codes: int = Field(20, ge=1)
+
+    # Argon2 computations running at once in this process (each takes Argon2's memory cost,
+    # 64 MiB): the default fits 256 MiB. Size it to the container's memory limit.
+    argon2_max_concurrency: int = Field(default_factory=default_max_concurrency, ge=1)
 
     # Wrong current passwords on PUT /api/settings/password before 429, per user and window.
     password_change_max_failures: int = Field(5, ge=1)

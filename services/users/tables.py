@@ -74,6 +74,10 @@ password_resets = Table(
     Column("verified_at", DateTime(timezone=True)),
     Column("window_started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("requests_in_window", Integer, nullable=False, server_default=text("1")),
+    # Daily caps (24 h from day_started_at), kept across re-issues: codes issued, wrong codes.
+    Column("day_started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("requests_today", Integer, nullable=False, server_default=text("1")),
+    Column("wrong_codes_today", Integer, nullable=False, server_default=text("0")),
 )
 
 # Overrides of the whitelisted business settings; defaults live in code.

@@ -19,6 +19,15 @@ from stockmanager.supervisor import ProcessSpec, Supervisor
 
 ROOT_PASSWORD = "root-test-password"
 
+# Every test sends from 127.0.0.1, so the per-address limits of the public POSTs would refuse
+# the suite's many registrations and reset steps: stacks get room for them unless a test's
+# extra_env says otherwise (tests/security/test_public_posts.py checks the real defaults).
+SUITE_PUBLIC_LIMITS = {
+    "STOCKMANAGER_REGISTER_LIMIT": "100000",
+    "STOCKMANAGER_RESET_REQUEST_LIMIT": "100000",
+    "STOCKMANAGER_RESET_CODE_LIMIT": "100000",
+}
+
 
 class ApiClient(httpx.Client):
     """An httpx client that may be used in `with` after it has already sent requests."""
@@ -71,6 +80,7 @@ def start_stack(
         "STOCKMANAGER_LOG_LEVEL": "INFO",
         # Fast reclaim so kill/restart tests finish quickly.
         "STOCKMANAGER_EVENT_RECLAIM_IDLE_MS": "2000",
+        **SUITE_PUBLIC_LIMITS,
         **(extra_env or {}),
     }
     import os
