@@ -71,7 +71,14 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             ),
             proxy=proxy,
             routes=RouteTable(ROUTE_MAP),
-            events=EventPublisher(redis, settings.event_stream, settings.event_stream_maxlen),
+            events=EventPublisher(
+                redis,
+                settings.event_stream,
+                settings.event_stream_maxlen,
+                queue_size=settings.event_queue_size,
+                queue_max_bytes=settings.event_queue_max_bytes,
+                event_max_bytes=settings.event_max_bytes,
+            ),
         )
         runtime.consumer = EventConsumer(
             redis,

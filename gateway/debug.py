@@ -21,12 +21,26 @@ from gateway.routes import ROUTE_MAP
 from gateway.runtime import RequestContext
 from gateway.schemas import DebugCommandRequest, DebugLogRequest
 from stockmanager.contracts.events import DebugCommand
+from stockmanager.contracts.fields import clip_text
 from stockmanager.contracts.validation import read_json_object
 from stockmanager.errors import ValidationFailed
 from stockmanager.events import EventType
 from stockmanager.http import json_response
 
 client_log = logging.getLogger("client")
+
+# A client's log line: its message and its context (as JSON) are clipped to these many
+# characters, so one line in the central log has a bounded size.
+CLIENT_MESSAGE_MAX = 2000
+CLIENT_CONTEXT_MAX = 4000
+
+
+def _clipped_value(value: Any) -> Any:
+    """The client's timestamp as sent when it is a number or short text, else clipped text."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return clip_text(value if isinstance(value, str) else orjson.dumps(value, default=str).decode())
+
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -49,10 +63,10 @@ async def debug_log(ctx: RequestContext) -> Response:
     client_log.log(
         level,
         "[JS CLIENT] %s | Context: %s",
-        entry.message[:2000],
-        orjson.dumps(context).decode()[:4000],
+        clip_text(entry.message, CLIENT_MESSAGE_MAX),
+        clip_text(orjson.dumps(context, default=str).decode(), CLIENT_CONTEXT_MAX),
         extra={
-            "client_timestamp": entry.timestamp,
+            "client_timestamp": _clipped_value(entry.timestamp),
             "user_id": ctx.session and ctx.session.user_id,
         },
     )
@@ -145,7 +159,9 @@ async def debug_command(ctx: RequestContext) -> Response:
         ctx.runtime.events.publish(
             ctx.event(
                 EventType.DEBUG_COMMAND_RUN,
-                DebugCommand(command=refused if isinstance(refused, str) else None, refused=True),
+                DebugCommand(
+                    command=clip_text(refused) if isinstance(refused, str) else None, refused=True
+                ),
                 status="error",
                 entity_type="debug",
             )

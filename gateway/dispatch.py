@@ -16,6 +16,7 @@ from gateway.identity_headers import forward_headers
 from gateway.routes import GATEWAY, Access, Match
 from gateway.runtime import GatewayRuntime, RequestContext
 from stockmanager.contracts.events import RequestRefused
+from stockmanager.contracts.fields import clip_text
 from stockmanager.error_handlers import render
 from stockmanager.errors import (
     ApiError,
@@ -175,7 +176,7 @@ def _publish_refused(ctx: RequestContext, status: int) -> None:
             EventType.REQUEST_REFUSED,
             RequestRefused(
                 method=route.method,
-                path=ctx.request.url.path,
+                path=clip_text(ctx.request.url.path),
                 http_status=status,
                 service=route.target,
             ),

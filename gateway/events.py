@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from prometheus_client import Counter
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
@@ -29,20 +30,65 @@ SESSION_EVENTS = (
 )
 
 
+EVENTS_DROPPED = Counter(
+    "stockmanager_gateway_events_dropped_total",
+    "Gateway events dropped instead of published: too_large (over event_max_bytes), "
+    "queue_full (publish queue over its count or byte bound), redis (still failing after retries)",
+    ["reason"],
+)
+
+
 class EventPublisher:
-    def __init__(self, redis: Redis, stream: str, maxlen: int, queue_size: int = 10_000) -> None:
+    """A bounded in-memory queue of serialized events and the task that sends them.
+
+    The queue is bounded by count *and* bytes, and every event by its own size, so a flood of
+    refused requests or a Redis outage costs the gateway a fixed amount of memory. Over a bound
+    the event is dropped (never waited for: requests must not slow down), counted in
+    `stockmanager_gateway_events_dropped_total{reason}` and logged once per burst.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        stream: str,
+        maxlen: int,
+        *,
+        queue_size: int = 10_000,
+        queue_max_bytes: int = 4 * 1024 * 1024,
+        event_max_bytes: int = 2048,
+    ) -> None:
         self.redis = redis
         self.stream = stream
         self.maxlen = maxlen
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=queue_size)
+        self.queue_max_bytes = queue_max_bytes
+        self.event_max_bytes = event_max_bytes
+        self.queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue(maxsize=queue_size)
+        self.queued_bytes = 0
+        self._dropping = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
     def publish(self, event: Event) -> None:
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            log.error("event queue full, event dropped", extra={"type": event.type})
+        data = event.to_json()
+        if len(data) > self.event_max_bytes:
+            self._drop("too_large", event)
+        elif self.queue.full() or self.queued_bytes + len(data) > self.queue_max_bytes:
+            self._drop("queue_full", event)
+        else:
+            self.queue.put_nowait((data, event.type))
+            self.queued_bytes += len(data)
+            self._dropping = False
+
+    def _drop(self, reason: str, event: Event) -> None:
+        EVENTS_DROPPED.labels(reason).inc()
+        if not self._dropping:  # once per burst: a flood must not flood the log too
+            self._dropping = True
+            log.error("gateway event dropped", extra={"type": event.type, "reason": reason})
+
+    def _take(self) -> tuple[bytes, str]:
+        item = self.queue.get_nowait()
+        self.queued_bytes -= len(item[0])
+        return item
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="gateway-events")
@@ -60,13 +106,15 @@ class EventPublisher:
 
     async def _drain(self) -> None:
         while not self.queue.empty():
-            await self._send([self.queue.get_nowait()])
+            await self._send([self._take()])
 
     async def _run(self) -> None:
         while not self._stopping:
-            batch = [await self.queue.get()]
+            first = await self.queue.get()
+            self.queued_bytes -= len(first[0])
+            batch = [first]
             while not self.queue.empty() and len(batch) < 200:
-                batch.append(self.queue.get_nowait())
+                batch.append(self._take())
             for attempt in range(20):
                 try:
                     await self._send(batch)
@@ -76,14 +124,15 @@ class EventPublisher:
                         log.warning("publishing gateway events failed", extra={"error": repr(exc)})
                     await asyncio.sleep(min(3.0, 0.2 * (attempt + 1)))
             else:
+                EVENTS_DROPPED.labels("redis").inc(len(batch))
                 log.error("gateway events dropped after retries", extra={"count": len(batch)})
 
-    async def _send(self, batch: list[Event]) -> None:
+    async def _send(self, batch: list[tuple[bytes, str]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for event in batch:
+            for data, event_type in batch:
                 pipe.xadd(
                     self.stream,
-                    {"event": event.to_json(), "type": event.type},
+                    {"event": data, "type": event_type},
                     maxlen=self.maxlen,
                     approximate=True,
                 )

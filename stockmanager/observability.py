@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stockmanager.context import REQUEST_ID_HEADER, clean_request_id, request_id_var
+from stockmanager.contracts.fields import clip_text
 
 log = logging.getLogger("stockmanager.access")
 
@@ -88,7 +89,7 @@ class RequestContextMiddleware:
                     "request",
                     extra={
                         "method": method,
-                        "path": scope["path"],
+                        "path": clip_text(scope["path"]),
                         "status": status["code"],
                         "duration_ms": round(elapsed * 1000, 2),
                     },

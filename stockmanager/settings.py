@@ -47,7 +47,10 @@ class KernelSettings(BaseSettings):
     identity_max_age: float = 60.0
     # Event stream (Redis Streams) shared by every producer and consumer group.
     event_stream: str = "stockmanager:events"
-    event_stream_maxlen: int = 1_000_000
+    # Approximate cap (XADD MAXLEN ~). Events that unauthenticated requests cause come from the
+    # gateway and are at most 2 KiB each (gateway `event_max_bytes`), so they can occupy at most
+    # ~400 MiB of Redis at this length (docs/operations.md "Security").
+    event_stream_maxlen: int = 200_000
     # Messages pending longer than this (ms) are reclaimed from a dead consumer.
     event_reclaim_idle_ms: int = 30_000
     # Where the relay looks for unpublished outbox rows when nothing pokes it (seconds).
@@ -55,6 +58,10 @@ class KernelSettings(BaseSettings):
     # Central log stream read by /api/debug/logs.
     log_stream: str = "stockmanager:logs"
     log_stream_maxlen: int = 1000
+    # `maxmemory` of the embedded Redis (`stockmanager up`; Redis size syntax, e.g. 512mb),
+    # with `maxmemory-policy noeviction`: when full, writes fail (the gateway answers 503)
+    # instead of sessions or rate-limit counters being evicted silently.
+    redis_maxmemory: str = "1gb"
 
     @field_validator("timezone")
     @classmethod
