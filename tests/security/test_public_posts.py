@@ -153,7 +153,8 @@ def posts(migrated: str, data_root: Path) -> Iterator[PostsStack]:
             replica = ProcessSpec(
                 name="gateway-2",
                 argv=[*SERVE_GATEWAY, "--port", str(port)],
-                env=dict(stack.env),
+                # An internal listener (/readyz, /metrics) of its own, never a fixed port.
+                env={**stack.env, "STOCKMANAGER_GATEWAY_INTERNAL_PORT": str(free_port())},
                 ready_url=f"http://127.0.0.1:{port}/api/health",
             )
             with (log_dir / "gateway-2.log").open("w") as log_file:
