@@ -1,4 +1,10 @@
-"""The gateway application (Starlette: the hot path needs no FastAPI machinery)."""
+"""The gateway application (Starlette: the hot path needs no FastAPI machinery).
+
+Two listeners, one application: the public one (`--port`) serves `/api` and `/healthz`; the
+internal one (`STOCKMANAGER_GATEWAY_INTERNAL_HOST`/`_PORT`, bound by `stockmanager serve`) serves
+`/healthz`, `/readyz` and `/metrics` for probes and Prometheus, and nothing else. A request is
+told apart by the local port it arrived on. Every answer carries the security headers.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +19,20 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.dispatch import dispatch
 from gateway.events import SESSION_EVENTS, EventPublisher, session_event_handler
-from gateway.health import consumer_lags
+from gateway.health import DeepHealthCache, consumer_lags
 from gateway.proxy import ServiceProxy
 from gateway.ratelimit import LoginRateLimiter
 from gateway.routes import ROUTE_MAP, RouteTable
 from gateway.runtime import GatewayRuntime
 from gateway.sessions import SessionStore
 from gateway.settings import GatewaySettings, gateway_settings
+from gateway.streams import StreamLimits
 from stockmanager.error_handlers import error_for_http_status, render
+from stockmanager.errors import NotFound
 from stockmanager.events.consumer import EventConsumer
 from stockmanager.http import json_response
 from stockmanager.logs import attach_central_shipper, configure_logging, detach_central_shipper
@@ -39,6 +48,55 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     return render(error_for_http_status(exc.status_code, exc.detail))
 
 
+HSTS = b"max-age=31536000; includeSubDomains"
+FRAME_ANCESTORS = b"frame-ancestors 'none'"
+
+
+class SecurityHeaders:
+    """Headers every gateway answer carries (local, proxied and error answers alike):
+    `nosniff`, no referrer, no framing (a stricter CSP set by a handler, e.g. /api/docs, is
+    kept), `Cache-Control: no-store` on JSON and on anything that sets no caching policy of its
+    own, and HSTS when the session cookie is `Secure` (the site is served over HTTPS)."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = self.secured(list(message.get("headers", [])))
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def secured(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        present = {name.lower(): value for name, value in headers}
+        kept = [
+            (name, value)
+            for name, value in headers
+            if name.lower() not in (b"x-content-type-options", b"referrer-policy")
+        ]
+        kept += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+        csp = present.get(b"content-security-policy")
+        if csp is None:
+            kept.append((b"content-security-policy", FRAME_ANCESTORS))
+        elif b"frame-ancestors" not in csp:
+            kept = [(n, v) for n, v in kept if n.lower() != b"content-security-policy"]
+            kept.append((b"content-security-policy", csp + b"; " + FRAME_ANCESTORS))
+        content_type = present.get(b"content-type", b"")
+        if b"cache-control" not in present or b"json" in content_type.lower():
+            kept = [(n, v) for n, v in kept if n.lower() != b"cache-control"]
+            kept.append((b"cache-control", b"no-store"))
+        if self.hsts and b"strict-transport-security" not in present:
+            kept.append((b"strict-transport-security", HSTS))
+        return kept
+
+
 def create_app(settings: GatewaySettings | None = None) -> Starlette:
     settings = settings or gateway_settings()
     configure_logging("gateway", settings.log_level)
@@ -52,6 +110,7 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             connect_timeout=settings.upstream_connect_timeout,
             down_seconds=settings.replica_down_seconds,
             pool_limit=settings.upstream_pool_limit,
+            stream_pool_limit=settings.sse_max_streams,
         )
         await proxy.open()
         sessions = SessionStore(
@@ -91,6 +150,12 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             start_id="$",
         )
         app.state.gateway = runtime
+        app.state.streams = StreamLimits(
+            redis,
+            per_user=settings.sse_max_streams_per_user,
+            per_process=settings.sse_max_streams,
+            check_seconds=settings.sse_session_check_seconds,
+        )
         shipper = attach_central_shipper("gateway", settings.log_stream, settings.log_stream_maxlen)
         shipper.start(redis)
         runtime.events.start()
@@ -105,10 +170,23 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             await proxy.close()
             await redis.aclose()
 
+    def internal_listener(request: Request) -> bool:
+        """Whether the request came in on the internal listener (probes, Prometheus)."""
+        server = request.scope.get("server")
+        port = settings.gateway_internal_port
+        return bool(port) and server is not None and server[1] == port
+
     async def healthz(_: Request) -> Response:
         return json_response({"status": "ok", "service": "gateway"})
 
+    async def public(request: Request) -> Response:
+        if internal_listener(request):
+            return render(NotFound())
+        return await dispatch(request)
+
     async def readyz(request: Request) -> Response:
+        if not internal_listener(request):
+            return render(NotFound())
         runtime: GatewayRuntime = request.app.state.gateway
         try:
             await asyncio.wait_for(runtime.redis.ping(), 2.0)
@@ -119,6 +197,8 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         return json_response({"status": "ok", "service": "gateway", "checks": {"redis": "ok"}})
 
     async def metrics(request: Request) -> Response:
+        if not internal_listener(request):
+            return render(NotFound())
         # Consumer-group lag is a property of the shared stream; the gateway reports it for all.
         runtime: GatewayRuntime = request.app.state.gateway
         with contextlib.suppress(Exception):
@@ -135,10 +215,12 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-            Route("/{path:path}", dispatch, methods=ALL_METHODS),
+            Route("/{path:path}", public, methods=ALL_METHODS),
         ],
         # A path the catch-all cannot match (it holds a newline) still gets a JSON error.
         exception_handlers={HTTPException: _http_error},
     )
+    app.state.deep_health = DeepHealthCache(settings.health_cache_seconds)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeaders, hsts=settings.cookie_secure)
     return app

@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gateway import auth, debug, docs, health, openapi, publiclimits
+from gateway import auth, debug, docs, health, openapi, publiclimits, streams
 from gateway.clientip import client_ip
 from gateway.csrf import origin_allowed
 from gateway.identity_headers import forward_headers
@@ -152,6 +152,9 @@ async def _proxy(ctx: RequestContext) -> Response:
     path = ctx.match.upstream_path(request.url.path)
     query = request.url.query
     headers = forward_headers(request, ctx.identity(), runtime.settings.internal_secret, ctx)
+    if route.stream:
+        path_qs = f"{path}?{query}" if query else path
+        return await streams.proxy_stream(ctx, route.target, path_qs, headers)
     upstream = await runtime.proxy.forward(
         route.target,
         request.method,

@@ -1,9 +1,16 @@
 """GET /api/health (shallow, as upstream) and ?deep=1: every service, PostgreSQL, Redis and the
-event backlog; 503 when anything is down."""
+event backlog; 503 when anything is down.
+
+The deep report names internal replica URLs and the event backlog, so only root sees it; anyone
+else gets the verdict alone (`{"status": "Ok" | "Degraded"}`, same 200/503). An anonymous deep
+check must not fan out to every replica on each call: it reuses a report at most
+`health_cache_seconds` old, and concurrent callers share one check. Root always gets a fresh one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -11,14 +18,38 @@ from starlette.responses import Response
 
 from gateway.runtime import GatewayRuntime, RequestContext
 from stockmanager.http import json_response
+from stockmanager.identity import ROLE_ROOT
+
+
+class DeepHealthCache:
+    """The latest deep report of this process, reused for `ttl` seconds."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.report: dict[str, Any] | None = None
+        self.checked_at = 0.0
+        self.lock = asyncio.Lock()
+
+    async def get(self, runtime: GatewayRuntime, *, fresh: bool = False) -> dict[str, Any]:
+        async with self.lock:  # concurrent callers wait for one check instead of starting more
+            recent = time.monotonic() - self.checked_at < self.ttl
+            if self.report is None or fresh or not recent:
+                self.report = await deep_health(runtime)
+                self.checked_at = time.monotonic()
+            return self.report
 
 
 async def health(ctx: RequestContext) -> Response:
     deep = ctx.request.query_params.get("deep", "").lower() in ("1", "true", "yes")
     if not deep:
         return json_response({"status": "Ok"})
-    report = await deep_health(ctx.runtime)
-    return json_response(report, status_code=200 if report["status"] == "Ok" else 503)
+    is_root = ctx.session is not None and ctx.session.role == ROLE_ROOT
+    cache: DeepHealthCache = ctx.request.app.state.deep_health
+    report = await cache.get(ctx.runtime, fresh=is_root)
+    status_code = 200 if report["status"] == "Ok" else 503
+    if not is_root:
+        return json_response({"status": report["status"]}, status_code=status_code)
+    return json_response(report, status_code=status_code)
 
 
 async def deep_health(runtime: GatewayRuntime) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from gateway.schemas import (
     DeepHealth,
     Error,
     HealthStatus,
+    HealthSummary,
     LoginRequest,
     LoginResponse,
     MessageResponse,
@@ -176,7 +177,8 @@ ERROR_ANSWERS: dict[int, ErrorAnswer] = {
     ),
     429: ErrorAnswer(
         "Too many attempts (failed logins for this user or address, or requests from this "
-        "address to a limited public operation); retry after `Retry-After` seconds.",
+        "address to a limited public operation), or too many open live streams (per user or "
+        "per gateway process); retry after `Retry-After` seconds.",
         {"rate_limited": _example(RateLimited())},
         _RETRY_AFTER,
     ),
@@ -205,7 +207,7 @@ def gateway_error_statuses(route: Route, has_params: bool, has_parameters: bool)
         statuses.add(404)
     if route.target != GATEWAY or route.pattern == "/api/login":
         statuses.add(504)
-    if route.pattern == "/api/login" or route.limit is not None:
+    if route.pattern == "/api/login" or route.limit is not None or route.stream:
         statuses.add(429)
     return sorted(statuses)
 
@@ -244,7 +246,9 @@ GATEWAY_OPERATIONS: dict[tuple[str, str], Json] = {
         "summary": "Health of the API",
         "description": '`{"status": "Ok"}` while the gateway runs. With `deep=1`: the '
         "readiness of every service replica, PostgreSQL, Redis and the event backlog "
-        "(503 when anything is down).",
+        "(503 when anything is down). Only root sees the details (and gets a fresh check); "
+        'anyone else gets `{"status": "Ok"}` or `{"status": "Degraded"}` from a check at most '
+        "`STOCKMANAGER_HEALTH_CACHE_SECONDS` old.",
         "parameters": [
             {
                 "name": "deep",
@@ -256,8 +260,13 @@ GATEWAY_OPERATIONS: dict[tuple[str, str], Json] = {
             }
         ],
         "responses": {
-            "200": _json({"anyOf": [ref(HealthStatus), ref(DeepHealth)]}, "Healthy."),
-            "503": _json(ref(DeepHealth), "Deep check: something is down."),
+            "200": _json(
+                {"anyOf": [ref(HealthStatus), ref(HealthSummary), ref(DeepHealth)]}, "Healthy."
+            ),
+            "503": _json(
+                {"anyOf": [ref(HealthSummary), ref(DeepHealth)]},
+                "Deep check: something is down.",
+            ),
         },
     },
     ("POST", "/api/login"): {

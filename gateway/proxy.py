@@ -4,6 +4,12 @@ Each service has one or more replica URLs, chosen round-robin. A replica that re
 connection is skipped for a few seconds (passive health) and the request is retried on the next
 one: a refused connection means the service never saw the request, so the retry is safe for
 every method. A timeout is never retried (the service may have acted): it becomes 504.
+
+Only the gateway's public paths leave it: a request path is forwarded in its canonical form (no
+trailing slash, so a service never answers with a redirect to itself), and a `Location` or
+`Content-Location` a service sends back loses its scheme and host (a service's own address is
+internal). A service's `Date` and `Server` headers are dropped: the gateway's server writes one
+`Date` of its own and no `Server`.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -34,6 +41,39 @@ HOP_BY_HOP = frozenset(
         "host",
     }
 )
+# Not forwarded from a service's response: the gateway's own server sets `Date` (one, not two)
+# and announces no `Server`.
+RESPONSE_DROPPED = HOP_BY_HOP | {"date", "server"}
+# Response headers holding a URL, which must never name a service's internal address.
+URL_HEADERS = frozenset({"location", "content-location"})
+
+
+def canonical_path(path_qs: str) -> str:
+    """The path without trailing slashes (the route map's form), query string unchanged."""
+    path, mark, query = path_qs.partition("?")
+    stripped = path.rstrip("/") or "/"
+    return stripped + mark + query
+
+
+def public_url(value: str) -> str:
+    """A URL header of a service's answer made relative: the path (and query, fragment) only.
+    The gateway serves every public path itself, so no service has a public absolute URL."""
+    parts = urlsplit(value)
+    if not parts.scheme and not parts.netloc:
+        return value if not value.startswith("//") else "/"
+    path = parts.path if parts.path.startswith("/") else "/" + parts.path
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+
+def response_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The headers of a service's answer that the gateway passes on."""
+    result: list[tuple[str, str]] = []
+    for key, value in headers.items():
+        lower = key.lower()
+        if lower in RESPONSE_DROPPED:
+            continue
+        result.append((key, public_url(value) if lower in URL_HEADERS else value))
+    return result
 
 
 @dataclass
@@ -78,6 +118,7 @@ class ServiceProxy:
         connect_timeout: float,
         down_seconds: float,
         pool_limit: int,
+        stream_pool_limit: int = 1000,
     ) -> None:
         self.upstreams = {
             name: Upstream(name, [Replica(url) for url in urls])
@@ -89,10 +130,12 @@ class ServiceProxy:
         )
         self.down_seconds = down_seconds
         self.pool_limit = pool_limit
+        self.stream_pool_limit = stream_pool_limit
         self.session: aiohttp.ClientSession | None = None
-        # Long-lived streams (SSE) get their own unbounded pool: each open stream holds a
-        # connection for as long as the client listens, and must never starve (or be refused
-        # by) the bounded pool that ordinary requests share.
+        # Long-lived streams (SSE) get their own pool: each open stream holds a connection for
+        # as long as the client listens, and must never starve (or be refused by) the pool that
+        # ordinary requests share. It is bounded too (the gateway admits at most this many
+        # streams per process, gateway/streams.py, so a stream never waits for a connection).
         self.stream_session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -106,7 +149,11 @@ class ServiceProxy:
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
         self.stream_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(
+                limit=self.stream_pool_limit,
+                limit_per_host=self.stream_pool_limit,
+                ttl_dns_cache=300,
+            ),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
@@ -130,6 +177,7 @@ class ServiceProxy:
         assert self.session is not None and self.stream_session is not None
         session = self.stream_session if stream else self.session
         upstream = self.upstreams[service]
+        path_qs = canonical_path(path_qs)
         for replica in upstream.order():
             try:
                 response = await session.request(
@@ -152,12 +200,10 @@ class ServiceProxy:
             except TimeoutError as exc:
                 raise GatewayTimeout() from exc
             replica.down_until = 0.0
-            response_headers = [
-                (k, v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP
-            ]
+            passed_on = response_headers(response.headers)
             if stream:
                 return UpstreamResponse(
-                    response.status, response_headers, None, _iterate(response), replica.url
+                    response.status, passed_on, None, _iterate(response), replica.url
                 )
             try:
                 payload = await response.read()
@@ -167,7 +213,7 @@ class ServiceProxy:
                 raise ServiceUnavailable() from exc
             finally:
                 response.release()
-            return UpstreamResponse(response.status, response_headers, payload, None, replica.url)
+            return UpstreamResponse(response.status, passed_on, payload, None, replica.url)
         raise ServiceUnavailable()
 
     async def probe(self, service: str, path: str = "/readyz") -> dict[str, object]:

@@ -87,6 +87,12 @@ class HealthStatus(BaseModel):
     status: Literal["Ok"]
 
 
+class HealthSummary(BaseModel):
+    """`GET /api/health?deep=1` without a root session: the verdict only."""
+
+    status: Literal["Ok", "Degraded"]
+
+
 class ServiceHealth(BaseModel):
     status: Literal["ok", "down"]
     replicas: dict[str, str] = Field(description="Readiness per replica URL.")
@@ -154,6 +160,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     SessionInfo,
     MessageResponse,
     HealthStatus,
+    HealthSummary,
     DeepHealth,
     DebugLogResponse,
     DebugLogsResponse,

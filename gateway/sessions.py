@@ -94,6 +94,13 @@ class SessionStore:
             return None
         return session
 
+    async def alive(self, session: Session) -> bool:
+        """Whether a session still exists (not logged out, revoked or past its lifetime),
+        without refreshing its idle timer (an open stream is not activity)."""
+        if time.time() - session.created_at > self.absolute_timeout:
+            return False
+        return bool(await self.redis.exists(_PREFIX + session.key))
+
     async def delete(self, token: str, user_id: int) -> None:
         await self.delete_key(user_id, _hash(token))
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from pydantic import Field
 
-from stockmanager.registry import SERVICES
+from stockmanager.registry import GATEWAY_INTERNAL_PORT, SERVICES
 from stockmanager.settings import KernelSettings
 
 
@@ -62,6 +62,19 @@ class GatewaySettings(KernelSettings):
     reset_code_limit_window: int = Field(15 * 60, ge=1)
 
     upstream_pool_limit: int = Field(100, ge=1)
+
+    # /readyz and /metrics are served only on this internal listener (never on the public port;
+    # /healthz is on both). 0 = no internal listener (and so no /readyz, /metrics).
+    gateway_internal_host: str = "127.0.0.1"
+    gateway_internal_port: int = Field(GATEWAY_INTERNAL_PORT, ge=0, le=65535)
+    # Unauthenticated `GET /api/health?deep=1` reuses a deep check this recent (seconds).
+    health_cache_seconds: float = Field(5.0, ge=0)
+    # SSE through the gateway (gateway/streams.py): open streams per user (all replicas) and
+    # per gateway process (also the stream connection pool's size); an open stream re-checks
+    # its session this often and ends once the session is gone.
+    sse_max_streams_per_user: int = Field(10, ge=1)
+    sse_max_streams: int = Field(1000, ge=1)
+    sse_session_check_seconds: float = Field(5.0, gt=0)
 
     def service_urls(self, service: str) -> list[str]:
         raw: str = getattr(self, f"{service}_urls")

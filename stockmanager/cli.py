@@ -86,22 +86,45 @@ def serve_process(name: str, host: str, port: int | None) -> int:
         return 2
     info = registry.process(name)
     port = port or int(os.environ.get("STOCKMANAGER_PORT", info.port))
-    uvicorn.run(
-        info.app_factory,
-        factory=True,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-        timeout_keep_alive=30,
+    options: dict[str, object] = {
+        "factory": True,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+        "timeout_keep_alive": 30,
         # The gateway decides the client IP itself (X-Forwarded-For only from its configured
         # trusted proxies, decisions §2); uvicorn's default would believe any local peer.
-        proxy_headers=False,
-    )
-    return 0
+        "proxy_headers": False,
+        # No `server: uvicorn` on any answer (the gateway passes no service's on either).
+        "server_header": False,
+    }
+    config = uvicorn.Config(info.app_factory, host=host, port=port, **options)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    sockets = None
+    if name == "gateway":
+        # /readyz and /metrics live on a second, internal listener (gateway/app.py).
+        from gateway.settings import GatewaySettings
+
+        settings = GatewaySettings()
+        internal_port = settings.gateway_internal_port
+        if internal_port:
+            if internal_port == port:
+                print(
+                    "stockmanager serve gateway: STOCKMANAGER_GATEWAY_INTERNAL_PORT must differ "
+                    f"from the public port ({port})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 2
+            internal = uvicorn.Config(
+                info.app_factory, host=settings.gateway_internal_host, port=internal_port
+            )
+            # Public first: it listens before the internal one, so "ready" implies "serving".
+            sockets = [config.bind_socket(), internal.bind_socket()]
+    server.run(sockets=sockets)
+    return 0 if server.started else 3
 
 
 def internal_secret_check() -> str | None:

@@ -49,6 +49,8 @@ ROOT_BOOTSTRAP = "services.users.bootstrap:ensure_root"
 
 # Replica r (0-based) of a service listens on port + REPLICA_PORT_STEP * r.
 REPLICA_PORT_STEP = 10
+# The gateway's internal listener (/readyz, /metrics for probes and Prometheus; never public).
+GATEWAY_INTERNAL_PORT = 5090
 
 
 def process(name: str) -> ProcessInfo:

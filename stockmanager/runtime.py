@@ -18,6 +18,7 @@ from pathlib import Path
 from stockmanager import registry
 from stockmanager.settings import internal_secret_problem
 
+INTERNAL_PORT_VARIABLE = "STOCKMANAGER_GATEWAY_INTERNAL_PORT"
 SECRET_FILE = "internal-secret"
 ROOT_PASSWORD_FILE = "initial-root-password"
 
@@ -62,6 +63,10 @@ def build_specs(env: dict[str, str], *, replicas: int, host: str, port: int) -> 
                 )
             )
         gateway_env[info.url_setting] = ",".join(urls)
+    # The gateway's /readyz and /metrics answer only on its internal listener (loopback).
+    internal_port = gateway_env.setdefault(
+        INTERNAL_PORT_VARIABLE, str(registry.GATEWAY_INTERNAL_PORT)
+    )
     specs.insert(
         0,
         ProcessSpec(
@@ -78,7 +83,7 @@ def build_specs(env: dict[str, str], *, replicas: int, host: str, port: int) -> 
                 str(port),
             ],
             env=gateway_env,
-            ready_url=f"http://127.0.0.1:{port}/readyz",
+            ready_url=f"http://127.0.0.1:{internal_port}/readyz",
         ),
     )
     return list(specs)

@@ -17,6 +17,7 @@ from services.notifications.fanout import NotificationHub
 from services.notifications.runtime import NotificationsRuntime, Runtime
 from services.notifications.sse import EventStreamResponse, sse_frame
 from stockmanager.contracts.validation import ContractRoute, error_responses
+from stockmanager.errors import RateLimited
 from stockmanager.http import json_response
 from stockmanager.identity import Identity
 from stockmanager.pagination import parse_offset_limit
@@ -37,8 +38,14 @@ STREAM_DESCRIPTION = """Server-Sent Events (`text/event-stream`) of the caller's
 - After every quiet interval (25 s by default): a `: heartbeat` comment line.
 
 The stream ends by itself after `STOCKMANAGER_SSE_MAX_LIFETIME_SECONDS` (default 3600 s); an
-`EventSource` reconnects and receives a fresh `init`.
+`EventSource` reconnects and receives a fresh `init`. It also ends within a few seconds of the
+session ending (logout, user disabled, password changed).
+
+Open streams are limited per user (`STOCKMANAGER_SSE_MAX_STREAMS_PER_USER`, default 10, across
+gateway replicas), per gateway process and per notifications process
+(`STOCKMANAGER_SSE_MAX_STREAMS`, default 1000): one more is answered 429 with `Retry-After`.
 """
+TOO_MANY_STREAMS = "Demasiadas conexiones en vivo abiertas. Cierra alguna e intenta de nuevo"
 SSE_EXAMPLE = (
     'event: init\ndata: {"notifications":[{"id":31,"title":"Venta registrada","message":"...",'
     '"type":"success","action_url":null,"created_at":"2026-11-27 10:15:02"}],"count":1}\n\n'
@@ -190,12 +197,15 @@ async def delete(runtime: Runtime, caller: AdminUser, notification_id: int) -> R
                     "example": SSE_EXAMPLE,
                 }
             },
-        }
+        },
+        **error_responses(429),
     },
 )
 async def stream(runtime: Runtime, caller: CurrentUser) -> Response:
     user_id = _user_id(caller)
     settings = runtime.settings
+    if _hub(runtime).stream_count >= settings.sse_max_streams:
+        raise RateLimited(TOO_MANY_STREAMS, headers={"Retry-After": "5"})
 
     async def initial_frame() -> bytes:
         async with runtime.db.connect() as conn:

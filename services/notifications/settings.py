@@ -16,6 +16,9 @@ class NotificationsSettings(KernelSettings):
     # which makes the gateway check the session again (bounds how long a revoked session can
     # keep listening).
     sse_max_lifetime_seconds: float = Field(3600.0, ge=0)
+    # SSE: open streams this process serves at most; one more is refused with 429 (the gateway
+    # also limits streams per user and per gateway process).
+    sse_max_streams: int = Field(1000, ge=1)
     # Redis pub/sub channel carrying "these users' notifications changed" between replicas.
     sse_channel: str = "stockmanager:notifications:changed"
 

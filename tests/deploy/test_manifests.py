@@ -202,8 +202,13 @@ def test_every_process_has_deployment_service_probes_hpa_and_pdb(
 
     (container,) = pod_spec(deployment)["containers"]
     assert container["args"] == ["serve", process]
-    assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    ports = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    # The gateway answers /readyz (and /metrics) only on its internal listener.
+    ready_port = "internal" if process == "gateway" else "http"
+    if process == "gateway":
+        ports.append({"name": "internal", "containerPort": 5090, "protocol": "TCP"})
+    assert container["ports"] == ports
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": ready_port}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +11,8 @@ import pytest
 
 from stockmanager.embedded import free_port
 from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
-from stockmanager.supervisor import ProcessSpec, Supervisor
-from tests.support.stack import Stack, unique
+from stockmanager.supervisor import Supervisor
+from tests.support.stack import Stack, gateway_spec, unique
 
 
 def assert_json_error(response: httpx.Response, status: int, message: str | None = None) -> dict:
@@ -235,14 +234,7 @@ def lonely_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> It
     log = Path(tmp_path_factory.mktemp("lonely")) / "gateway.log"
     with log.open("w") as out:
         supervisor = Supervisor(
-            [
-                ProcessSpec(
-                    "gateway",
-                    [sys.executable, "-m", "stockmanager", "serve", "gateway", "--port", str(port)],
-                    env,
-                    f"http://127.0.0.1:{port}/readyz",
-                )
-            ],
+            [gateway_spec("gateway", port, env)],
             out=out,
         )
         supervisor.start()

@@ -100,7 +100,8 @@ def test_deep_health_names_a_stopped_service(stack: Stack) -> None:
         if "sales" in stack.service_urls
         else next(name for name in stack.service_urls if name != "users")
     )
-    with stack.client() as client:
+    # The details are root's (anyone else gets the verdict only); root's check is never cached.
+    with stack.root() as client:
         healthy = client.get("/api/health", params={"deep": "1"})
         assert healthy.status_code == 200, healthy.text
         report = healthy.json()
@@ -122,7 +123,9 @@ def test_deep_health_names_a_stopped_service(stack: Stack) -> None:
 def test_every_process_exposes_prometheus_metrics(stack: Stack) -> None:
     with stack.root() as root:
         root.get("/api/session")
-        gateway_metrics = root.get("/metrics")  # not under /api: served only to operators
+        # Not on the public listener: only on the gateway's internal one, for operators.
+        assert root.get("/metrics").status_code == 404
+        gateway_metrics = httpx.get(stack.internal_url + "/metrics", timeout=5)
     assert gateway_metrics.status_code == 200
     text = gateway_metrics.text
     assert (

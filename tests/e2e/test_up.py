@@ -28,6 +28,8 @@ def start_up(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
             "STOCKMANAGER_INTERNAL_SECRET",
         )
     }
+    # The gateway's internal listener (/readyz, /metrics): a free port, not the default 5090.
+    env["STOCKMANAGER_GATEWAY_INTERNAL_PORT"] = str(free_port())
     return subprocess.Popen(
         [
             sys.executable,

@@ -9,7 +9,6 @@ component-name clashes, error answers) are also checked on small hand-made servi
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ from gateway.docs import PACKAGED_ASSETS
 from gateway.openapi import SECURITY_SCHEME, build_document, operation_id
 from gateway.routes import GATEWAY, ROUTE_MAP, Access, Route, _r, pattern_params, template_path
 from stockmanager.embedded import free_port
-from stockmanager.supervisor import ProcessSpec, Supervisor
-from tests.support.stack import Stack
+from stockmanager.supervisor import Supervisor
+from tests.support.stack import Stack, gateway_spec
 
 Json = dict[str, Any]
 
@@ -166,14 +165,7 @@ def gateway_without_audit(stack: Stack, tmp_path_factory: pytest.TempPathFactory
     log = Path(tmp_path_factory.mktemp("no-audit")) / "gateway.log"
     with log.open("w") as out:
         supervisor = Supervisor(
-            [
-                ProcessSpec(
-                    "gateway",
-                    [sys.executable, "-m", "stockmanager", "serve", "gateway", "--port", str(port)],
-                    env,
-                    f"http://127.0.0.1:{port}/readyz",
-                )
-            ],
+            [gateway_spec("gateway", port, env)],
             out=out,
         )
         supervisor.start()

@@ -20,7 +20,7 @@ import pytest_asyncio
 from stockmanager.embedded import free_port
 from stockmanager.supervisor import ProcessSpec, Supervisor
 from tests.notifications.support import Actor, login_cookie, new_actor, sse_session
-from tests.support.stack import Stack
+from tests.support.stack import Stack, gateway_spec
 
 SECOND_HEARTBEAT = 0.5
 SECOND_LIFETIME = 4.0
@@ -37,12 +37,7 @@ def second_gateway_spec(stack: Stack, notifications_urls: list[str], port: int) 
     """A gateway process sharing the stack's Redis, secret and services (except notifications)."""
     env = dict(stack.env)
     env["STOCKMANAGER_NOTIFICATIONS_URLS"] = ",".join(notifications_urls)
-    return ProcessSpec(
-        "gateway-2",
-        [sys.executable, "-m", "stockmanager", "serve", "gateway", "--port", str(port)],
-        env,
-        f"http://127.0.0.1:{port}/readyz",
-    )
+    return gateway_spec("gateway-2", port, env)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import httpx
 
 from stockmanager.cli import available_services, bootstrap_root
 from stockmanager.embedded import free_port
+from stockmanager.runtime import INTERNAL_PORT_VARIABLE
 from stockmanager.supervisor import ProcessSpec, Supervisor
 
 ROOT_PASSWORD = "root-test-password"
@@ -41,6 +42,8 @@ class Stack:
     base_url: str
     env: dict[str, str]
     supervisor: Supervisor
+    # The gateway's internal listener (/readyz, /metrics); not reachable on base_url.
+    internal_url: str = ""
     service_urls: dict[str, list[str]] = field(default_factory=dict)
     root_password: str = ROOT_PASSWORD
     output: StringIO = field(default_factory=StringIO)
@@ -61,6 +64,22 @@ class Stack:
 def unique(prefix: str = "t") -> str:
     """A short unique name for test data (tests share one database)."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def gateway_spec(name: str, port: int, env: dict[str, str]) -> ProcessSpec:
+    """A gateway process on `port`, with its internal listener (/readyz, /metrics) on a free
+    port of its own; readiness is asked there. `internal_url(spec)` is its base URL."""
+    internal_port = free_port()
+    return ProcessSpec(
+        name=name,
+        argv=[sys.executable, "-m", "stockmanager", "serve", "gateway", "--port", str(port)],
+        env={**env, INTERNAL_PORT_VARIABLE: str(internal_port)},
+        ready_url=f"http://127.0.0.1:{internal_port}/readyz",
+    )
+
+
+def internal_url(spec: ProcessSpec) -> str:
+    return f"http://127.0.0.1:{spec.env[INTERNAL_PORT_VARIABLE]}"
 
 
 @contextmanager
@@ -124,23 +143,9 @@ def start_stack(
         service_urls[info.name] = urls
         gateway_env[info.url_setting] = ",".join(urls)
     gateway_port = free_port()
-    specs.insert(
-        0,
-        ProcessSpec(
-            name="gateway",
-            argv=[
-                sys.executable,
-                "-m",
-                "stockmanager",
-                "serve",
-                "gateway",
-                "--port",
-                str(gateway_port),
-            ],
-            env=gateway_env,
-            ready_url=f"http://127.0.0.1:{gateway_port}/readyz",
-        ),
-    )
+    # Not in gateway_env (Stack.env): a second gateway built from it needs a port of its own.
+    gateway = gateway_spec("gateway", gateway_port, gateway_env)
+    specs.insert(0, gateway)
     log_file = (log_dir / "stack.log").open("w")
     supervisor = Supervisor(specs, out=log_file)
     stack = Stack(
@@ -148,6 +153,7 @@ def start_stack(
         env=gateway_env,
         supervisor=supervisor,
         service_urls=service_urls,
+        internal_url=internal_url(gateway),
     )
     supervisor.start()
     try:

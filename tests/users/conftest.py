@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 
 from stockmanager.embedded import free_port
 from stockmanager.supervisor import ProcessSpec, Supervisor
-from tests.support.stack import ApiClient, Stack, unique
+from tests.support.stack import ApiClient, Stack, gateway_spec, unique
 
 PASSWORD = "secret-pass-1"
 
@@ -179,19 +179,10 @@ def mail_stack(stack: Stack, mailbox: tuple[Mailbox, int], data_root: Path) -> I
             env={**stack.env, **smtp_env},
             ready_url=f"http://127.0.0.1:{users_port}/readyz",
         ),
-        ProcessSpec(
-            name="gateway-smtp",
-            argv=[
-                sys.executable,
-                "-m",
-                "stockmanager",
-                "serve",
-                "gateway",
-                "--port",
-                str(gateway_port),
-            ],
-            env={**stack.env, "STOCKMANAGER_USERS_URLS": f"http://127.0.0.1:{users_port}"},
-            ready_url=f"http://127.0.0.1:{gateway_port}/readyz",
+        gateway_spec(
+            "gateway-smtp",
+            gateway_port,
+            {**stack.env, "STOCKMANAGER_USERS_URLS": f"http://127.0.0.1:{users_port}"},
         ),
     ]
     log_file = (data_root / "mail-stack.log").open("w")
@@ -227,19 +218,10 @@ def log_codes_stack(stack: Stack, data_root: Path) -> Iterator[MailStack]:
             env={**stack.env, "STOCKMANAGER_LOG_RESET_CODES": "1"},
             ready_url=f"http://127.0.0.1:{users_port}/readyz",
         ),
-        ProcessSpec(
-            name="gateway-log-codes",
-            argv=[
-                sys.executable,
-                "-m",
-                "stockmanager",
-                "serve",
-                "gateway",
-                "--port",
-                str(gateway_port),
-            ],
-            env={**stack.env, "STOCKMANAGER_USERS_URLS": f"http://127.0.0.1:{users_port}"},
-            ready_url=f"http://127.0.0.1:{gateway_port}/readyz",
+        gateway_spec(
+            "gateway-log-codes",
+            gateway_port,
+            {**stack.env, "STOCKMANAGER_USERS_URLS": f"http://127.0.0.1:{users_port}"},
         ),
     ]
     log_file = (data_root / "log-codes-stack.log").open("w")
