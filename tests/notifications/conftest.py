@@ -37,6 +37,8 @@ def second_gateway_spec(stack: Stack, notifications_urls: list[str], port: int) 
     """A gateway process sharing the stack's Redis, secret and services (except notifications)."""
     env = dict(stack.env)
     env["STOCKMANAGER_NOTIFICATIONS_URLS"] = ",".join(notifications_urls)
+    # Its tests open up to 40 streams per user (resource release, not admission limits).
+    env["STOCKMANAGER_SSE_MAX_STREAMS_PER_USER"] = "100"
     return gateway_spec("gateway-2", port, env)
 
 

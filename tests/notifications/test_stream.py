@@ -297,17 +297,18 @@ async def test_more_streams_than_the_gateways_request_pool(
 ) -> None:
     """Each open stream holds an upstream connection in the gateway; 120 of them (more than the
     gateway's default pool of 100 for ordinary requests) must all open, and ordinary requests
-    must keep flowing meanwhile."""
+    must keep flowing meanwhile. Twelve users with ten streams each (a user may open ten)."""
     url = stack.service_urls["notifications"][0]
+    users = [seller, *[await new_actor(stack) for _ in range(11)]]
     # Opened 20 at a time: a burst of >100 simultaneous requests is a different matter (the
     # gateway's Redis pool refuses it).
     opening = asyncio.Semaphore(20)
 
-    async def one() -> SseStream:
+    async def one(i: int) -> SseStream:
         async with opening:
-            return await open_stream(http, stack.base_url, seller.cookie)
+            return await open_stream(http, stack.base_url, users[i % len(users)].cookie)
 
-    streams = await asyncio.gather(*(one() for _ in range(120)))
+    streams = await asyncio.gather(*(one(i) for i in range(120)))
     try:
         bad = [
             (s.response.status, await s.response.text())
@@ -321,7 +322,8 @@ async def test_more_streams_than_the_gateways_request_pool(
         assert response.status_code == 200
         assert time.perf_counter() - started < 2.0
         title = unique("muchas")
-        await create_for(stack, admin, seller.user.id, title)
+        for user in users:
+            await create_for(stack, admin, user.user.id, title)
         await asyncio.gather(*(until_update_with(s, title) for s in streams))
     finally:
         await asyncio.gather(*(s.close() for s in streams))
