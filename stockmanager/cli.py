@@ -29,13 +29,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=os.environ.get("STOCKMANAGER_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=None)
 
-    commands.add_parser("migrate", help="run every service's database migrations")
+    migrate_cmd = commands.add_parser("migrate", help="run every service's database migrations")
+    migrate_cmd.add_argument(
+        "--check",
+        action="store_true",
+        help="migrate nothing; exit 1 (naming them) if any service schema is not at its head",
+    )
     commands.add_parser("bootstrap-root", help="create the root account if it does not exist")
 
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_process(args.name, args.host, args.port)
     if args.command == "migrate":
+        if args.check:
+            return migrate_check()
         migrate()
         return 0
     if args.command == "bootstrap-root":
@@ -141,16 +148,46 @@ def internal_secret_check() -> str | None:
     return internal_secret_problem(None if unset else value)
 
 
+def migration_order() -> list[tuple[str, str]]:
+    """`(service, schema)` of every installed service, in migration order."""
+    present = {info.name: info for info in available_services()}
+    return [
+        (name, present[name].schema or name) for name in registry.MIGRATION_ORDER if name in present
+    ]
+
+
 def migrate(database_url: str | None = None) -> None:
     from stockmanager.migrations import upgrade
     from stockmanager.settings import KernelSettings
 
-    url = database_url or KernelSettings().database_url
-    present = {info.name: info for info in available_services()}
-    order = [
-        (name, present[name].schema or name) for name in registry.MIGRATION_ORDER if name in present
-    ]
-    upgrade(url, order)
+    upgrade(database_url or KernelSettings().database_url, migration_order())
+
+
+def migrate_check(database_url: str | None = None) -> int:
+    """`stockmanager migrate --check`: 0 when every schema is at its head, else 1 (never migrates).
+    Pods run it before they start (initContainer), so new code never serves an old schema."""
+    from stockmanager.migrations import behind
+    from stockmanager.settings import KernelSettings
+
+    order = migration_order()
+    try:
+        late = behind(database_url or KernelSettings().database_url, order)
+    except Exception as exc:  # noqa: BLE001 - an unreachable database is "not current" too
+        print(
+            f"stockmanager migrate --check: cannot read the schema versions: {exc}", file=sys.stderr
+        )
+        return 1
+    if late:
+        details = "; ".join(f"{schema} ({state})" for schema, state in late.items())
+        print(
+            f"stockmanager migrate --check: schemas behind their migration head: {details}. "
+            "Run `stockmanager migrate`.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    print(f"stockmanager migrate --check: {len(order)} schemas at head", flush=True)
+    return 0
 
 
 def bootstrap_root(password: str | None = None) -> tuple[bool, str | None]:

@@ -1,7 +1,9 @@
 """Per-service Alembic migrations: each service schema has its own version table.
 
-`upgrade_all()` runs every service's migrations in dependency order under a PostgreSQL
+`upgrade()` runs every service's migrations in dependency order under a PostgreSQL
 advisory lock, so several migrators (a Kubernetes Job and a developer, two `up`s) never race.
+`behind()` only reads: which schemas are not at their Alembic head (`stockmanager migrate
+--check`, the pods' initContainer), so new code never serves an old schema.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 
@@ -51,6 +55,33 @@ def upgrade(database_url: str, services: Sequence[tuple[str, str]], revision: st
                 conn.commit()
     finally:
         engine.dispose()
+
+
+def behind(database_url: str, services: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The `(service, schema)`s not at their head, as `{schema: "current -> head"}`; empty when
+    every schema is current. Reads the version tables only: never migrates, takes no lock."""
+    engine = create_engine(sqlalchemy_url(database_url), future=True)
+    result: dict[str, str] = {}
+    try:
+        with engine.connect() as conn:
+            for service, schema in services:
+                heads = set(ScriptDirectory.from_config(_config(service, schema, conn)).get_heads())
+                exists = conn.execute(
+                    text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}
+                ).first()
+                current: set[str] = set()
+                if exists is not None:
+                    migration = MigrationContext.configure(
+                        conn, opts={"version_table_schema": schema}
+                    )
+                    current = set(migration.get_current_heads())
+                conn.rollback()
+                if current != heads:
+                    now = ", ".join(sorted(current)) or "none"
+                    result[schema] = f"{now} -> {', '.join(sorted(heads))}"
+    finally:
+        engine.dispose()
+    return result
 
 
 def run_migrations_online() -> None:
