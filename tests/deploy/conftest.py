@@ -1,19 +1,21 @@
 """Fixtures for the deployment tests: rendered Kubernetes manifests, the compose file.
 
-Everything here is offline and needs no database: the manifests are rendered by
-tests/deploy/kustomize_render.py (no kustomize binary) and validated with bundled schemas.
+Everything here is offline and needs no database: the manifests are rendered by the real
+kustomize (`kubectl kustomize DIR`, built into kubectl) and validated with bundled schemas.
+Without kubectl the tests that render skip, except under CI=true, where kubectl is part of the
+machine image and its absence is a failure.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
-from tests.deploy.kustomize_render import render
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -42,6 +44,35 @@ def production_secrets_env() -> dict[str, str]:
         "STOCKMANAGER_ROOT_PASSWORD": "root-password-for-tests",
         "STOCKMANAGER_SMTP_PASSWORD": "smtp-password-for-tests",
     }
+
+
+class KustomizeError(RuntimeError):
+    """`kubectl kustomize` refused to render a directory (its message is kubectl's stderr)."""
+
+
+def kubectl() -> str:
+    """The kubectl executable; skips the calling test without one (fails it under CI=true)."""
+    found = shutil.which("kubectl")
+    if found is None:
+        reason = "kubectl (with kustomize built in) is not installed: cannot render deploy/k8s"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; it is part of the CI machine image")
+        pytest.skip(reason)
+    return found
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize DIRECTORY`, parsed: one dict per rendered object, in kustomize's order."""
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise KustomizeError(result.stderr.strip() or f"kubectl exited {result.returncode}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """deploy/k8s: the rendered manifests are valid Kubernetes objects and run every process safely.
 
-Rendered with tests/deploy/kustomize_render.py (offline subset of `kustomize build`), validated
+Rendered with `kubectl kustomize` (tests/deploy/conftest.py), validated
 with the JSON schemas bundled in the `kubernetes-validate` package (strict: unknown fields are
 errors), then checked for what the schemas cannot see: names, selectors, references, probes,
 autoscaling, disruption budgets, network isolation, the migration Job and the production overlay.
@@ -25,9 +25,10 @@ from tests.deploy.conftest import (
     PROCESSES,
     PRODUCTION,
     SERVICES,
+    KustomizeError,
     production_secrets_env,
+    render,
 )
-from tests.deploy.kustomize_render import KustomizeError, render
 
 # Oldest supported cluster version, and the newest the installed kubernetes-validate ships.
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())

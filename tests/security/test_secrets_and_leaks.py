@@ -28,8 +28,7 @@ import yaml
 
 from stockmanager.embedded import free_port
 from stockmanager.settings import DEV_INTERNAL_SECRET
-from tests.deploy.conftest import K8S, PRODUCTION, production_secrets_env
-from tests.deploy.kustomize_render import render
+from tests.deploy.conftest import K8S, PRODUCTION, production_secrets_env, render
 from tests.support.factories import create_user_row
 from tests.support.stack import ApiClient, Stack, unique
 
