@@ -14,13 +14,10 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
+from tests.support.isolated import isolated_backends
 from tests.support.stack import Stack, start_stack
-
-FUZZ_DATABASE = "stockmanager_fuzz"
 
 
 class ProductCatalogue(BaseHTTPRequestHandler):
@@ -57,32 +54,17 @@ def product_catalogue() -> Iterator[str]:
         server.server_close()
 
 
-def _fresh_database(server_url: str, name: str) -> str:
-    """A new, empty database on the same server; its URL."""
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def fuzz_stack(migrated: str, data_root: Path, product_catalogue: str) -> Iterator[Stack]:
-    from stockmanager.cli import migrate
-    from stockmanager.embedded import EmbeddedRedis
-
-    database_url = _fresh_database(migrated, FUZZ_DATABASE)
-    migrate(database_url)
-    redis_server = EmbeddedRedis(data_root / "fuzz-redis")
-    redis_url = redis_server.start()
     log_dir = data_root / "fuzz"
     log_dir.mkdir(exist_ok=True)
-    try:
-        with start_stack(
+    with (
+        isolated_backends(migrated, data_root, "fuzz") as (database_url, redis_url),
+        start_stack(
             database_url=database_url,
             redis_url=redis_url,
             log_dir=log_dir,
             extra_env={"STOCKMANAGER_OPENFOODFACTS_URL": product_catalogue},
-        ) as stack:
-            yield stack
-    finally:
-        redis_server.stop()
+        ) as stack,
+    ):
+        yield stack

@@ -20,28 +20,26 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-import psycopg
 import pytest
 import redis as redis_sync
 from redis.asyncio import Redis
-from sqlalchemy.engine import make_url
 
 from gateway.events import EVENTS_DROPPED, EventPublisher
 from gateway.ratelimit import _key as limiter_key
 from gateway.schemas import LOGIN_NAME_MAX, LOGIN_PASSWORD_MAX
 from services.users import validation as users_validation
 from stockmanager.contracts.fields import CLIP_MAX_CHARS, clip_text
-from stockmanager.embedded import EmbeddedRedis, free_port
+from stockmanager.embedded import free_port
 from stockmanager.events import EventType, new_event
 from stockmanager.logs import LINE_MAX_CHARS, clip_line
 from stockmanager.supervisor import ProcessSpec, Supervisor
 from tests.support.factories import create_user_row
+from tests.support.isolated import isolated_backends
 from tests.support.stack import Stack, start_stack, unique
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-DATABASE = "stockmanager_security_login"
 EVENTS = "stockmanager:events"
 LOGS = "stockmanager:logs"
 MAX_FAILURES = 5  # the gateway's default `login_max_failures`
@@ -50,13 +48,6 @@ REQUIRED = "Usuario y contraseña requeridos"
 
 
 # ---------------------------------------------------------------------------- isolated stack
-
-
-def _fresh_database(server_url: str, name: str) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 class Isolated:
@@ -91,12 +82,6 @@ def _id(value: bytes | str) -> str:
 
 @pytest.fixture(scope="module")
 def isolated(migrated: str, data_root: Path) -> Iterator[Isolated]:
-    from stockmanager.cli import migrate
-
-    database_url = _fresh_database(migrated, DATABASE)
-    migrate(database_url)
-    redis_server = EmbeddedRedis(data_root / "security-login-redis")
-    redis_url = redis_server.start()
     log_dir = data_root / "security-login"
     log_dir.mkdir(exist_ok=True)
     # The per-address limit stays out of the way: these tests count per-account failures.
@@ -104,28 +89,28 @@ def isolated(migrated: str, data_root: Path) -> Iterator[Isolated]:
         "STOCKMANAGER_LOGIN_IP_MAX_FAILURES": "1000",
         "STOCKMANAGER_GATEWAY_INTERNAL_PORT": str(free_port()),
     }
-    try:
-        with start_stack(
+    with (
+        isolated_backends(migrated, data_root, "security_login") as (database_url, redis_url),
+        start_stack(
             database_url=database_url, redis_url=redis_url, log_dir=log_dir, extra_env=env
-        ) as stack:
-            port = free_port()
-            argv = [sys.executable, "-m", "stockmanager", "serve", "gateway", "--port", str(port)]
-            spec = ProcessSpec(
-                name="gateway-2",
-                argv=argv,
-                env={**stack.env, "STOCKMANAGER_GATEWAY_INTERNAL_PORT": str(free_port())},
-                ready_url=f"http://127.0.0.1:{port}/healthz",
-            )
-            with (log_dir / "gateway-2.log").open("w") as log:
-                second = Supervisor([spec], out=log)
-                second.start()
-                try:
-                    second.wait_ready(timeout=90)
-                    yield Isolated(stack, redis_url, f"http://127.0.0.1:{port}")
-                finally:
-                    second.stop()
-    finally:
-        redis_server.stop()
+        ) as stack,
+    ):
+        port = free_port()
+        argv = [sys.executable, "-m", "stockmanager", "serve", "gateway", "--port", str(port)]
+        spec = ProcessSpec(
+            name="gateway-2",
+            argv=argv,
+            env={**stack.env, "STOCKMANAGER_GATEWAY_INTERNAL_PORT": str(free_port())},
+            ready_url=f"http://127.0.0.1:{port}/healthz",
+        )
+        with (log_dir / "gateway-2.log").open("w") as log:
+            second = Supervisor([spec], out=log)
+            second.start()
+            try:
+                second.wait_ready(timeout=90)
+                yield Isolated(stack, redis_url, f"http://127.0.0.1:{port}")
+            finally:
+                second.stop()
 
 
 def _login(base_url: str, username: str, password: str) -> httpx.Response:

@@ -33,7 +33,6 @@ import httpx
 import psycopg
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy.engine import make_url
 
 from gateway.publiclimits import address_bucket
 from gateway.settings import GatewaySettings
@@ -41,10 +40,10 @@ from services.users.passwords import HashingSlots, default_max_concurrency
 from services.users.settings import UsersSettings
 from stockmanager.embedded import free_port
 from stockmanager.supervisor import ProcessSpec, Supervisor
+from tests.support.isolated import isolated_backends
 from tests.support.stack import ApiClient, Stack, start_stack, unique
 from tests.users.conftest import Mailbox
 
-DATABASE = "stockmanager_public_posts"
 PASSWORD = "secret-pass-1"
 SENT = {"message": "Codigo enviado al correo"}
 VERIFIED = {"message": "Código verificado, puedes restablecer tu contraseña"}
@@ -109,22 +108,8 @@ class PostsStack:
         return self.stack.root()
 
 
-def _fresh_database(server_url: str, name: str) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="module")
 def posts(migrated: str, data_root: Path) -> Iterator[PostsStack]:
-    from stockmanager.cli import migrate
-    from stockmanager.embedded import EmbeddedRedis
-
-    database_url = _fresh_database(migrated, DATABASE)
-    migrate(database_url)
-    redis_server = EmbeddedRedis(data_root / "public-posts-redis")
-    redis_url = redis_server.start()
     box = Mailbox()
     smtp_port = free_port()
     smtp = Controller(box, hostname="127.0.0.1", port=smtp_port)
@@ -145,9 +130,12 @@ def posts(migrated: str, data_root: Path) -> Iterator[PostsStack]:
         "STOCKMANAGER_SMTP_TLS": "none",
     }
     try:
-        with start_stack(
-            database_url=database_url, redis_url=redis_url, log_dir=log_dir, extra_env=env
-        ) as stack:
+        with (
+            isolated_backends(migrated, data_root, "public_posts") as (database_url, redis_url),
+            start_stack(
+                database_url=database_url, redis_url=redis_url, log_dir=log_dir, extra_env=env
+            ) as stack,
+        ):
             # A second gateway replica on the same Redis and services.
             port = free_port()
             replica = ProcessSpec(
@@ -172,7 +160,6 @@ def posts(migrated: str, data_root: Path) -> Iterator[PostsStack]:
                     supervisor.stop()
     finally:
         smtp.stop()
-        redis_server.stop()
 
 
 # --------------------------------------------------------------------------------- helpers
