@@ -111,6 +111,7 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             down_seconds=settings.replica_down_seconds,
             pool_limit=settings.upstream_pool_limit,
             stream_pool_limit=settings.sse_max_streams,
+            dns_refresh=settings.upstream_dns_refresh_seconds,
         )
         await proxy.open()
         sessions = SessionStore(

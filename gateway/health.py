@@ -1,5 +1,6 @@
 """GET /api/health (shallow, as upstream) and ?deep=1: every service, PostgreSQL, Redis and the
-event backlog; 503 when anything is down.
+event backlog; 503 when anything is down. A service lists each replica the gateway sends requests
+to: each configured URL, or each address its host name resolves to now (gateway/proxy.py).
 
 The deep report names internal replica URLs and the event backlog, so only root sees it; anyone
 else gets the verdict alone (`{"status": "Ok" | "Degraded"}`, same 200/503). An anonymous deep

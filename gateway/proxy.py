@@ -1,9 +1,14 @@
 """Forwarding to services over aiohttp (keep-alive pools, C HTTP parser).
 
-Each service has one or more replica URLs, chosen round-robin. A replica that refuses the
-connection is skipped for a few seconds (passive health) and the request is retried on the next
-one: a refused connection means the service never saw the request, so the retry is safe for
-every method. A timeout is never retried (the service may have acted): it becomes 504.
+Each service has one or more configured URLs. A URL whose host is a name (`http://sales:5102`)
+is re-resolved every `dns_refresh` seconds and stands for every address the name resolves to
+(Docker DNS gives one per `docker compose --scale` replica, a headless Service one per pod), so
+a replica added later gets requests within one refresh, and one that went away stops getting
+them; each address keeps its own keep-alive connections. Replicas are chosen round-robin. A
+replica that refuses the connection is skipped for a few seconds (passive health) and the
+request is retried on the next one: a refused connection means the service never saw the
+request, so the retry is safe for every method. A timeout is never retried (the service may
+have acted): it becomes 504.
 
 Only the gateway's public paths leave it: a request path is forwarded in its canonical form (no
 trailing slash, so a service never answers with a redirect to itself), and a `Location` or
@@ -15,15 +20,23 @@ internal). A service's `Date` and `Server` headers are dropped: the gateway's se
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
+import ipaddress
+import logging
+import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
 from stockmanager.errors import GatewayTimeout, ServiceUnavailable
+
+log = logging.getLogger("gateway.proxy")
+
+# (host, port) -> the addresses it resolves to now.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 # Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus the ones we
 # recompute.
@@ -76,25 +89,67 @@ def response_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     return result
 
 
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to (the operating system's resolver, no caching)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def resolvable_host(url: str) -> tuple[str, int] | None:
+    """(host, port) of a plain-HTTP URL whose host is a name to resolve; None for an address
+    literal or HTTPS (whose certificate names the host, so it must stay in the URL)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return None
+    try:
+        ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return parts.hostname, parts.port or 80
+    return None
+
+
+def address_url(url: str, address: str) -> str:
+    """`url` with its host replaced by `address` (port, path kept)."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 @dataclass
 class Replica:
     url: str
     down_until: float = 0.0
+    # The configured URL's `host:port` when `url` is one of the addresses its name resolved to
+    # (sent as the Host header, as if the name had been used).
+    host_header: str | None = None
 
 
 @dataclass
 class Upstream:
     name: str
     replicas: list[Replica]
-    _cycle: itertools.cycle[int] = field(init=False, repr=False)
+    # The URLs as configured (names not yet resolved); `replicas` is what they resolve to.
+    configured: list[str] = field(default_factory=list)
+    _next: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
-        self._cycle = itertools.cycle(range(len(self.replicas)))
+        if not self.configured:
+            self.configured = [replica.url for replica in self.replicas]
 
     def order(self) -> list[Replica]:
         """Replicas to try: healthy ones round-robin first, then the ones marked down."""
-        start = next(self._cycle)
-        rotated = self.replicas[start:] + self.replicas[:start]
+        replicas = self.replicas
+        if not replicas:
+            return []
+        start = self._next % len(replicas)
+        self._next = start + 1
+        rotated = replicas[start:] + replicas[:start]
         now = time.monotonic()
         healthy = [r for r in rotated if r.down_until <= now]
         return healthy + [r for r in rotated if r.down_until > now]
@@ -119,11 +174,19 @@ class ServiceProxy:
         down_seconds: float,
         pool_limit: int,
         stream_pool_limit: int = 1000,
+        dns_refresh: float = 5.0,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.upstreams = {
             name: Upstream(name, [Replica(url) for url in urls])
             for name, urls in urls_by_service.items()
         }
+        # Seconds between re-resolutions of the services' host names (0: never; aiohttp then
+        # resolves each name itself, caching it for 10 s).
+        self.dns_refresh = dns_refresh
+        self.resolver = resolver
+        self._refresher: asyncio.Task[None] | None = None
+        self._refreshed = asyncio.Event()
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self.stream_timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_connect=connect_timeout
@@ -139,11 +202,14 @@ class ServiceProxy:
         self.stream_session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
+        # A name that could not be resolved by us stays in its URL and aiohttp resolves it: its
+        # cache must not outlive our own refresh (Docker DNS answers change on every scale).
+        ttl_dns_cache = max(1, round(self.dns_refresh)) if self.dns_refresh else 10
         connector = aiohttp.TCPConnector(
             limit=self.pool_limit,
             limit_per_host=self.pool_limit,
             keepalive_timeout=30,
-            ttl_dns_cache=300,
+            ttl_dns_cache=ttl_dns_cache,
         )
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
@@ -152,13 +218,75 @@ class ServiceProxy:
             connector=aiohttp.TCPConnector(
                 limit=self.stream_pool_limit,
                 limit_per_host=self.stream_pool_limit,
-                ttl_dns_cache=300,
+                ttl_dns_cache=ttl_dns_cache,
             ),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        if self.dns_refresh > 0:
+            await self.refresh()
+            self._refresher = asyncio.create_task(self._refresh_forever(), name="dns-refresh")
+
+    async def refresh(self) -> None:
+        """Re-resolve every configured host name and replace each service's replica list.
+
+        A replica still present keeps its state (passive health); a name that fails to resolve
+        keeps the addresses it had (a DNS hiccup never empties a service), or, if it never
+        resolved, stays a name in the URL."""
+        for upstream in self.upstreams.values():
+            known = {replica.url: replica for replica in upstream.replicas}
+            replicas: list[Replica] = []
+            for url in upstream.configured:
+                for replica in await self._resolve(url, known):
+                    if all(replica.url != kept.url for kept in replicas):
+                        replicas.append(replica)
+            upstream.replicas = replicas
+        done, self._refreshed = self._refreshed, asyncio.Event()
+        done.set()
+
+    async def _resolve(self, url: str, known: dict[str, Replica]) -> list[Replica]:
+        target = resolvable_host(url)
+        if target is None:
+            return [known.get(url) or Replica(url)]
+        host, port = target
+        previous = [
+            replica
+            for replica in known.values()
+            if replica.host_header == urlsplit(url).netloc or replica.url == url
+        ]
+        try:
+            addresses = await asyncio.wait_for(
+                self.resolver(host, port), timeout=max(self.timeout.connect or 2.0, 0.5)
+            )
+        except (OSError, TimeoutError) as exc:
+            log.warning("cannot resolve %s (%s): keeping its previous addresses", host, exc)
+            return previous or [Replica(url)]
+        if not addresses:
+            return previous or [Replica(url)]
+        netloc = urlsplit(url).netloc
+        resolved = []
+        for address in addresses:
+            replica_url = address_url(url, address)
+            resolved.append(known.get(replica_url) or Replica(replica_url, host_header=netloc))
+        return resolved
+
+    async def wait_refreshed(self) -> None:
+        """Return after the next completed re-resolution (tests, health)."""
+        await self._refreshed.wait()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.dns_refresh)
+            try:
+                await self.refresh()
+            except Exception:  # a bug here must not stop later refreshes
+                log.exception("re-resolving the service host names failed")
 
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         if self.session is not None:
             await self.session.close()
         if self.stream_session is not None:
@@ -179,11 +307,14 @@ class ServiceProxy:
         upstream = self.upstreams[service]
         path_qs = canonical_path(path_qs)
         for replica in upstream.order():
+            sent = (
+                headers if replica.host_header is None else {**headers, "Host": replica.host_header}
+            )
             try:
                 response = await session.request(
                     method,
                     replica.url + path_qs,
-                    headers=headers,
+                    headers=sent,
                     data=body if body else None,
                     timeout=self.stream_timeout if stream else self.timeout,
                     allow_redirects=False,

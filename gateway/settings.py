@@ -39,6 +39,9 @@ class GatewaySettings(KernelSettings):
     upstream_connect_timeout: float = 2.0
     # A replica that refused a connection is skipped for this long (passive health).
     replica_down_seconds: float = 5.0
+    # Service host names are re-resolved this often (seconds) and each address gets requests:
+    # a `docker compose --scale` replica is used within this time. 0: resolve per connection.
+    upstream_dns_refresh_seconds: float = Field(5.0, ge=0)
 
     login_max_failures: int = 5
     login_ip_max_failures: int = 50
