@@ -36,7 +36,7 @@ from stockmanager.errors import NotFound
 from stockmanager.events.consumer import EventConsumer
 from stockmanager.http import json_response
 from stockmanager.logs import attach_central_shipper, configure_logging, detach_central_shipper
-from stockmanager.observability import EVENT_LAG, RequestContextMiddleware
+from stockmanager.observability import EVENT_DEAD_LETTERS, EVENT_LAG, RequestContextMiddleware
 from stockmanager.registry import service_names
 from stockmanager.service_app import redis_client
 
@@ -208,6 +208,11 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             )
             for group, values in lags.get("groups", {}).items():
                 EVENT_LAG.labels(group).set(values["lag"] + values["pending"])
+        with contextlib.suppress(Exception):
+            dead = await asyncio.wait_for(
+                runtime.redis.xlen(settings.event_stream + ":dead"), timeout=2.0
+            )
+            EVENT_DEAD_LETTERS.set(int(dead))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(

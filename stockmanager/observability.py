@@ -30,6 +30,11 @@ EVENT_LAG = Gauge(
     "Events in the stream not yet acknowledged by a consumer group",
     ["group"],
 )
+# Set by the gateway's /metrics from the shared stream (like EVENT_LAG): events a consumer gave up
+# on (handler failed `max_attempts` times, or an invalid payload), waiting for an operator.
+EVENT_DEAD_LETTERS = Gauge(
+    "stockmanager_event_dead_letters", "Events in the dead-letter stream (<event stream>:dead)"
+)
 OUTBOX_BACKLOG = Gauge("stockmanager_outbox_backlog", "Outbox rows not yet published")
 DB_POOL_CHECKED_OUT = Gauge("stockmanager_db_pool_checked_out", "DB connections in use")
 DB_POOL_SIZE = Gauge("stockmanager_db_pool_size", "DB pool size")

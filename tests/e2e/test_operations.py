@@ -6,6 +6,7 @@ import time
 
 import httpx
 import orjson
+from redis import Redis as SyncRedis
 
 from tests.support.factories import create_user_row
 from tests.support.stack import Stack, unique
@@ -132,6 +133,17 @@ def test_every_process_exposes_prometheus_metrics(stack: Stack) -> None:
         'stockmanager_http_requests_total{method="GET",route="/api/session",status="200"}' in text
     )
     assert "stockmanager_event_consumer_lag" in text
+    # Events the consumers gave up on (deploy/k8s/components/monitoring alerts on any): the
+    # gateway reports the dead-letter stream's length, read at scrape time.
+    dead_stream = "stockmanager:events:dead"
+    with SyncRedis.from_url(stack.env["REDIS_URL"]) as redis:
+        entry = redis.xadd(dead_stream, {"event": "{}", "group": "test", "original_id": "0-1"})
+        try:
+            expected = redis.xlen(dead_stream)
+            scraped = httpx.get(stack.internal_url + "/metrics", timeout=5).text
+        finally:
+            redis.xdel(dead_stream, entry)
+    assert f"stockmanager_event_dead_letters {float(expected)}\n" in scraped
     for urls in stack.service_urls.values():
         for url in urls:
             response = httpx.get(url + "/metrics", timeout=5)
