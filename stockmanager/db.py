@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from stockmanager.settings import sqlalchemy_url
+from stockmanager.settings import DEFAULT_DB_MAX_OVERFLOW, DEFAULT_DB_POOL_SIZE, sqlalchemy_url
 
 # psycopg SQLSTATE codes we translate into API errors.
 UNIQUE_VIOLATION = "23505"
@@ -21,7 +21,13 @@ CHECK_VIOLATION = "23514"
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 4, max_overflow: int = 4) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = DEFAULT_DB_POOL_SIZE,
+        max_overflow: int = DEFAULT_DB_MAX_OVERFLOW,
+    ) -> None:
         self.engine: AsyncEngine = create_async_engine(
             sqlalchemy_url(url),
             pool_size=pool_size,

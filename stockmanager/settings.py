@@ -21,6 +21,14 @@ DEV_INTERNAL_SECRET = "stockmanager-development-secret-change-me"
 # Shortest accepted internal secret, in bytes (UTF-8): `openssl rand -hex 32` gives 64.
 MIN_INTERNAL_SECRET_BYTES = 32
 INTERNAL_SECRET_VARIABLE = "STOCKMANAGER_INTERNAL_SECRET"
+# PostgreSQL connections of one service process's SQLAlchemy engine: kept open, and opened (and
+# closed) on top of them under bursts. The only definition of these defaults (Database, the
+# settings, README and docs/operations.md quote them; tests/deploy/test_connection_budget.py
+# checks). Overflow connections are opened and closed per use, which measured ~4 ms of
+# PostgreSQL CPU per request under bursts: a steady pool instead (bench/results/products.md).
+# Budget: docs/operations.md, Scaling, "Database connections".
+DEFAULT_DB_POOL_SIZE = 8
+DEFAULT_DB_MAX_OVERFLOW = 2
 
 
 class KernelSettings(BaseSettings):
@@ -39,10 +47,9 @@ class KernelSettings(BaseSettings):
     # Business time zone: rendering of local times, "today", date filters, per-day metrics.
     timezone: str = "America/Argentina/Buenos_Aires"
     log_level: str = "INFO"
-    # Connections per process. Overflow connections are opened and closed per use, which
-    # measured ~4 ms of PostgreSQL CPU per request under bursts: keep a steady pool instead.
-    db_pool_size: int = 8
-    db_max_overflow: int = 2
+    # Connections per process (see DEFAULT_DB_POOL_SIZE).
+    db_pool_size: int = Field(DEFAULT_DB_POOL_SIZE, ge=1)
+    db_max_overflow: int = Field(DEFAULT_DB_MAX_OVERFLOW, ge=0)
     # Maximum age of a gateway identity header, in seconds.
     identity_max_age: float = 60.0
     # Event stream (Redis Streams) shared by every producer and consumer group.

@@ -10,11 +10,11 @@ from stockmanager.settings import KernelSettings
 
 
 class ProductsSettings(KernelSettings):
-    # Connections kept open. The kernel default (4, plus 4 overflow) opens and closes an
-    # overflow connection per request as soon as more than 4 requests query at once; a new
+    # Connections: the kernel's defaults (stockmanager.settings.DEFAULT_DB_POOL_SIZE, 8 kept
+    # open), sized from this service's benchmark: with 4 (plus 4 overflow), more than 4
+    # concurrent queries opened and closed an overflow connection per request, and a new
     # PostgreSQL backend costs ~4 ms of CPU, which doubled the CPU per list request at
     # concurrency 8 (bench/results/products.md). Requests hold a connection ~1-3 ms.
-    db_pool_size: int = 8
     # Base URL of the OpenFoodFacts API (`{base}/api/v0/product/{barcode}.json`).
     openfoodfacts_url: str = "https://world.openfoodfacts.org"
     # Seconds one lookup may take in total (connect + read) before it is answered with 502.
