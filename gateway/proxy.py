@@ -90,14 +90,17 @@ def response_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to (the operating system's resolver, no caching)."""
+    """The addresses `host` resolves to (the operating system's resolver, no caching). IPv4 ones
+    only when there are any: a dual-stack name (`localhost`) is one replica, not two, and a
+    service bound to an IPv4 address only is not tried on IPv6."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addresses: list[str] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = str(sockaddr[0])
         if address not in addresses:
             addresses.append(address)
-    return addresses
+    ipv4 = [address for address in addresses if ":" not in address]
+    return ipv4 or addresses
 
 
 def resolvable_host(url: str) -> tuple[str, int] | None:
