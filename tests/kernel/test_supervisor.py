@@ -216,5 +216,7 @@ def test_run_until_stopped_on_sigterm_stops_everything_including_grandchildren(
     assert signal.getsignal(signal.SIGTERM) == previous  # handler restored
     assert "received SIGTERM, stopping" in out.getvalue()
     assert "stubborn did not stop in 0.5s, killing it" in out.getvalue()
+    # SIGKILL is delivered at once but a loaded machine may take a moment to let the killed
+    # grandchild (not our child: nobody waits for it) actually exit.
     for pid in [*pids.values(), grandchild]:
-        assert gone(pid), pid
+        eventually(lambda pid=pid: gone(pid), what=f"process {pid} to exit")
