@@ -471,7 +471,7 @@ def test_ingress_routes_to_the_gateway_and_suits_server_sent_events(
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
     (rule,) = ingress["spec"]["rules"]
     (path,) = rule["http"]["paths"]
-    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    assert (path["path"], path["pathType"]) == ("/api", "Prefix")  # never the internal routes
     assert path["backend"]["service"] == {"name": "gateway", "port": {"name": "http"}}
     assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
 
