@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # checkov pins packaging<24 (pytest needs >=24): its own environment, from the `checkov`
 # dependency group in pyproject.toml (tests/deploy/test_checkov.py runs it).
 CHECKOV_VENV := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .PHONY: up test lint fmt bench clean lock image-pin
 
@@ -18,16 +19,20 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+# Only the tests need checkov (a large install): `make up` does not wait for it.
+$(CHECKOV_STAMP): pyproject.toml $(STAMP)
 	@test -x $(CHECKOV_VENV)/bin/python || $(BIN)/python -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --group checkov
-	@rm -f $(VENV)/.installed-*
-	@touch $(STAMP)
+	@touch $(CHECKOV_STAMP)
 
 up: $(STAMP)
 	$(BIN)/stockmanager up $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy stockmanager gateway services
 	$(BIN)/pytest -q -p no:cacheprovider $(ARGS)
