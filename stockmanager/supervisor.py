@@ -9,8 +9,14 @@ Used by `stockmanager up` (gateway + every service replica) and by whole-system 
   `PYTHONUNBUFFERED=1` is added unless the spec sets it, so Python children stream line by line.
 - stdout and stderr are merged into one pipe per child and pumped by one daemon thread, which
   prefixes each line with `name | ` and keeps the last lines for error messages.
-- Exits caused by `stop()`, `restart()` or a terminating `kill()` are expected; any other exit
-  makes `run_until_stopped()` stop everything and return non-zero.
+- Exits caused by `stop()`, `restart()` or a terminating `kill()` are expected. Any other exit:
+  - with `restart=None`: `run_until_stopped()` stops everything and returns non-zero;
+  - with a `RestartPolicy`: the child is started again after an exponential backoff
+    (`initial_backoff` doubling per restart within `window`, capped at `max_backoff`), logged as
+    `<name> exited with code X; restart N in Ys` and counted in `Supervisor.restarts`. More than
+    `max_restarts` restarts of one child within `window` seconds is a crash loop: everything is
+    stopped and `run_until_stopped()` returns non-zero. A stop (signal or `stop()`) cancels
+    pending restarts; a restart never starts once a stop has begun.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import IO, Any, TextIO
 
-__all__ = ["ProcessSpec", "Supervisor", "SupervisorError"]
+__all__ = ["ProcessSpec", "RestartPolicy", "Supervisor", "SupervisorError"]
 
 _POLL = 0.05
 _TAIL_LINES = 40
@@ -51,6 +57,26 @@ class ProcessSpec:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     ready_url: str | None = None  # polled with HTTP GET until it answers 200
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When and how often an unexpectedly exited child is started again (see module docstring)."""
+
+    initial_backoff: float = 0.5
+    max_backoff: float = 10.0
+    max_restarts: int = 5
+    window: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.initial_backoff < 0 or self.max_backoff < self.initial_backoff:
+            raise ValueError("need 0 <= initial_backoff <= max_backoff")
+        if self.max_restarts < 0 or self.window <= 0:
+            raise ValueError("need max_restarts >= 0 and window > 0")
+
+    def backoff(self, recent: int) -> float:
+        """Delay before the next restart when `recent` restarts happened within the window."""
+        return float(min(self.max_backoff, self.initial_backoff * (2 ** min(recent, 32))))
 
 
 class SupervisorError(RuntimeError):
@@ -73,6 +99,10 @@ class _Child:
         self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self.expected_exit = False  # set before we stop/kill it on purpose
         self.generation = 0
+        self.restarts = 0
+        self.restart_times: deque[float] = deque()  # monotonic times of restarts in the window
+        self.due: float | None = None  # a restart is pending at this monotonic time
+        self.last_exit: int | None = None
 
     @property
     def running(self) -> bool:
@@ -88,6 +118,7 @@ class Supervisor:
         *,
         log_prefix_width: int = 14,
         out: TextIO = sys.stdout,
+        restart: RestartPolicy | None = None,
     ) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -104,6 +135,7 @@ class Supervisor:
         self._stopping = False
         self._signalled: int | None = None
         self._force = False
+        self._policy = restart
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -120,6 +152,31 @@ class Supervisor:
     def pids(self) -> dict[str, int]:
         """Pids of the running children."""
         return {n: p for n in self._children if (p := self.pid(n)) is not None}
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        """How often each child was restarted by the restart policy."""
+        return {n: c.restarts for n, c in self._children.items()}
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per child: `pid` (None unless running), `state` (`running`, `restarting` while a
+        restart is pending, `stopped`), `restarts` and `last_exit_code`."""
+        with self._state_lock:
+            result: dict[str, dict[str, Any]] = {}
+            for name, child in self._children.items():
+                if child.running:
+                    state = "running"
+                elif child.due is not None:
+                    state = "restarting"
+                else:
+                    state = "stopped"
+                result[name] = {
+                    "pid": self.pid(name),
+                    "state": state,
+                    "restarts": child.restarts,
+                    "last_exit_code": child.last_exit,
+                }
+            return result
 
     def returncode(self, name: str) -> int | None:
         proc = self._child(name).proc
@@ -188,14 +245,17 @@ class Supervisor:
                     break
                 if self._stopping:
                     break
+                self._restart_due()
                 try:
-                    name, generation, rc = self._exits.get(timeout=0.1)
+                    name, generation, rc = self._exits.get(timeout=self._wait_time())
                 except queue.Empty:
                     continue
                 child = self._children[name]
                 if child.generation != generation or child.expected_exit or self._stopping:
                     continue
-                self._note(f"{name} exited unexpectedly with code {rc}, stopping everything")
+                child.last_exit = rc
+                if self._schedule_restart(child, rc):
+                    continue
                 code = rc if rc > 0 else (128 - rc if rc < 0 else 1)
                 break
             self.stop(stop_timeout)
@@ -207,9 +267,13 @@ class Supervisor:
         return code
 
     def stop(self, timeout: float = 8.0) -> None:
-        """SIGTERM every child's process group, wait up to `timeout`, SIGKILL leftovers."""
+        """SIGTERM every child's process group, wait up to `timeout`, SIGKILL leftovers.
+
+        Pending restarts are cancelled."""
         with self._state_lock:
             self._stopping = True
+            for child in self._children.values():
+                child.due = None
             children = [c for c in self._children.values() if c.proc is not None]
             self._terminate(children, timeout)
 
@@ -219,6 +283,7 @@ class Supervisor:
             child = self._child(name)
             if child.proc is not None:
                 self._terminate([child], timeout)
+            child.due = None
             self._spawn(child)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -245,6 +310,56 @@ class Supervisor:
             return self._children[name]
         except KeyError:
             raise KeyError(f"no process named {name!r}; known: {list(self._children)}") from None
+
+    def _schedule_restart(self, child: _Child, rc: int) -> bool:
+        """Plan the restart of an unexpectedly exited child; False: stop everything instead."""
+        name = child.spec.name
+        policy = self._policy
+        if policy is None:
+            self._note(f"{name} exited unexpectedly with code {rc}, stopping everything")
+            return False
+        now = time.monotonic()
+        recent = child.restart_times
+        while recent and recent[0] <= now - policy.window:
+            recent.popleft()
+        if len(recent) >= policy.max_restarts:
+            self._note(
+                f"{name} exited with code {rc}: crash loop ({len(recent)} restarts within "
+                f"{policy.window:g}s, at most {policy.max_restarts} allowed), stopping everything"
+            )
+            return False
+        delay = policy.backoff(len(recent))
+        with self._state_lock:
+            if self._stopping:
+                return True
+            child.restarts += 1
+            recent.append(now)
+            child.due = now + delay
+        self._note(f"{name} exited with code {rc}; restart {child.restarts} in {delay:g}s")
+        return True
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for child in self._children.values():
+            if child.due is None or child.due > now:
+                continue
+            with self._state_lock:
+                # Checked under the lock `stop()` takes: no restart once a stop has begun.
+                if self._stopping or child.due is None:
+                    continue
+                child.due = None
+                try:
+                    self._spawn(child)
+                except SupervisorError as exc:
+                    self._note(str(exc))
+                    # Counts as an exit of that attempt: the policy decides what comes next.
+                    self._exits.put((child.spec.name, child.generation, 127))
+
+    def _wait_time(self) -> float:
+        dues = [c.due for c in self._children.values() if c.due is not None]
+        if not dues:
+            return 0.1
+        return max(0.0, min(0.1, min(dues) - time.monotonic()))
 
     def _spawn(self, child: _Child) -> None:
         spec = child.spec

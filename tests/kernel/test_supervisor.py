@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from stockmanager.embedded import free_port
-from stockmanager.supervisor import ProcessSpec, Supervisor, SupervisorError
+from stockmanager.supervisor import ProcessSpec, RestartPolicy, Supervisor, SupervisorError
 from tests.support.waiting import eventually, gone
 
 HTTP_SERVER = textwrap.dedent(
@@ -220,3 +220,122 @@ def test_run_until_stopped_on_sigterm_stops_everything_including_grandchildren(
     # grandchild (not our child: nobody waits for it) actually exit.
     for pid in [*pids.values(), grandchild]:
         eventually(lambda pid=pid: gone(pid), what=f"process {pid} to exit")
+
+
+# -- restart policy ---------------------------------------------------------------------------
+
+
+def test_restart_policy_backoff_doubles_and_is_capped() -> None:
+    policy = RestartPolicy(initial_backoff=0.5, max_backoff=3.0, max_restarts=5, window=60.0)
+    assert [policy.backoff(n) for n in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    with pytest.raises(ValueError):
+        RestartPolicy(initial_backoff=2.0, max_backoff=1.0)
+    with pytest.raises(ValueError):
+        RestartPolicy(window=0)
+
+
+def run_in_thread(sup: Supervisor, **kwargs: float) -> tuple[threading.Thread, list[int]]:
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(sup.run_until_stopped(**kwargs)), daemon=True
+    )
+    thread.start()
+    return thread, result
+
+
+def test_a_killed_child_is_restarted_with_backoff_and_counted(out: io.StringIO) -> None:
+    policy = RestartPolicy(initial_backoff=0.2, max_backoff=0.4, max_restarts=5, window=60.0)
+    sup = Supervisor([http_spec("worker"), http_spec("bystander")], out=out, restart=policy)
+    try:
+        sup.start()
+        sup.wait_ready(timeout=15)
+        bystander = sup.pid("bystander")
+        thread, result = run_in_thread(sup)
+        for attempt, delay in ((1, "0.2"), (2, "0.4"), (3, "0.4")):
+            old = sup.pid("worker")
+            assert old is not None
+            os.kill(old, signal.SIGKILL)  # not via sup.kill(): an unexpected death
+            eventually(lambda old=old: sup.pid("worker") not in (None, old), what="restart")
+            assert f"worker exited with code -9; restart {attempt} in {delay}s" in out.getvalue()
+            sup.wait_ready(timeout=15, names=["worker"])
+        assert sup.restarts == {"worker": 3, "bystander": 0}
+        assert sup.pid("bystander") == bystander  # untouched
+        status = sup.status()
+        assert status["worker"]["state"] == "running"
+        assert status["worker"]["restarts"] == 3
+        assert status["worker"]["last_exit_code"] == -signal.SIGKILL
+        assert thread.is_alive() and result == []
+    finally:
+        sup.stop(timeout=2.0)
+    thread.join(10)
+    assert result == [0]
+    assert "stopping everything" not in out.getvalue()
+
+
+def test_a_crash_loop_stops_everything_with_a_message(out: io.StringIO) -> None:
+    policy = RestartPolicy(initial_backoff=0.05, max_backoff=0.1, max_restarts=3, window=60.0)
+    crasher = script_spec("crasher", "import sys; print('bad config'); sys.exit(4)")
+    sup = Supervisor([http_spec("steady"), crasher], out=out, restart=policy)
+    try:
+        sup.start()
+        steady = sup.pid("steady")
+        assert steady is not None
+        assert sup.run_until_stopped(stop_timeout=2.0) == 4
+    finally:
+        sup.stop(timeout=2.0)
+    text = out.getvalue()
+    assert "crasher exited with code 4; restart 1 in 0.05s" in text
+    assert "crasher exited with code 4; restart 3 in 0.1s" in text
+    assert (
+        "crasher exited with code 4: crash loop (3 restarts within 60s, at most 3 allowed), "
+        "stopping everything" in text
+    )
+    assert text.count("crasher        | bad config") == 4
+    assert sup.restarts["crasher"] == 3
+    assert gone(steady)
+
+
+def test_restarts_outside_the_window_do_not_count_towards_a_crash_loop(
+    out: io.StringIO,
+) -> None:
+    # Each run lives longer than the window: the restarts never pile up.
+    policy = RestartPolicy(initial_backoff=0.01, max_backoff=0.01, max_restarts=1, window=0.2)
+    flaky = script_spec("flaky", "import time, sys; time.sleep(0.4); sys.exit(1)")
+    sup = Supervisor([flaky], out=out, restart=policy)
+    try:
+        sup.start()
+        thread, result = run_in_thread(sup, stop_timeout=2.0)
+        eventually(lambda: sup.restarts["flaky"] >= 3, what="three restarts", timeout=20)
+        assert result == []
+    finally:
+        sup.stop(timeout=2.0)
+    thread.join(10)
+    assert result == [0]
+    assert "crash loop" not in out.getvalue()
+
+
+def test_a_stop_during_a_pending_restart_is_quick_and_final(out: io.StringIO) -> None:
+    # A long backoff: the stop arrives while the restart is pending and must cancel it.
+    policy = RestartPolicy(initial_backoff=30.0, max_backoff=30.0, max_restarts=5, window=60.0)
+    sup = Supervisor([http_spec("web"), http_spec("victim")], out=out, restart=policy)
+    try:
+        sup.start()
+        sup.wait_ready(timeout=15)
+        web = sup.pid("web")
+        victim = sup.pid("victim")
+        assert web is not None and victim is not None
+        thread, result = run_in_thread(sup, stop_timeout=2.0)
+        os.kill(victim, signal.SIGKILL)
+        eventually(lambda: sup.status()["victim"]["state"] == "restarting", what="pending")
+        assert "victim exited with code -9; restart 1 in 30s" in out.getvalue()
+        started = time.monotonic()
+        sup.stop(timeout=2.0)
+        thread.join(10)
+        assert not thread.is_alive()
+        assert time.monotonic() - started < 8  # not the 30 s backoff
+    finally:
+        sup.stop(timeout=2.0)
+    assert result == [0]
+    assert gone(web)
+    assert sup.pids == {}
+    assert sup.status()["victim"]["state"] == "stopped"
