@@ -322,8 +322,12 @@ class ServiceProxy:
                     timeout=self.stream_timeout if stream else self.timeout,
                     allow_redirects=False,
                 )
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-                if isinstance(exc, aiohttp.ServerDisconnectedError) and method not in (
+            except (
+                aiohttp.ClientConnectorError,
+                aiohttp.ServerDisconnectedError,
+                aiohttp.ClientOSError,  # e.g. a reset: the service process was killed
+            ) as exc:
+                if not isinstance(exc, aiohttp.ClientConnectorError) and method not in (
                     "GET",
                     "HEAD",
                 ):

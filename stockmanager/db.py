@@ -6,10 +6,14 @@ repositories receive the open connection and never commit themselves.
 
 from __future__ import annotations
 
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy import text
+import psycopg
+from sqlalchemy import event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from stockmanager.settings import DEFAULT_DB_MAX_OVERFLOW, DEFAULT_DB_POOL_SIZE, sqlalchemy_url
@@ -32,12 +36,15 @@ class Database:
             sqlalchemy_url(url),
             pool_size=pool_size,
             max_overflow=max_overflow,
-            # No pre-ping: it costs a round trip on every checkout. A connection broken by a
-            # database restart fails the one request using it, and SQLAlchemy then discards
-            # the whole pool (disconnect detection), so the next requests reconnect.
+            # No pre-ping: it costs a round trip on every checkout. Instead each checkout asks
+            # the kernel (poll, no round trip) whether the server closed the connection, as it
+            # does when PostgreSQL restarts (`_replace_closed_connection`), so a restart costs
+            # no request; a connection broken silently still fails the one request using it,
+            # and SQLAlchemy then discards the whole pool (disconnect detection).
             pool_pre_ping=False,
             pool_recycle=1800,
         )
+        event.listen(self.engine.sync_engine, "checkout", _replace_closed_connection)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -63,6 +70,24 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _replace_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Pool checkout hook: an idle connection with something to read was closed by the server
+    (after a restart or `pg_terminate_backend` it holds the FATAL message and EOF). Raising
+    `DisconnectionError` makes the pool discard it and check out another (a new one if needed)."""
+    pgconn = getattr(getattr(dbapi_connection, "driver_connection", None), "pgconn", None)
+    if pgconn is None:
+        return  # not psycopg: nothing to look at
+    try:
+        fd = pgconn.socket  # raises once libpq knows the connection is closed
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        closed = bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.Error) as exc:
+        raise DisconnectionError(f"connection unusable: {exc}") from exc
+    if closed:
+        raise DisconnectionError("the server closed the connection")
 
 
 def sqlstate(exc: BaseException) -> str | None:

@@ -251,6 +251,27 @@ def _terminate(
             proc.wait(timeout=5.0)
 
 
+def _wait_group_gone(pgid: int, deadline: float) -> bool:
+    """Wait until no live (non-zombie) process is left in process group `pgid`."""
+    while True:
+        alive = False
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+                alive = True
+                break
+        if not alive:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL)
+
+
 class _DirLock:
     """Exclusive advisory lock on a sibling file of a data directory (kernel releases it)."""
 
@@ -454,6 +475,33 @@ class _ManagedServer:
             f"{self.kind} exited with code {proc.returncode}; log:\n{_tail(self.log_path)}"
         )
 
+    @property
+    def returncode(self) -> int | None:
+        """Exit code of the server process once it has exited (None while it runs)."""
+        return None if self._proc is None else self._proc.poll()
+
+    def recover(self, timeout: float = 30.0) -> str:
+        """Start the server again after it died on its own: same port, same data directory.
+
+        What is left of the dead server's process group (PostgreSQL backends outliving a killed
+        postmaster, which would keep its shared memory in use) is killed first. Used by the
+        supervisor of `stockmanager up`; raises `EmbeddedServerError` if the server does not
+        come back (e.g. the port was taken meanwhile), leaving it stopped.
+        """
+        proc = self._proc
+        if proc is not None:
+            if proc.poll() is None:
+                return self.url
+            _signal(proc.pid, signal.SIGKILL, group=True)
+            _wait_group_gone(proc.pid, time.monotonic() + 5.0)
+            self._proc = None
+        requested = self._requested_port
+        self._requested_port = self._port  # clients know this port: never move to another one
+        try:
+            return self.start(timeout)
+        finally:
+            self._requested_port = requested
+
     def _kill_proc(self) -> None:
         if self._proc is not None:
             _terminate(self._proc.pid, self._proc, [(signal.SIGKILL, 5.0)])
@@ -473,6 +521,10 @@ class _ManagedServer:
         self.stop()
 
     # overridden
+    @property
+    def url(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def start(self, timeout: float = 30.0) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 

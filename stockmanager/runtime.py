@@ -5,6 +5,11 @@ Python packages) whose data lives under the data directory and survives restarts
 migrations, creates the root account, starts the gateway and every service, waits until all are
 ready, prints the URL and the credentials, streams the logs, and stops everything on Ctrl-C.
 With DATABASE_URL / REDIS_URL set it uses those servers instead.
+
+It heals itself: a process (or embedded server) that dies is started again after a backoff, the
+rest untouched; only a crash loop stops everything (`restart_policy_from_env`, the
+STOCKMANAGER_RESTART_* settings). The state of every process is kept in `<data dir>/supervisor.json`
+for the gateway's deep health and metrics (docs/operations.md "Self-healing").
 """
 
 from __future__ import annotations
@@ -14,13 +19,48 @@ import secrets
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stockmanager import registry
 from stockmanager.settings import internal_secret_problem
 
+if TYPE_CHECKING:
+    from stockmanager.supervisor import RestartPolicy
+
 INTERNAL_PORT_VARIABLE = "STOCKMANAGER_GATEWAY_INTERNAL_PORT"
 SECRET_FILE = "internal-secret"
 ROOT_PASSWORD_FILE = "initial-root-password"
+STATUS_FILE = "supervisor.json"
+# Where the gateway finds the supervisor's status file (set by `up` only).
+STATUS_FILE_VARIABLE = "STOCKMANAGER_SUPERVISOR_STATUS_FILE"
+
+
+def restart_policy_from_env(env: dict[str, str]) -> RestartPolicy:
+    """STOCKMANAGER_RESTART_MAX (restarts allowed per process within the window, default 5),
+    _RESTART_WINDOW (seconds, 60) and _RESTART_MAX_BACKOFF (seconds, 10; the first restart waits
+    0.5 s or this if smaller, each further one twice as long). Raises ValueError when invalid."""
+    from stockmanager.supervisor import RestartPolicy
+
+    def number(name: str, default: str, kind: type[float] | type[int]) -> float:
+        raw = env.get(name, "").strip() or default
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ValueError(f"{name}={raw!r} is not a number") from None
+
+    max_restarts = int(number("STOCKMANAGER_RESTART_MAX", "5", int))
+    window = number("STOCKMANAGER_RESTART_WINDOW", "60", float)
+    max_backoff = number("STOCKMANAGER_RESTART_MAX_BACKOFF", "10", float)
+    if max_restarts < 0 or window <= 0 or max_backoff < 0:
+        raise ValueError(
+            "STOCKMANAGER_RESTART_MAX must be >= 0, _RESTART_WINDOW > 0, _RESTART_MAX_BACKOFF >= 0"
+        )
+    return RestartPolicy(
+        initial_backoff=min(0.5, max_backoff),
+        max_backoff=max_backoff,
+        max_restarts=max_restarts,
+        window=window,
+    )
 
 
 def _read_or_create(path: Path, factory: str) -> str:
@@ -92,7 +132,7 @@ def build_specs(env: dict[str, str], *, replicas: int, host: str, port: int) -> 
 def run_up(*, replicas: int, host: str, port: int, data_dir: str) -> int:
     from stockmanager.cli import bootstrap_root, migrate
     from stockmanager.embedded import EmbeddedPostgres, EmbeddedRedis, missing_embedded_packages
-    from stockmanager.supervisor import Supervisor
+    from stockmanager.supervisor import ManagedSpec, Supervisor
 
     if not 1 <= replicas <= 9:
         print("--replicas must be between 1 and 9", file=sys.stderr)
@@ -109,9 +149,17 @@ def run_up(*, replicas: int, host: str, port: int, data_dir: str) -> int:
             flush=True,
         )
         return 2
+    try:
+        policy = restart_policy_from_env(dict(os.environ))
+    except ValueError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr, flush=True)
+        return 2
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    status_path = root / STATUS_FILE
+    env[STATUS_FILE_VARIABLE] = str(status_path)
+    servers: list[ManagedSpec] = []
     if not env.get("STOCKMANAGER_INTERNAL_SECRET"):
         # Generated once and persisted: reset codes stored before a restart stay checkable.
         env["STOCKMANAGER_INTERNAL_SECRET"] = _read_or_create(
@@ -132,11 +180,29 @@ def run_up(*, replicas: int, host: str, port: int, data_dir: str) -> int:
             postgres = EmbeddedPostgres(root / "postgres")
             env["DATABASE_URL"] = postgres.start()
             cleanup.callback(postgres.stop)
+            servers.append(
+                ManagedSpec(
+                    "postgres",
+                    start=postgres.recover,
+                    stop=postgres.stop,
+                    pid=lambda: postgres.pid,
+                    returncode=lambda: postgres.returncode,
+                )
+            )
         if not env.get("REDIS_URL"):
             print(f"starting embedded Redis (data in {root / 'redis'}) ...", flush=True)
             redis = EmbeddedRedis(root / "redis")
             env["REDIS_URL"] = redis.start()
             cleanup.callback(redis.stop)
+            servers.append(
+                ManagedSpec(
+                    "redis",
+                    start=redis.recover,
+                    stop=redis.stop,
+                    pid=lambda: redis.pid,
+                    returncode=lambda: redis.returncode,
+                )
+            )
         # Child processes and the in-process migrate/bootstrap read the same settings.
         os.environ.update(
             {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "STOCKMANAGER_INTERNAL_SECRET")}
@@ -149,7 +215,12 @@ def run_up(*, replicas: int, host: str, port: int, data_dir: str) -> int:
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
 
-        supervisor = Supervisor(build_specs(env, replicas=replicas, host=host, port=port))  # type: ignore[arg-type]
+        supervisor = Supervisor(
+            build_specs(env, replicas=replicas, host=host, port=port),  # type: ignore[arg-type]
+            restart=policy,
+            servers=servers,
+            status_path=status_path,
+        )
         cleanup.callback(supervisor.stop)
         supervisor.start()
         try:

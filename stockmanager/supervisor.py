@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import queue
 import signal
@@ -35,10 +36,11 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import IO, Any, TextIO
 
-__all__ = ["ProcessSpec", "RestartPolicy", "Supervisor", "SupervisorError"]
+__all__ = ["ManagedSpec", "ProcessSpec", "RestartPolicy", "Supervisor", "SupervisorError"]
 
 _POLL = 0.05
 _TAIL_LINES = 40
@@ -57,6 +59,24 @@ class ProcessSpec:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     ready_url: str | None = None  # polled with HTTP GET until it answers 200
+
+
+@dataclass
+class ManagedSpec:
+    """A server started and stopped by code in this process (embedded PostgreSQL and Redis).
+
+    `start()` blocks until the server is ready and raises if it cannot start; it is called to
+    bring the server back after it died (so it must reuse the port and data). `pid()` is the
+    server's pid while it runs, else None; `returncode()` its exit code once it has exited.
+    The supervisor watches it (polling `pid()`) under the same restart policy as its child
+    processes, and stops it after every child process.
+    """
+
+    name: str
+    start: Callable[[], object]
+    stop: Callable[[], object]
+    pid: Callable[[], int | None]
+    returncode: Callable[[], int | None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -109,8 +129,26 @@ class _Child:
         return self.proc is not None and self.proc.poll() is None
 
 
+class _Server:
+    def __init__(self, spec: ManagedSpec) -> None:
+        self.spec = spec
+        self.watching = False
+        self.expected_exit = False
+        self.restarts = 0
+        self.restart_times: deque[float] = deque()
+        self.due: float | None = None
+        self.last_exit: int | None = None
+        self.thread: threading.Thread | None = None  # a restart in progress
+        self.error: BaseException | None = None  # how the last restart failed
+
+
 class Supervisor:
-    """Runs `specs` as child processes; see the module docstring for the guarantees."""
+    """Runs `specs` as child processes; see the module docstring for the guarantees.
+
+    `servers` (embedded PostgreSQL/Redis, see `ManagedSpec`) are watched and restarted under the
+    same policy. With `status_path`, the state of every child and server (`status()`) is written
+    there as JSON whenever it changes (see docs/operations.md "Self-healing").
+    """
 
     def __init__(
         self,
@@ -119,13 +157,18 @@ class Supervisor:
         log_prefix_width: int = 14,
         out: TextIO = sys.stdout,
         restart: RestartPolicy | None = None,
+        servers: Iterable[ManagedSpec] = (),
+        status_path: Path | None = None,
     ) -> None:
+        self._servers = {s.name: _Server(s) for s in servers}
         names = [s.name for s in specs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate process names in {names}")
+        every = [*self._servers, *names]
+        if len(set(every)) != len(every):
+            raise ValueError(f"duplicate process names in {every}")
         self._children = {
             s.name: _Child(s, c) for s, c in zip(specs, itertools.cycle(_COLOURS), strict=False)
         }
+        self._status_path = status_path
         self._width = max([log_prefix_width, *(len(n) for n in names)])
         self._out = out
         self._colour = _isatty(out) and "NO_COLOR" not in os.environ
@@ -136,6 +179,7 @@ class Supervisor:
         self._signalled: int | None = None
         self._force = False
         self._policy = restart
+        self.crash_loop: str | None = None  # why the restart policy gave up, once it has
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -155,8 +199,10 @@ class Supervisor:
 
     @property
     def restarts(self) -> dict[str, int]:
-        """How often each child was restarted by the restart policy."""
-        return {n: c.restarts for n, c in self._children.items()}
+        """How often each child (and server) was restarted by the restart policy."""
+        counts = {n: c.restarts for n, c in self._children.items()}
+        counts.update({n: s.restarts for n, s in self._servers.items()})
+        return counts
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per child: `pid` (None unless running), `state` (`running`, `restarting` while a
@@ -176,6 +222,20 @@ class Supervisor:
                     "restarts": child.restarts,
                     "last_exit_code": child.last_exit,
                 }
+            for name, server in self._servers.items():
+                pid = server.spec.pid()
+                if pid is not None:
+                    state = "running"
+                elif server.due is not None or server.thread is not None:
+                    state = "restarting"
+                else:
+                    state = "stopped"
+                result[name] = {
+                    "pid": pid,
+                    "state": state,
+                    "restarts": server.restarts,
+                    "last_exit_code": server.last_exit,
+                }
             return result
 
     def returncode(self, name: str) -> int | None:
@@ -183,18 +243,26 @@ class Supervisor:
         return None if proc is None else proc.poll()
 
     def start(self) -> None:
-        """Start every child that is not running, each in its own process group."""
+        """Start every server and child that is not running, each in its own process group."""
         with self._state_lock:
             self._stopping = False
+            for server in self._servers.values():
+                if server.spec.pid() is None:
+                    server.spec.start()
+                server.watching = True
+                server.expected_exit = False
             for child in self._children.values():
                 if not child.running:
                     self._spawn(child)
+        self._publish()
 
     def wait_ready(self, timeout: float = 60.0, names: Iterable[str] | None = None) -> None:
         """Poll each child's `ready_url` until it answers 200.
 
         Raises `SupervisorError` naming the child (with its last output) if it exits first or is
         not ready within `timeout` seconds. Children without a `ready_url` only need to run.
+        With a restart policy, a child that exits first is restarted as it would be later, and
+        only a crash loop raises (a transient failure at startup does not stop the system).
         """
         deadline = time.monotonic() + timeout
         pending = [self._child(n) for n in (names if names is not None else self._children)]
@@ -206,11 +274,25 @@ class Supervisor:
                 if proc is None:
                     raise SupervisorError(child.spec.name, "not started", [])
                 code = proc.poll()
+                if code is not None and child.due is not None:
+                    still.append(child)  # its restart is pending
+                    continue
                 if code is not None:
                     self._join_pump(child, 2.0)
-                    raise SupervisorError(
-                        child.spec.name, f"exited with code {code} before ready", list(child.tail)
-                    )
+                    if self._policy is None or self._stopping:
+                        raise SupervisorError(
+                            child.spec.name,
+                            f"exited with code {code} before ready",
+                            list(child.tail),
+                        )
+                    child.last_exit = code
+                    if not self._schedule_restart(child, code):
+                        raise SupervisorError(
+                            child.spec.name, self.crash_loop or "crash loop", list(child.tail)
+                        )
+                    self._publish()
+                    still.append(child)
+                    continue
                 url = child.spec.ready_url
                 if url is not None and not _http_ok(opener, url):
                     still.append(child)
@@ -225,6 +307,7 @@ class Supervisor:
                     reason += f"; also not ready: {others}"
                 raise SupervisorError(first.spec.name, reason, list(first.tail))
             time.sleep(_POLL)
+            self._restart_due()
 
     def run_until_stopped(self, stop_timeout: float = 8.0) -> int:
         """Stream logs until SIGINT/SIGTERM (→ 0) or an unexpected child exit (→ non-zero).
@@ -246,6 +329,9 @@ class Supervisor:
                 if self._stopping:
                     break
                 self._restart_due()
+                if self._check_servers():
+                    code = 1
+                    break
                 try:
                     name, generation, rc = self._exits.get(timeout=self._wait_time())
                 except queue.Empty:
@@ -255,6 +341,7 @@ class Supervisor:
                     continue
                 child.last_exit = rc
                 if self._schedule_restart(child, rc):
+                    self._publish()
                     continue
                 code = rc if rc > 0 else (128 - rc if rc < 0 else 1)
                 break
@@ -274,8 +361,23 @@ class Supervisor:
             self._stopping = True
             for child in self._children.values():
                 child.due = None
+            for server in self._servers.values():
+                server.due = None
             children = [c for c in self._children.values() if c.proc is not None]
             self._terminate(children, timeout)
+            # Servers last (the services above may flush to them while stopping), newest first.
+            for server in reversed(self._servers.values()):
+                server.watching = False
+                server.expected_exit = True
+                thread = server.thread
+                if thread is not None:
+                    thread.join()  # a restart in progress: bounded by the server's start timeout
+                    server.thread = None
+                try:
+                    server.spec.stop()
+                except Exception as exc:  # noqa: BLE001 - stop the others regardless
+                    self._note(f"{server.spec.name} did not stop cleanly: {exc}")
+        self._publish()
 
     def restart(self, name: str, timeout: float = 8.0) -> None:
         """Stop the named child (if running) and start it again; does not wait for readiness."""
@@ -311,7 +413,7 @@ class Supervisor:
         except KeyError:
             raise KeyError(f"no process named {name!r}; known: {list(self._children)}") from None
 
-    def _schedule_restart(self, child: _Child, rc: int) -> bool:
+    def _schedule_restart(self, child: _Child | _Server, rc: int) -> bool:
         """Plan the restart of an unexpectedly exited child; False: stop everything instead."""
         name = child.spec.name
         policy = self._policy
@@ -323,10 +425,11 @@ class Supervisor:
         while recent and recent[0] <= now - policy.window:
             recent.popleft()
         if len(recent) >= policy.max_restarts:
-            self._note(
+            self.crash_loop = (
                 f"{name} exited with code {rc}: crash loop ({len(recent)} restarts within "
-                f"{policy.window:g}s, at most {policy.max_restarts} allowed), stopping everything"
+                f"{policy.window:g}s, at most {policy.max_restarts} allowed)"
             )
+            self._note(f"{self.crash_loop}, stopping everything")
             return False
         delay = policy.backoff(len(recent))
         with self._state_lock:
@@ -338,8 +441,75 @@ class Supervisor:
         self._note(f"{name} exited with code {rc}; restart {child.restarts} in {delay:g}s")
         return True
 
+    def _check_servers(self) -> bool:
+        """Watch the servers: start due restarts, notice deaths. True: stop everything."""
+        now = time.monotonic()
+        changed = False
+        for name, server in self._servers.items():
+            thread = server.thread
+            if thread is not None:
+                if thread.is_alive():
+                    continue
+                server.thread = None
+                changed = True
+                if server.error is None:
+                    self._note(f"{name} is back (pid {server.spec.pid()})")
+                    continue
+                self._note(f"{name} did not come back: {server.error}")
+                server.last_exit = server.spec.returncode()
+                if not self._schedule_restart(server, 1):
+                    return True
+                continue
+            if server.due is not None:
+                if server.due <= now:
+                    with self._state_lock:
+                        if self._stopping:
+                            return False
+                        server.due = None
+                        server.error = None
+                        server.thread = threading.Thread(
+                            target=self._recover_server,
+                            args=(server,),
+                            name=f"supervisor-restart-{name}",
+                            daemon=True,
+                        )
+                        server.thread.start()
+                continue
+            if not server.watching or server.expected_exit or server.spec.pid() is not None:
+                continue
+            rc = server.spec.returncode()
+            server.last_exit = rc
+            changed = True
+            if not self._schedule_restart(server, -1 if rc is None else rc):
+                return True
+        if changed:
+            self._publish()
+        return False
+
+    def _recover_server(self, server: _Server) -> None:
+        try:
+            server.spec.start()
+        except Exception as exc:  # noqa: BLE001 - reported and retried by the watch loop
+            server.error = exc
+
+    def _publish(self) -> None:
+        """Write `status()` to `status_path` (atomically: readers never see half a file)."""
+        path = self._status_path
+        if path is None:
+            return
+        document = {
+            "supervisor_pid": os.getpid(),
+            "updated_at": time.time(),
+            "processes": self.status(),
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps(document, sort_keys=True) + "\n")
+            tmp.replace(path)
+
     def _restart_due(self) -> None:
         now = time.monotonic()
+        changed = False
         for child in self._children.values():
             if child.due is None or child.due > now:
                 continue
@@ -348,15 +518,19 @@ class Supervisor:
                 if self._stopping or child.due is None:
                     continue
                 child.due = None
+                changed = True
                 try:
                     self._spawn(child)
                 except SupervisorError as exc:
                     self._note(str(exc))
                     # Counts as an exit of that attempt: the policy decides what comes next.
                     self._exits.put((child.spec.name, child.generation, 127))
+        if changed:
+            self._publish()
 
     def _wait_time(self) -> float:
         dues = [c.due for c in self._children.values() if c.due is not None]
+        dues += [s.due for s in self._servers.values() if s.due is not None]
         if not dues:
             return 0.1
         return max(0.0, min(0.1, min(dues) - time.monotonic()))
