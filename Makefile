@@ -46,9 +46,9 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# make bench NAME=sales [ARGS="--requests 2000"]   (products, sales, notifications, metrics)
+# make bench NAME=sales [ARGS="--requests 2000"]   (products, sales, notifications, metrics, faults)
 bench: $(STAMP)
-	@test -n "$(NAME)" || (echo "usage: make bench NAME=products|sales|notifications|metrics" && exit 2)
+	@test -n "$(NAME)" || (echo "usage: make bench NAME=products|sales|notifications|metrics|faults" && exit 2)
 	$(BIN)/python -m bench.$(NAME)_bench $(ARGS)
 
 # deploy/requirements.lock: the image's runtime dependencies (no extras) with sha256 hashes,

@@ -22,7 +22,9 @@ from typing import Any
 
 import aiohttp
 
+from stockmanager.embedded import EmbeddedPostgres, EmbeddedRedis
 from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
+from stockmanager.supervisor import RestartPolicy
 from tests.support.stack import Stack, start_stack
 
 
@@ -32,6 +34,10 @@ class BenchStack:
     database_url: str
     postgres_pid: int | None = None  # None when DATABASE_URL points elsewhere
     redis_pid: int | None = None
+    # The embedded servers (None when DATABASE_URL / REDIS_URL point elsewhere): the fault
+    # bench kills and starts them again.
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
 
     def __iter__(self) -> Iterator[Any]:
         """`stack, database_url = bench` (the shape `bench_stack()` first yielded)."""
@@ -46,16 +52,19 @@ class BenchStack:
 
 
 @contextmanager
-def bench_stack(*, extra_env: dict[str, str] | None = None) -> Iterator[BenchStack]:
-    """Embedded servers + migrations + every process as real processes, stopped after."""
+def bench_stack(
+    *, extra_env: dict[str, str] | None = None, restart: RestartPolicy | None = None
+) -> Iterator[BenchStack]:
+    """Embedded servers + migrations + every process as real processes, stopped after.
+    `restart`: the supervisor's RestartPolicy (used while `run_until_stopped()` runs)."""
     from stockmanager.cli import migrate
-    from stockmanager.embedded import EmbeddedPostgres, EmbeddedRedis
 
     with ExitStack() as cleanup:
         root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sm-bench-")))
         database_url = os.environ.get("DATABASE_URL")
         redis_url = os.environ.get("REDIS_URL")
         postgres_pid = redis_pid = None
+        postgres = redis = None
         if not database_url:
             postgres = EmbeddedPostgres(root / "postgres")
             database_url = postgres.start()
@@ -73,9 +82,10 @@ def bench_stack(*, extra_env: dict[str, str] | None = None) -> Iterator[BenchSta
                 redis_url=redis_url,
                 log_dir=root,
                 extra_env=extra_env,
+                restart=restart,
             )
         )
-        yield BenchStack(stack, database_url, postgres_pid, redis_pid)
+        yield BenchStack(stack, database_url, postgres_pid, redis_pid, postgres, redis)
 
 
 def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:

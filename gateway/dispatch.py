@@ -35,6 +35,10 @@ log = logging.getLogger("gateway")
 
 LocalHandler = Callable[[RequestContext], Awaitable[Response]]
 
+# Every 503/504 the gateway answers (its own, or a service's passed on) tells the client when to
+# try again: a restarted service or a reconnected server is back within seconds.
+RETRY_AFTER_SECONDS = 1
+
 LOCAL_HANDLERS: dict[tuple[str, str], LocalHandler] = {
     ("GET", "/api/health"): health.health,
     ("POST", "/api/login"): auth.login,
@@ -70,6 +74,8 @@ async def dispatch(request: Request) -> Response:
     except Exception:
         log.exception("unhandled gateway error")
         response = render(InternalError())
+    if response.status_code in (503, 504) and "retry-after" not in response.headers:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if ctx is not None and ctx.match.route.changes_state and response.status_code >= 400:
         _publish_refused(ctx, response.status_code)
     return response

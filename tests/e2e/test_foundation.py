@@ -250,11 +250,14 @@ def test_service_down_is_503_json(stack: Stack, lonely_gateway: str) -> None:
     with stack.root() as logged_in:
         cookie = logged_in.cookies["session"]
     with httpx.Client(base_url=lonely_gateway, cookies={"session": cookie}, timeout=10) as client:
-        body = assert_json_error(client.get("/api/products"), 503, "Servicio no disponible")
+        refused = client.get("/api/products")
+        body = assert_json_error(refused, 503, "Servicio no disponible")
         assert body["code"] == "service_unavailable"
+        assert refused.headers["retry-after"] == "1"  # clients know when to try again
         # Login needs the users service: also a clean 503, not a crash.
         down = client.post("/api/login", json={"username": "root", "password": "x"})
         assert_json_error(down, 503)
+        assert down.headers["retry-after"] == "1"
         deep = client.get("/api/health", params={"deep": "1"})
         assert deep.status_code == 503
         assert "products" in deep.json()["down"]

@@ -16,7 +16,7 @@ import httpx
 from stockmanager.cli import available_services, bootstrap_root
 from stockmanager.embedded import free_port
 from stockmanager.runtime import INTERNAL_PORT_VARIABLE
-from stockmanager.supervisor import ProcessSpec, Supervisor
+from stockmanager.supervisor import ProcessSpec, RestartPolicy, Supervisor
 
 ROOT_PASSWORD = "root-test-password"
 
@@ -90,7 +90,10 @@ def start_stack(
     log_dir: Path,
     replicas: int = 1,
     extra_env: dict[str, str] | None = None,
+    restart: RestartPolicy | None = None,
 ) -> Iterator[Stack]:
+    """Every process under one Supervisor; `restart` is its RestartPolicy (None: any unexpected
+    exit is final; a policy restarts children only while `run_until_stopped()` runs)."""
     env = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -147,7 +150,7 @@ def start_stack(
     gateway = gateway_spec("gateway", gateway_port, gateway_env)
     specs.insert(0, gateway)
     log_file = (log_dir / "stack.log").open("w")
-    supervisor = Supervisor(specs, out=log_file)
+    supervisor = Supervisor(specs, out=log_file, restart=restart)
     stack = Stack(
         base_url=f"http://127.0.0.1:{gateway_port}",
         env=gateway_env,
