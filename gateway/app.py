@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.dispatch import dispatch
 from gateway.events import SESSION_EVENTS, EventPublisher, session_event_handler
-from gateway.health import DeepHealthCache, consumer_lags
+from gateway.health import DeepHealthCache, availability_metrics, consumer_lags
 from gateway.proxy import ServiceProxy
 from gateway.ratelimit import LoginRateLimiter
 from gateway.routes import ROUTE_MAP, RouteTable
@@ -213,7 +213,8 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
                 runtime.redis.xlen(settings.event_stream + ":dead"), timeout=2.0
             )
             EVENT_DEAD_LETTERS.set(int(dead))
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        extra = await availability_metrics(runtime, request.app.state.deep_health)
+        return Response(generate_latest() + extra, media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(
         lifespan=lifespan,

@@ -78,6 +78,8 @@ class GatewaySettings(KernelSettings):
     sse_max_streams_per_user: int = Field(10, ge=1)
     sse_max_streams: int = Field(1000, ge=1)
     sse_session_check_seconds: float = Field(5.0, gt=0)
+    # Set by `stockmanager up`: the supervisor's status file (gateway/health.py).
+    supervisor_status_file: str = ""
 
     def service_urls(self, service: str) -> list[str]:
         raw: str = getattr(self, f"{service}_urls")
