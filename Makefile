@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: up test lint fmt bench clean lock image-pin
+.PHONY: up test lint fmt bench rehearsal clean lock image-pin
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	@test -n "$(NAME)" || (echo "usage: make bench NAME=products|sales|notifications|metrics|faults" && exit 2)
 	$(BIN)/python -m bench.$(NAME)_bench $(ARGS)
+
+# make rehearsal [ARGS=--quick]: a database host and two application hosts in network
+# namespaces, one host killed mid-load and restarted (bench/rehearsal.py). Needs root + iproute2.
+rehearsal: $(STAMP)
+	$(BIN)/python -m bench.rehearsal $(ARGS)
 
 # deploy/requirements.lock: the image's runtime dependencies (no extras) with sha256 hashes,
 # wheels only, resolved for the image (CPython 3.11, x86_64 glibc). Run after changing
