@@ -838,7 +838,7 @@ def inside(args: argparse.Namespace) -> int:
                     f"checkouts stalled {gap:.2f} s after host 2 was killed "
                     f"(target <= {args.recovery_target} s)"
                 )
-            if not facts["rejoin_first_checkout"] and facts["rejoin_first_checkout"] != 0:
+            if facts["rejoin_first_checkout"] is None:
                 problems.append("host 2 did not receive a checkout within 30 s of its restart")
             for name, (_one, two) in facts["per_replica"].items():
                 if two == 0:
