@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -120,6 +121,36 @@ def sale_succeeds(client: httpx.Client, barcode: str, key: str) -> bool:
     return True
 
 
+class SseReader:
+    """Reads `/api/notifications/stream` in a thread; `lines` grows as data arrives."""
+
+    def __init__(self, up: Up, client: httpx.Client) -> None:
+        self.lines: list[str] = []
+        self.ended = False
+        self._client = httpx.Client(
+            base_url=up.base_url, cookies=client.cookies, timeout=httpx.Timeout(10, read=None)
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        eventually(lambda: "event: init" in self.lines, timeout=30, what="stream opened")
+
+    def _read(self) -> None:
+        try:
+            with self._client.stream("GET", "/api/notifications/stream") as response:
+                for line in response.iter_lines():
+                    self.lines.append(line)
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.ended = True
+
+    def updates_mentioning(self, text: str) -> bool:
+        return any(line.startswith("data:") and text in line for line in self.lines)
+
+    def close(self) -> None:
+        self._client.close()
+
+
 def audited(client: httpx.Client, product_name: str) -> bool:
     response = client.get("/api/all")
     return response.status_code == 200 and product_name in response.text
@@ -214,6 +245,7 @@ class TestSelfHealing:
         with up.root() as client:
             barcode = create_product(client)
             port_file = {"redis": "redis.pid", "postgres": "postmaster.pid"}[server]
+            stream = SseReader(up, client)  # open before the kill: must keep working
             kill_and_recover(up, server, client, barcode)
             assert up.status()[server]["restarts"] == 1
             assert f"{server} exited with code -9; restart 1 in 0.5s" in up.output()
@@ -224,6 +256,10 @@ class TestSelfHealing:
             key = str(uuid.uuid4())
             eventually(lambda: sale_succeeds(client, barcode, key), timeout=30, what="sale")
             eventually(lambda: audited(client, product), timeout=30, what="sale audited")
+            # The notifications fan-out re-subscribed: the stream opened before gets the update.
+            eventually(lambda: stream.updates_mentioning(product), timeout=30, what="SSE update")
+            assert not stream.ended
+            stream.close()
             eventually(
                 lambda: client.get("/api/health", params={"deep": "1"}).status_code == 200,
                 timeout=30,
