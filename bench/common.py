@@ -24,7 +24,7 @@ import aiohttp
 
 from stockmanager.embedded import EmbeddedPostgres, EmbeddedRedis
 from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
-from stockmanager.supervisor import RestartPolicy
+from stockmanager.supervisor import ManagedSpec, RestartPolicy
 from tests.support.stack import Stack, start_stack
 
 
@@ -56,7 +56,8 @@ def bench_stack(
     *, extra_env: dict[str, str] | None = None, restart: RestartPolicy | None = None
 ) -> Iterator[BenchStack]:
     """Embedded servers + migrations + every process as real processes, stopped after.
-    `restart`: the supervisor's RestartPolicy (used while `run_until_stopped()` runs)."""
+    `restart`: the supervisor's RestartPolicy (used while `run_until_stopped()` runs); with one,
+    the supervisor also watches the embedded servers and starts them again (as `up` does)."""
     from stockmanager.cli import migrate
 
     with ExitStack() as cleanup:
@@ -76,6 +77,11 @@ def bench_stack(
             redis_pid = redis.pid
             cleanup.callback(redis.stop)
         migrate(database_url)
+        servers = [
+            _watched(name, server)
+            for name, server in (("postgres", postgres), ("redis", redis))
+            if server is not None and restart is not None
+        ]
         stack = cleanup.enter_context(
             start_stack(
                 database_url=database_url,
@@ -83,9 +89,21 @@ def bench_stack(
                 log_dir=root,
                 extra_env=extra_env,
                 restart=restart,
+                servers=servers,
             )
         )
         yield BenchStack(stack, database_url, postgres_pid, redis_pid, postgres, redis)
+
+
+def _watched(name: str, server: EmbeddedPostgres | EmbeddedRedis) -> ManagedSpec:
+    """An embedded server as `stockmanager up` has its supervisor watch it."""
+    return ManagedSpec(
+        name,
+        start=server.recover,
+        stop=server.stop,
+        pid=lambda: server.pid,
+        returncode=lambda: server.returncode,
+    )
 
 
 def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import StringIO
@@ -16,7 +16,7 @@ import httpx
 from stockmanager.cli import available_services, bootstrap_root
 from stockmanager.embedded import free_port
 from stockmanager.runtime import INTERNAL_PORT_VARIABLE
-from stockmanager.supervisor import ProcessSpec, RestartPolicy, Supervisor
+from stockmanager.supervisor import ManagedSpec, ProcessSpec, RestartPolicy, Supervisor
 
 ROOT_PASSWORD = "root-test-password"
 
@@ -91,9 +91,11 @@ def start_stack(
     replicas: int = 1,
     extra_env: dict[str, str] | None = None,
     restart: RestartPolicy | None = None,
+    servers: Iterable[ManagedSpec] = (),
 ) -> Iterator[Stack]:
     """Every process under one Supervisor; `restart` is its RestartPolicy (None: any unexpected
-    exit is final; a policy restarts children only while `run_until_stopped()` runs)."""
+    exit is final; a policy restarts children only while `run_until_stopped()` runs) and
+    `servers` the embedded servers it watches too (as `stockmanager up` does)."""
     env = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -150,7 +152,7 @@ def start_stack(
     gateway = gateway_spec("gateway", gateway_port, gateway_env)
     specs.insert(0, gateway)
     log_file = (log_dir / "stack.log").open("w")
-    supervisor = Supervisor(specs, out=log_file, restart=restart)
+    supervisor = Supervisor(specs, out=log_file, restart=restart, servers=servers)
     stack = Stack(
         base_url=f"http://127.0.0.1:{gateway_port}",
         env=gateway_env,
