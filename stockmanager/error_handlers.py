@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -19,6 +20,7 @@ from stockmanager.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     ValidationFailed,
 )
 from stockmanager.http import json_response
@@ -43,6 +45,9 @@ def error_for_http_status(status: int, detail: object = None) -> ApiError:
 
 
 def error_for_db(exc: DBAPIError) -> ApiError:
+    if exc.connection_invalidated or isinstance(exc.orig, psycopg.OperationalError):
+        # The database went away mid-request (restart, network): a retry can succeed.
+        return ServiceUnavailable()
     state = sqlstate(exc)
     if state == UNIQUE_VIOLATION:
         return Conflict()

@@ -133,6 +133,12 @@ async def run_sale(
         raise
     except PoolTimeout as exc:
         raise ServiceUnavailable() from exc
+    except psycopg.OperationalError as exc:
+        # The connection died (database restarting, network): nothing was recorded, or the
+        # commit's fate is unknown. 503 tells the client to retry, and the same Idempotency-Key
+        # makes that retry safe either way.
+        log.warning("checkout lost its database connection", exc_info=exc)
+        raise ServiceUnavailable() from exc
     except psycopg.Error as exc:
         log.error("checkout database error", exc_info=exc)
         raise InternalError("Error en la base de datos") from exc
