@@ -815,8 +815,18 @@ class EmbeddedRedis(_ManagedServer):
 
     def _ping_ok(self, port: int) -> bool:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        client = redis.Redis(host=HOST, port=port, socket_connect_timeout=1, socket_timeout=2)
+        # No retries inside redis-py: the caller polls, and checks between polls whether the
+        # server exited (e.g. its port was taken: something else may be listening there).
+        client = redis.Redis(
+            host=HOST,
+            port=port,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 0),
+        )
         try:
             return bool(client.ping())
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):

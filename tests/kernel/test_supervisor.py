@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
+import socket
 import sys
 import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import redis as redis_lib
 
-from stockmanager.embedded import free_port
-from stockmanager.supervisor import ProcessSpec, RestartPolicy, Supervisor, SupervisorError
+from stockmanager.embedded import EmbeddedRedis, free_port
+from stockmanager.supervisor import (
+    ManagedSpec,
+    ProcessSpec,
+    RestartPolicy,
+    Supervisor,
+    SupervisorError,
+)
 from tests.support.waiting import eventually, gone
 
 HTTP_SERVER = textwrap.dedent(
@@ -339,3 +349,88 @@ def test_a_stop_during_a_pending_restart_is_quick_and_final(out: io.StringIO) ->
     assert gone(web)
     assert sup.pids == {}
     assert sup.status()["victim"]["state"] == "stopped"
+
+
+# -- watched servers (embedded Redis, real) ---------------------------------------------------
+
+
+def redis_managed(data: Path) -> tuple[EmbeddedRedis, ManagedSpec]:
+    server = EmbeddedRedis(data)
+    server.start()
+    spec = ManagedSpec(
+        "redis",
+        start=server.recover,
+        stop=server.stop,
+        pid=lambda: server.pid,
+        returncode=lambda: server.returncode,
+    )
+    return server, spec
+
+
+def test_a_killed_server_comes_back_on_its_port_and_the_status_file_says_so(
+    tmp_path: Path, out: io.StringIO
+) -> None:
+    server, spec = redis_managed(tmp_path / "redis")
+    status_file = tmp_path / "supervisor.json"
+    policy = RestartPolicy(initial_backoff=0.1, max_backoff=0.1, max_restarts=3, window=60.0)
+    sup = Supervisor(
+        [http_spec("web")], out=out, restart=policy, servers=[spec], status_path=status_file
+    )
+    try:
+        sup.start()
+        port, old = server.port, server.pid
+        assert old is not None
+        thread, result = run_in_thread(sup, stop_timeout=2.0)
+        os.kill(old, signal.SIGKILL)
+        eventually(lambda: server.pid not in (None, old), timeout=30, what="redis back")
+        assert server.port == port  # clients keep their URL
+        assert redis_lib.Redis(port=port).ping()
+        eventually(lambda: "redis is back" in out.getvalue(), what="log line")
+        assert "redis exited with code -9; restart 1 in 0.1s" in out.getvalue()
+
+        def status_says_running() -> bool:
+            processes = json.loads(status_file.read_text())["processes"]
+            return processes["redis"] == {
+                "pid": server.pid,
+                "state": "running",
+                "restarts": 1,
+                "last_exit_code": -signal.SIGKILL,
+            }
+
+        eventually(status_says_running, what="status file")
+        document = json.loads(status_file.read_text())
+        assert document["supervisor_pid"] == os.getpid()
+        assert document["processes"]["web"]["state"] == "running"
+    finally:
+        sup.stop(timeout=2.0)
+    thread.join(10)
+    assert result == [0]
+    assert server.pid is None  # the supervisor stops its servers too
+    processes = json.loads(status_file.read_text())["processes"]
+    assert {entry["state"] for entry in processes.values()} == {"stopped"}
+
+
+def test_a_server_that_cannot_come_back_is_a_crash_loop(tmp_path: Path, out: io.StringIO) -> None:
+    server, spec = redis_managed(tmp_path / "redis")
+    policy = RestartPolicy(initial_backoff=0.05, max_backoff=0.05, max_restarts=2, window=60.0)
+    sup = Supervisor([http_spec("web")], out=out, restart=policy, servers=[spec])
+    blocker = socket.socket()
+    try:
+        sup.start()
+        old, port = server.pid, server.port
+        assert old is not None and port is not None
+        os.kill(old, signal.SIGKILL)
+        eventually(lambda: gone(old), what="redis to exit")
+        # Its port is taken meanwhile: the restart must not move to another port, so it fails.
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        assert sup.run_until_stopped(stop_timeout=2.0) == 1
+    finally:
+        blocker.close()
+        sup.stop(timeout=2.0)
+    text = out.getvalue()
+    assert "redis exited with code -9; restart 1 in 0.05s" in text
+    assert f"redis did not come back: redis: port {port} is already in use" in text
+    assert "redis exited with code 1: crash loop (2 restarts within 60s" in text
+    assert server.port == port
