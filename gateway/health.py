@@ -101,7 +101,7 @@ async def deep_health(runtime: GatewayRuntime) -> dict[str, Any]:
         "redis": redis_state,
         "events": events,
     }
-    processes = supervisor_status(runtime.settings.supervisor_status_file)
+    processes = supervisor_status(getattr(runtime.settings, "supervisor_status_file", ""))
     if processes is not None:
         report["processes"] = processes
     return report
@@ -179,7 +179,11 @@ async def availability_metrics(runtime: GatewayRuntime, cache: DeepHealthCache) 
     except Exception:  # noqa: BLE001 - the other metrics are still worth serving
         report = None
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(supervisor_status(runtime.settings.supervisor_status_file), report))
+    registry.register(
+        _Snapshot(
+            supervisor_status(getattr(runtime.settings, "supervisor_status_file", "")), report
+        )
+    )
     return generate_latest(registry)
 
 
