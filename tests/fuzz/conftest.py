@@ -9,13 +9,13 @@ Redis server of its own.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from tests.support.http_server import local_http_server
 from tests.support.isolated import isolated_backends
 from tests.support.stack import Stack, start_stack
 
@@ -43,15 +43,8 @@ class ProductCatalogue(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def product_catalogue() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ProductCatalogue)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_http_server(ProductCatalogue) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

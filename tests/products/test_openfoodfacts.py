@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,6 +23,7 @@ from stockmanager.embedded import free_port
 from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
 from stockmanager.supervisor import ProcessSpec, Supervisor
 from tests.products.conftest import error_of
+from tests.support.http_server import local_http_server
 from tests.support.stack import ApiClient, Stack
 
 TIMEOUT = 1.0
@@ -105,15 +105,8 @@ class FakeOpenFoodFacts(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def fake_off() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenFoodFacts)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_http_server(FakeOpenFoodFacts) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
