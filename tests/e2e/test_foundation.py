@@ -11,8 +11,7 @@ import pytest
 
 from stockmanager.embedded import free_port
 from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
-from stockmanager.supervisor import Supervisor
-from tests.support.stack import Stack, gateway_spec, unique
+from tests.support.stack import Stack, extra_gateway, unique
 
 
 def assert_json_error(response: httpx.Response, status: int, message: str | None = None) -> dict:
@@ -227,22 +226,11 @@ def test_client_identity_headers_are_stripped(stack: Stack) -> None:
 @pytest.fixture(scope="module")
 def lonely_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A gateway whose services are all unreachable (nothing listens on their ports)."""
-    port = free_port()
     env = dict(stack.env)
     for name in ("products", "sales", "users", "metrics", "notifications", "audit"):
         env[f"STOCKMANAGER_{name.upper()}_URLS"] = f"http://127.0.0.1:{free_port()}"
-    log = Path(tmp_path_factory.mktemp("lonely")) / "gateway.log"
-    with log.open("w") as out:
-        supervisor = Supervisor(
-            [gateway_spec("gateway", port, env)],
-            out=out,
-        )
-        supervisor.start()
-        try:
-            supervisor.wait_ready(timeout=60)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            supervisor.stop()
+    with extra_gateway(env, Path(tmp_path_factory.mktemp("lonely")) / "gateway.log") as url:
+        yield url
 
 
 def test_service_down_is_503_json(stack: Stack, lonely_gateway: str) -> None:

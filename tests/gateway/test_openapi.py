@@ -21,8 +21,7 @@ from gateway.docs import PACKAGED_ASSETS
 from gateway.openapi import SECURITY_SCHEME, build_document, operation_id
 from gateway.routes import GATEWAY, ROUTE_MAP, Access, Route, _r, pattern_params, template_path
 from stockmanager.embedded import free_port
-from stockmanager.supervisor import Supervisor
-from tests.support.stack import Stack, gateway_spec
+from tests.support.stack import Stack, extra_gateway
 
 Json = dict[str, Any]
 
@@ -160,20 +159,9 @@ def test_docs_page_is_html_and_its_assets_load_from_the_gateway(stack: Stack) ->
 @pytest.fixture(scope="module")
 def gateway_without_audit(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second gateway on the same stack, whose audit service URL has nothing listening."""
-    port = free_port()
     env = {**stack.env, "STOCKMANAGER_AUDIT_URLS": f"http://127.0.0.1:{free_port()}"}
-    log = Path(tmp_path_factory.mktemp("no-audit")) / "gateway.log"
-    with log.open("w") as out:
-        supervisor = Supervisor(
-            [gateway_spec("gateway", port, env)],
-            out=out,
-        )
-        supervisor.start()
-        try:
-            supervisor.wait_ready(timeout=60)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            supervisor.stop()
+    with extra_gateway(env, Path(tmp_path_factory.mktemp("no-audit")) / "gateway.log") as url:
+        yield url
 
 
 def test_unreachable_service_is_503_not_a_partial_document(gateway_without_audit: str) -> None:

@@ -11,7 +11,6 @@ squeezes are nobody else's.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,13 +28,11 @@ from gateway.ratelimit import _key as limiter_key
 from gateway.schemas import LOGIN_NAME_MAX, LOGIN_PASSWORD_MAX
 from services.users import validation as users_validation
 from stockmanager.contracts.fields import CLIP_MAX_CHARS, clip_text
-from stockmanager.embedded import free_port
 from stockmanager.events import EventType, new_event
 from stockmanager.logs import LINE_MAX_CHARS, clip_line
-from stockmanager.supervisor import ProcessSpec, Supervisor
 from tests.support.factories import create_user_row
 from tests.support.isolated import isolated_backends
-from tests.support.stack import Stack, start_stack, unique
+from tests.support.stack import Stack, extra_gateway, start_stack, unique
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -87,30 +84,15 @@ def isolated(migrated: str, data_root: Path) -> Iterator[Isolated]:
     # The per-address limit stays out of the way: these tests count per-account failures.
     env = {
         "STOCKMANAGER_LOGIN_IP_MAX_FAILURES": "1000",
-        "STOCKMANAGER_GATEWAY_INTERNAL_PORT": str(free_port()),
     }
     with (
         isolated_backends(migrated, data_root, "security_login") as (database_url, redis_url),
         start_stack(
             database_url=database_url, redis_url=redis_url, log_dir=log_dir, extra_env=env
         ) as stack,
+        extra_gateway(stack.env, log_dir / "gateway-2.log", "gateway-2") as second,
     ):
-        port = free_port()
-        argv = [sys.executable, "-m", "stockmanager", "serve", "gateway", "--port", str(port)]
-        spec = ProcessSpec(
-            name="gateway-2",
-            argv=argv,
-            env={**stack.env, "STOCKMANAGER_GATEWAY_INTERNAL_PORT": str(free_port())},
-            ready_url=f"http://127.0.0.1:{port}/healthz",
-        )
-        with (log_dir / "gateway-2.log").open("w") as log:
-            second = Supervisor([spec], out=log)
-            second.start()
-            try:
-                second.wait_ready(timeout=90)
-                yield Isolated(stack, redis_url, f"http://127.0.0.1:{port}")
-            finally:
-                second.stop()
+        yield Isolated(stack, redis_url, second)
 
 
 def _login(base_url: str, username: str, password: str) -> httpx.Response:

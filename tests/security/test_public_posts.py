@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import itertools
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,9 +38,8 @@ from gateway.settings import GatewaySettings
 from services.users.passwords import HashingSlots, default_max_concurrency
 from services.users.settings import UsersSettings
 from stockmanager.embedded import free_port
-from stockmanager.supervisor import ProcessSpec, Supervisor
 from tests.support.isolated import isolated_backends
-from tests.support.stack import ApiClient, Stack, start_stack, unique
+from tests.support.stack import ApiClient, Stack, extra_gateway, start_stack, unique
 from tests.users.conftest import Mailbox
 
 PASSWORD = "secret-pass-1"
@@ -51,7 +49,6 @@ RATE_LIMITED = {"error": "Demasiados intentos. Intenta de nuevo más tarde", "co
 INVALID_CODE = "Código inválido o expirado"
 NOT_VERIFIED = "Código no verificado o expirado"
 CODE = re.compile(r"\b(\d{6})\b")
-SERVE_GATEWAY = [sys.executable, "-m", "stockmanager", "serve", "gateway"]
 LIMITED_OPERATIONS = [
     "/api/register",
     "/api/users/reset-password",
@@ -135,29 +132,15 @@ def posts(migrated: str, data_root: Path) -> Iterator[PostsStack]:
             start_stack(
                 database_url=database_url, redis_url=redis_url, log_dir=log_dir, extra_env=env
             ) as stack,
-        ):
             # A second gateway replica on the same Redis and services.
-            port = free_port()
-            replica = ProcessSpec(
-                name="gateway-2",
-                argv=[*SERVE_GATEWAY, "--port", str(port)],
-                # An internal listener (/readyz, /metrics) of its own, never a fixed port.
-                env={**stack.env, "STOCKMANAGER_GATEWAY_INTERNAL_PORT": str(free_port())},
-                ready_url=f"http://127.0.0.1:{port}/api/health",
+            extra_gateway(stack.env, log_dir / "gateway-2.log", "gateway-2") as second,
+        ):
+            yield PostsStack(
+                stack=stack,
+                gateways=[stack.base_url, second],
+                database_url=database_url,
+                mailbox=box,
             )
-            with (log_dir / "gateway-2.log").open("w") as log_file:
-                supervisor = Supervisor([replica], out=log_file)
-                supervisor.start()
-                try:
-                    supervisor.wait_ready(timeout=60)
-                    yield PostsStack(
-                        stack=stack,
-                        gateways=[stack.base_url, f"http://127.0.0.1:{port}"],
-                        database_url=database_url,
-                        mailbox=box,
-                    )
-                finally:
-                    supervisor.stop()
     finally:
         smtp.stop()
 

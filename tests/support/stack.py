@@ -83,6 +83,21 @@ def internal_url(spec: ProcessSpec) -> str:
 
 
 @contextmanager
+def extra_gateway(env: dict[str, str], log_path: Path, name: str = "gateway") -> Iterator[str]:
+    """One more gateway process with `env` (e.g. another replica on a stack's Redis and
+    services, or one whose service URLs point nowhere); yields its public base URL."""
+    port = free_port()
+    with log_path.open("w") as out:
+        supervisor = Supervisor([gateway_spec(name, port, env)], out=out)
+        supervisor.start()
+        try:
+            supervisor.wait_ready(timeout=90)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            supervisor.stop()
+
+
+@contextmanager
 def start_stack(
     *,
     database_url: str,
