@@ -7,7 +7,6 @@ only reads them), with times given in the business time zone.
 from __future__ import annotations
 
 import secrets
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,7 +24,8 @@ import psycopg
 
 from stockmanager.embedded import free_port
 from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
-from stockmanager.supervisor import ProcessSpec, Supervisor
+from stockmanager.supervisor import Supervisor
+from tests.support.stack import service_spec
 
 TZ = ZoneInfo("America/Argentina/Buenos_Aires")
 
@@ -191,22 +191,7 @@ def isolated_metrics(database_url: str, redis_url: str, log_dir: Path) -> Iterat
             "STOCKMANAGER_EVENT_RECLAIM_IDLE_MS": "2000",
         }
         supervisor = Supervisor(
-            [
-                ProcessSpec(
-                    name="metrics-isolated",
-                    argv=[
-                        sys.executable,
-                        "-m",
-                        "stockmanager",
-                        "serve",
-                        "metrics",
-                        "--port",
-                        str(port),
-                    ],
-                    env=env,
-                    ready_url=f"http://127.0.0.1:{port}/readyz",
-                )
-            ],
+            [service_spec("metrics", port, env, "metrics-isolated")],
             out=log,
         )
         supervisor.start()

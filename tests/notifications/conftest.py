@@ -8,7 +8,6 @@ the stack that is two gateways and two notifications replicas sharing PostgreSQL
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest_asyncio
 from stockmanager.embedded import free_port
 from stockmanager.supervisor import ProcessSpec, Supervisor
 from tests.notifications.support import Actor, login_cookie, new_actor, sse_session
-from tests.support.stack import Stack, gateway_spec
+from tests.support.stack import Stack, gateway_spec, service_spec
 
 SECOND_HEARTBEAT = 0.5
 SECOND_LIFETIME = 4.0
@@ -50,20 +49,7 @@ def second_site(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
     service_env["STOCKMANAGER_SSE_MAX_LIFETIME_SECONDS"] = str(SECOND_LIFETIME)
     notifications_url = f"http://127.0.0.1:{service_port}"
     specs = [
-        ProcessSpec(
-            "notifications-2",
-            [
-                sys.executable,
-                "-m",
-                "stockmanager",
-                "serve",
-                "notifications",
-                "--port",
-                str(service_port),
-            ],
-            service_env,
-            notifications_url + "/readyz",
-        ),
+        service_spec("notifications", service_port, service_env, "notifications-2"),
         second_gateway_spec(stack, [notifications_url], gateway_port),
     ]
     log = Path(tmp_path_factory.mktemp("notifications-second-site")) / "processes.log"

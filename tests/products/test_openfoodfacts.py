@@ -8,7 +8,6 @@ and call it directly with a gateway-signed identity (the gateway itself only for
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,10 +20,10 @@ import pytest
 
 from stockmanager.embedded import free_port
 from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
-from stockmanager.supervisor import ProcessSpec, Supervisor
+from stockmanager.supervisor import Supervisor
 from tests.products.conftest import error_of
 from tests.support.http_server import local_http_server
-from tests.support.stack import ApiClient, Stack
+from tests.support.stack import ApiClient, Stack, service_spec
 
 TIMEOUT = 1.0
 FOUND = {
@@ -125,22 +124,7 @@ def products_url(
     log = Path(tmp_path_factory.mktemp("off")) / "products.log"
     with log.open("w") as out:
         supervisor = Supervisor(
-            [
-                ProcessSpec(
-                    "products-off",
-                    [
-                        sys.executable,
-                        "-m",
-                        "stockmanager",
-                        "serve",
-                        "products",
-                        "--port",
-                        str(port),
-                    ],
-                    env,
-                    f"http://127.0.0.1:{port}/readyz",
-                )
-            ],
+            [service_spec("products", port, env, "products-off")],
             out=out,
         )
         supervisor.start()

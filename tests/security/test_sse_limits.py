@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,9 @@ import httpx
 import pytest
 
 from stockmanager.embedded import free_port
-from stockmanager.supervisor import ProcessSpec, Supervisor
+from stockmanager.supervisor import Supervisor
 from tests.support.factories import create_user_row
-from tests.support.stack import Stack, gateway_spec, unique
+from tests.support.stack import Stack, gateway_spec, service_spec, unique
 
 PASSWORD = "sse-limits-pass"
 STREAM = "/api/notifications/stream"
@@ -129,19 +128,11 @@ class Limited:
 @pytest.fixture(scope="module")
 def limited(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Limited]:
     notifications_port, capped_port, service_port = free_port(), free_port(), free_port()
-    notifications = ProcessSpec(
-        "notifications-capped",
-        [
-            sys.executable,
-            "-m",
-            "stockmanager",
-            "serve",
-            "notifications",
-            "--port",
-            str(notifications_port),
-        ],
+    notifications = service_spec(
+        "notifications",
+        notifications_port,
         {**stack.env, "STOCKMANAGER_SSE_MAX_STREAMS": "2"},
-        f"http://127.0.0.1:{notifications_port}/readyz",
+        "notifications-capped",
     )
     capped = gateway_spec(
         "gateway-capped", capped_port, {**stack.env, "STOCKMANAGER_SSE_MAX_STREAMS": "2"}

@@ -66,6 +66,16 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
+def service_spec(service: str, port: int, env: dict[str, str], name: str = "") -> ProcessSpec:
+    """`stockmanager serve <service>` on `port`, ready when its /readyz answers."""
+    return ProcessSpec(
+        name=name or service,
+        argv=[sys.executable, "-m", "stockmanager", "serve", service, "--port", str(port)],
+        env=dict(env),
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+    )
+
+
 def gateway_spec(name: str, port: int, env: dict[str, str]) -> ProcessSpec:
     """A gateway process on `port`, with its internal listener (/readyz, /metrics) on a free
     port of its own; readiness is asked there. `internal_url(spec)` is its base URL."""
@@ -144,22 +154,7 @@ def start_stack(
             port = free_port()
             name = info.name if replicas == 1 else f"{info.name}-{replica + 1}"
             urls.append(f"http://127.0.0.1:{port}")
-            specs.append(
-                ProcessSpec(
-                    name=name,
-                    argv=[
-                        sys.executable,
-                        "-m",
-                        "stockmanager",
-                        "serve",
-                        info.name,
-                        "--port",
-                        str(port),
-                    ],
-                    env=dict(env),
-                    ready_url=f"http://127.0.0.1:{port}/readyz",
-                )
-            )
+            specs.append(service_spec(info.name, port, env, name))
         service_urls[info.name] = urls
         gateway_env[info.url_setting] = ",".join(urls)
     gateway_port = free_port()

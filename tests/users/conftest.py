@@ -3,10 +3,10 @@ private gateway + users pair wired to a real SMTP server (aiosmtpd) for the pass
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -18,8 +18,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from stockmanager.embedded import free_port
-from stockmanager.supervisor import ProcessSpec, Supervisor
-from tests.support.stack import ApiClient, Stack, gateway_spec, unique
+from stockmanager.supervisor import Supervisor
+from tests.support.stack import ApiClient, Stack, gateway_spec, service_spec, unique
 
 PASSWORD = "secret-pass-1"
 
@@ -149,6 +149,31 @@ class MailStack:
         return ApiClient(base_url=self.base_url, timeout=30.0)
 
 
+@contextmanager
+def users_behind_gateway(
+    stack: Stack, users_env: dict[str, str], log_path: Path, suffix: str
+) -> Iterator[str]:
+    """A users service with `users_env` added and a gateway that sends users' routes to it
+    (every other route to the shared stack's services); yields the gateway's base URL."""
+    users_port, gateway_port = free_port(), free_port()
+    specs = [
+        service_spec("users", users_port, {**stack.env, **users_env}, f"users-{suffix}"),
+        gateway_spec(
+            f"gateway-{suffix}",
+            gateway_port,
+            {**stack.env, "STOCKMANAGER_USERS_URLS": f"http://127.0.0.1:{users_port}"},
+        ),
+    ]
+    with log_path.open("w") as log_file:
+        supervisor = Supervisor(specs, out=log_file)
+        supervisor.start()
+        try:
+            supervisor.wait_ready(timeout=60)
+            yield f"http://127.0.0.1:{gateway_port}"
+        finally:
+            supervisor.stop()
+
+
 @pytest.fixture(scope="session")
 def mail_stack(stack: Stack, mailbox: tuple[Mailbox, int], data_root: Path) -> Iterator[MailStack]:
     """A second gateway whose users service sends mail to the test SMTP server.
@@ -157,43 +182,14 @@ def mail_stack(stack: Stack, mailbox: tuple[Mailbox, int], data_root: Path) -> I
     stack's. (The shared stack itself runs without SMTP, i.e. in log mode.)
     """
     box, smtp_port = mailbox
-    users_port, gateway_port = free_port(), free_port()
     smtp_env = {
         "STOCKMANAGER_SMTP_HOST": "127.0.0.1",
         "STOCKMANAGER_SMTP_PORT": str(smtp_port),
         "STOCKMANAGER_SMTP_TLS": "none",
         "STOCKMANAGER_SMTP_FROM": "StockManager <no-reply@example.com>",
     }
-    specs = [
-        ProcessSpec(
-            name="users-smtp",
-            argv=[
-                sys.executable,
-                "-m",
-                "stockmanager",
-                "serve",
-                "users",
-                "--port",
-                str(users_port),
-            ],
-            env={**stack.env, **smtp_env},
-            ready_url=f"http://127.0.0.1:{users_port}/readyz",
-        ),
-        gateway_spec(
-            "gateway-smtp",
-            gateway_port,
-            {**stack.env, "STOCKMANAGER_USERS_URLS": f"http://127.0.0.1:{users_port}"},
-        ),
-    ]
-    log_file = (data_root / "mail-stack.log").open("w")
-    supervisor = Supervisor(specs, out=log_file)
-    supervisor.start()
-    try:
-        supervisor.wait_ready(timeout=60)
-        yield MailStack(base_url=f"http://127.0.0.1:{gateway_port}", mailbox=box)
-    finally:
-        supervisor.stop()
-        log_file.close()
+    with users_behind_gateway(stack, smtp_env, data_root / "mail-stack.log", "smtp") as url:
+        yield MailStack(base_url=url, mailbox=box)
 
 
 @pytest.fixture(scope="session")
@@ -202,34 +198,6 @@ def log_codes_stack(stack: Stack, data_root: Path) -> Iterator[MailStack]:
     STOCKMANAGER_LOG_RESET_CODES=1, so it writes reset mail (code included) to its log,
     `data_root / "log-codes-stack.log"`. The shared stack keeps the default (off): no code in
     its logs. Its mailbox stays empty."""
-    users_port, gateway_port = free_port(), free_port()
-    specs = [
-        ProcessSpec(
-            name="users-log-codes",
-            argv=[
-                sys.executable,
-                "-m",
-                "stockmanager",
-                "serve",
-                "users",
-                "--port",
-                str(users_port),
-            ],
-            env={**stack.env, "STOCKMANAGER_LOG_RESET_CODES": "1"},
-            ready_url=f"http://127.0.0.1:{users_port}/readyz",
-        ),
-        gateway_spec(
-            "gateway-log-codes",
-            gateway_port,
-            {**stack.env, "STOCKMANAGER_USERS_URLS": f"http://127.0.0.1:{users_port}"},
-        ),
-    ]
-    log_file = (data_root / "log-codes-stack.log").open("w")
-    supervisor = Supervisor(specs, out=log_file)
-    supervisor.start()
-    try:
-        supervisor.wait_ready(timeout=60)
-        yield MailStack(base_url=f"http://127.0.0.1:{gateway_port}", mailbox=Mailbox())
-    finally:
-        supervisor.stop()
-        log_file.close()
+    env = {"STOCKMANAGER_LOG_RESET_CODES": "1"}
+    with users_behind_gateway(stack, env, data_root / "log-codes-stack.log", "log-codes") as url:
+        yield MailStack(base_url=url, mailbox=Mailbox())
