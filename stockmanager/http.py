@@ -7,10 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import JSONResponse as StarletteJSONResponse
-
-from stockmanager.contracts.validation import read_json_object
 
 
 def _default(value: Any) -> Any:
@@ -37,16 +34,3 @@ def json_response(
     data: Any, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(data, status_code=status_code, headers=headers)
-
-
-async def json_object(request: Request) -> dict[str, Any]:
-    """FastAPI dependency: the request body as a JSON object."""
-    return read_json_object(await request.body(), request.headers.get("content-type"))
-
-
-async def optional_json_object(request: Request) -> dict[str, Any]:
-    """Like `json_object`, but an empty body is an empty object (for bodiless POST actions)."""
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    return read_json_object(raw, request.headers.get("content-type"))
