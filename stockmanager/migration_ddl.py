@@ -30,6 +30,25 @@ def event_tables_ddl(schema: str) -> str:
     """
 
 
+
+def upstream_ids_ddl(schema: str) -> str:
+    """Where `stockmanager import-upstream` records which upstream row became which local row.
+
+    One table per schema (each service owns its rows): `source` names the upstream database
+    (stockmanager.upstream.source_id), `kind` the upstream table. A second import of the same
+    database finds every row here and writes nothing twice.
+    """
+    return f"""
+    CREATE TABLE {schema}.upstream_ids (
+        source      varchar(64) NOT NULL,
+        kind        varchar(20) NOT NULL,
+        upstream_id bigint      NOT NULL,
+        local_id    bigint      NOT NULL,
+        imported_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (source, kind, upstream_id)
+    );
+    """
+
 def unicode_fold_expression(bind: Connection) -> str:
     """Unicode case folding that does not depend on the database's locale.
 
