@@ -51,6 +51,12 @@ class EventType(StrEnum):
     # notifications
     NOTIFICATION_CREATED = "notification.created"
     NOTIFICATION_DELETED = "notification.deleted"
+    # webhooks
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_UPDATED = "webhook.updated"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"
+    WEBHOOK_DISABLED = "webhook.disabled"  # disabled automatically after repeated failures
     # debug
     DEBUG_COMMAND_RUN = "debug.command"
 
