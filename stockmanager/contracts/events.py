@@ -242,6 +242,36 @@ class DeletedNotification(NotificationSnapshot):
     is_read: bool
 
 
+# --- webhooks ---------------------------------------------------------------------------------
+
+
+class WebhookSnapshot(Payload):
+    """A webhook subscription as `before`/`after` carry it (never its secret)."""
+
+    id: int
+    url: str
+    events: tuple[str, ...]  # event types, or ("*",) for all
+    description: str
+    active: bool
+
+
+class WebhookUpdated(Payload):
+    changed: tuple[str, ...]  # snapshot keys whose value changed
+
+
+class WebhookSecretRotated(Payload):
+    previous_valid_until: str | None  # ISO 8601 UTC; None: the old secret ended at once
+
+
+class WebhookDisabled(Payload):
+    """`webhook.disabled`: the subscription kept failing and was disabled automatically."""
+
+    subscription_id: int
+    url: str
+    consecutive_failures: int
+    last_error: str | None
+
+
 # --- the registry -----------------------------------------------------------------------------
 
 
@@ -291,6 +321,12 @@ CONTRACTS: dict[EventType, EventContract] = {
     # notifications
     EventType.NOTIFICATION_CREATED: EventContract(NotificationChanged, after=NotificationSnapshot),
     EventType.NOTIFICATION_DELETED: EventContract(NotificationChanged, before=DeletedNotification),
+    # webhooks
+    EventType.WEBHOOK_CREATED: EventContract(NoData, after=WebhookSnapshot),
+    EventType.WEBHOOK_UPDATED: EventContract(WebhookUpdated, WebhookSnapshot, WebhookSnapshot),
+    EventType.WEBHOOK_DELETED: EventContract(NoData, before=WebhookSnapshot),
+    EventType.WEBHOOK_SECRET_ROTATED: EventContract(WebhookSecretRotated),
+    EventType.WEBHOOK_DISABLED: EventContract(WebhookDisabled, WebhookSnapshot, WebhookSnapshot),
 }
 
 
