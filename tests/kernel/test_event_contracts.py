@@ -87,6 +87,13 @@ NOTIFICATION = {
     "type": "info",
     "action_url": None,
 }
+WEBHOOK = {
+    "id": 4,
+    "url": "https://erp.example/hooks",
+    "events": ["sale.created", "product.stock_low"],
+    "description": "ERP",
+    "active": True,
+}
 
 # type -> (data, before, after)
 SAMPLES: dict[EventType, tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]] = {
@@ -160,6 +167,28 @@ SAMPLES: dict[EventType, tuple[dict[str, Any], dict[str, Any] | None, dict[str, 
         {"user_id": 9, "title": "Hola", "type": "info"},
         {**NOTIFICATION, "is_read": True},
         None,
+    ),
+    EventType.WEBHOOK_CREATED: ({}, None, WEBHOOK),
+    EventType.WEBHOOK_UPDATED: (
+        {"changed": ["active"]},
+        WEBHOOK,
+        {**WEBHOOK, "active": False},
+    ),
+    EventType.WEBHOOK_DELETED: ({}, WEBHOOK, None),
+    EventType.WEBHOOK_SECRET_ROTATED: (
+        {"previous_valid_until": "2026-12-08T18:00:00+00:00"},
+        None,
+        None,
+    ),
+    EventType.WEBHOOK_DISABLED: (
+        {
+            "subscription_id": 4,
+            "url": "https://erp.example/hooks",
+            "consecutive_failures": 20,
+            "last_error": "HTTP 503",
+        },
+        WEBHOOK,
+        {**WEBHOOK, "active": False},
     ),
 }
 
