@@ -24,6 +24,7 @@ ENTITY_LABELS: dict[str, str] = {
     "system": "Sistema",
     "audit": "Auditoría",
     "metrics": "Métricas",
+    "webhook": "Webhook",
 }
 FEMININE = frozenset({"sale", "application", "notification", "settings", "debug", "audit"})
 
@@ -54,6 +55,9 @@ FIELD_LABELS: dict[str, str] = {
     "is_read": "Leída",
     "key": "Clave",
     "value": "Valor",
+    "url": "URL",
+    "events": "Eventos",
+    "active": "Activo",
 }
 
 # Display order of fields in descriptions. Payloads that went through a JSONB outbox arrive
