@@ -31,6 +31,8 @@ from stockmanager.contracts.events import (
     SettingValue,
     StockBulkUpdated,
     UserUpdated,
+    WebhookDisabled,
+    WebhookSecretRotated,
 )
 from stockmanager.events import Event, EventType
 
@@ -270,6 +272,38 @@ def _notification_deleted(event: Event) -> Change:
     )
 
 
+# --- webhooks ---------------------------------------------------------------------------------
+
+
+def _webhook_created(event: Event) -> Change:
+    return Change("create", describe.created("webhook", event.after), new=event.after)
+
+
+def _webhook_deleted(event: Event) -> Change:
+    _, entity_id = entity_of(event)
+    url = _snapshot_value(event, "url")
+    return Change(
+        "delete", describe.named("webhook", "eliminado", "URL", url, entity_id), old=event.before
+    )
+
+
+def _webhook_secret_rotated(event: Event) -> Change:
+    _, entity_id = entity_of(event)
+    until = event.data_as(WebhookSecretRotated).previous_valid_until
+    grace = f"el anterior vale hasta {until}" if until else "el anterior deja de valer"
+    return Change("rotate_secret", f"Webhook #{entity_id}: secreto rotado ({grace})")
+
+
+def _webhook_disabled(event: Event) -> Change:
+    disabled = event.data_as(WebhookDisabled)
+    text = (
+        f"Webhook #{disabled.subscription_id} desactivado automáticamente tras "
+        f"{disabled.consecutive_failures} entregas fallidas seguidas "
+        f"({describe.clip(str(disabled.last_error), 100)})"
+    )
+    return Change("disable", text, old=event.before, new=event.after)
+
+
 # --- gateway ----------------------------------------------------------------------------------
 
 
@@ -353,6 +387,11 @@ BUILDERS: dict[str, Builder] = {
     EventType.NOTIFICATION_CREATED: _notification_created,
     EventType.NOTIFICATION_DELETED: _notification_deleted,
     EventType.DEBUG_COMMAND_RUN: _debug_command,
+    EventType.WEBHOOK_CREATED: _webhook_created,
+    EventType.WEBHOOK_UPDATED: _updated,
+    EventType.WEBHOOK_DELETED: _webhook_deleted,
+    EventType.WEBHOOK_SECRET_ROTATED: _webhook_secret_rotated,
+    EventType.WEBHOOK_DISABLED: _webhook_disabled,
 }
 
 
@@ -383,6 +422,11 @@ FALLBACK_ACTIONS: dict[str, str] = {
     EventType.NOTIFICATION_CREATED: "create",
     EventType.NOTIFICATION_DELETED: "delete",
     EventType.DEBUG_COMMAND_RUN: "debug_command",
+    EventType.WEBHOOK_CREATED: "create",
+    EventType.WEBHOOK_UPDATED: "update",
+    EventType.WEBHOOK_DELETED: "delete",
+    EventType.WEBHOOK_SECRET_ROTATED: "rotate_secret",
+    EventType.WEBHOOK_DISABLED: "disable",
 }
 
 
