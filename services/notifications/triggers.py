@@ -16,6 +16,7 @@ from stockmanager.contracts.events import (
     StockLow,
     UserSnapshot,
     UserUpdated,
+    WebhookDisabled,
 )
 from stockmanager.events import Event, EventType
 
@@ -136,6 +137,19 @@ def _user_updated(event: Event) -> Draft | None:
     return Draft((target,), "Tu cuenta ha sido actualizada", ACCOUNT_UPDATED_MESSAGE, "info")
 
 
+def _webhook_disabled(event: Event) -> Draft | None:
+    disabled = event.data_as(WebhookDisabled)
+    return Draft(
+        (),
+        "Webhook desactivado",
+        f"El webhook #{disabled.subscription_id} ({disabled.url}) fue desactivado tras "
+        f"{disabled.consecutive_failures} entregas fallidas seguidas. Revisa el receptor y "
+        "vuelve a activarlo.",
+        "error",
+        to_admins=True,
+    )
+
+
 TRIGGERS: dict[str, Callable[[Event], Draft | None]] = {
     EventType.SALE_CREATED: _sale_created,
     EventType.SALE_UPDATED: _sale_updated,
@@ -147,6 +161,7 @@ TRIGGERS: dict[str, Callable[[Event], Draft | None]] = {
     EventType.PRODUCT_STOCK_BULK_UPDATED: _stock_bulk_updated,
     EventType.STOCK_LOW: _stock_low,
     EventType.USER_UPDATED: _user_updated,
+    EventType.WEBHOOK_DISABLED: _webhook_disabled,
 }
 
 
