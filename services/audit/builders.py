@@ -30,6 +30,7 @@ from stockmanager.contracts.events import (
     SettingsUpdated,
     SettingValue,
     StockBulkUpdated,
+    UpstreamImported,
     UserUpdated,
     WebhookDisabled,
     WebhookSecretRotated,
@@ -360,6 +361,32 @@ def _debug_command(event: Event) -> Change:
     return Change("debug_command", f"Comando de diagnóstico ejecutado: '{command}'")
 
 
+# --- import-upstream --------------------------------------------------------------------------
+
+_IMPORT_LABELS = (
+    ("users", "Usuarios"),
+    ("products", "Productos"),
+    ("sales", "Ventas"),
+    ("sale_lines", "Líneas"),
+    ("notifications", "Notificaciones"),
+    ("audit_log", "Auditoría"),
+)
+
+
+def _upstream_imported(event: Event) -> Change:
+    imported = event.data_as(UpstreamImported)
+    parts = [
+        f"{label}: {imported.counts[kind].imported}"
+        for kind, label in _IMPORT_LABELS
+        if kind in imported.counts
+    ]
+    problems = sum(imported.problems.values())
+    text = (
+        "Importación desde StockManager — " + ", ".join(parts) + f"; problemas de datos: {problems}"
+    )
+    return Change("import", text, new=event.data)
+
+
 BUILDERS: dict[str, Builder] = {
     EventType.LOGIN_SUCCEEDED: _login,
     EventType.LOGIN_FAILED: _login_failed,
@@ -392,6 +419,7 @@ BUILDERS: dict[str, Builder] = {
     EventType.WEBHOOK_DELETED: _webhook_deleted,
     EventType.WEBHOOK_SECRET_ROTATED: _webhook_secret_rotated,
     EventType.WEBHOOK_DISABLED: _webhook_disabled,
+    EventType.UPSTREAM_IMPORTED: _upstream_imported,
 }
 
 
@@ -427,6 +455,7 @@ FALLBACK_ACTIONS: dict[str, str] = {
     EventType.WEBHOOK_DELETED: "delete",
     EventType.WEBHOOK_SECRET_ROTATED: "rotate_secret",
     EventType.WEBHOOK_DISABLED: "disable",
+    EventType.UPSTREAM_IMPORTED: "import",
 }
 
 

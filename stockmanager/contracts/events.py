@@ -272,6 +272,31 @@ class WebhookDisabled(Payload):
     last_error: str | None
 
 
+# --- import-upstream --------------------------------------------------------------------------
+
+
+class ImportCounts(Payload):
+    """Rows of one kind: in the file, new here, merged into local rows, imported by an earlier
+    run, not imported (a data-problem rule said so)."""
+
+    read: int
+    imported: int
+    matched: int
+    already: int
+    skipped: int
+
+
+class UpstreamImported(Payload):
+    """`stockmanager import-upstream` brought an upstream StockManager database over."""
+
+    source: str  # the upstream shop (stable across copies of its database)
+    fingerprint: str  # sha256 of the imported file
+    generation: str  # upstream schema generation
+    counts: dict[str, ImportCounts]  # by kind: users, products, sales, sale_lines, ...
+    problems: dict[str, int]  # data problems by rule (docs/upgrading-from-stockmanager.md)
+    ids_not_kept: int
+
+
 # --- the registry -----------------------------------------------------------------------------
 
 
@@ -327,6 +352,8 @@ CONTRACTS: dict[EventType, EventContract] = {
     EventType.WEBHOOK_DELETED: EventContract(NoData, before=WebhookSnapshot),
     EventType.WEBHOOK_SECRET_ROTATED: EventContract(WebhookSecretRotated),
     EventType.WEBHOOK_DISABLED: EventContract(WebhookDisabled, WebhookSnapshot, WebhookSnapshot),
+    # import-upstream
+    EventType.UPSTREAM_IMPORTED: EventContract(UpstreamImported),
 }
 
 

@@ -59,6 +59,8 @@ class EventType(StrEnum):
     WEBHOOK_DISABLED = "webhook.disabled"  # disabled automatically after repeated failures
     # debug
     DEBUG_COMMAND_RUN = "debug.command"
+    # `stockmanager import-upstream`: one summary event per import that brought anything over
+    UPSTREAM_IMPORTED = "upstream.imported"
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -106,6 +106,20 @@ SAMPLES: dict[EventType, tuple[dict[str, Any], dict[str, Any] | None, dict[str, 
         None,
     ),
     EventType.DEBUG_COMMAND_RUN: ({"command": "health"}, None, None),
+    EventType.UPSTREAM_IMPORTED: (
+        {
+            "source": "sm-0123456789abcdef01234567",
+            "fingerprint": "ab" * 32,
+            "generation": "older (unique usernames)",
+            "counts": {
+                "users": {"read": 3, "imported": 2, "matched": 1, "already": 0, "skipped": 0}
+            },
+            "problems": {"duplicate_email": 1},
+            "ids_not_kept": 0,
+        },
+        None,
+        None,
+    ),
     EventType.PRODUCT_CREATED: ({"product": PRODUCT}, None, PRODUCT),
     EventType.PRODUCT_UPDATED: (
         {"changed": ["name", "price"]},
