@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import StringIO
@@ -66,23 +66,28 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
-def service_spec(service: str, port: int, env: dict[str, str], name: str = "") -> ProcessSpec:
-    """`stockmanager serve <service>` on `port`, ready when its /readyz answers."""
+def service_spec(
+    service: str, port: int, env: dict[str, str], name: str = "", python: str = sys.executable
+) -> ProcessSpec:
+    """`stockmanager serve <service>` on `port`, ready when its /readyz answers. `python`: the
+    interpreter (bench/baseline.py runs another commit's tree with its own venv)."""
     return ProcessSpec(
         name=name or service,
-        argv=[sys.executable, "-m", "stockmanager", "serve", service, "--port", str(port)],
+        argv=[python, "-m", "stockmanager", "serve", service, "--port", str(port)],
         env=dict(env),
         ready_url=f"http://127.0.0.1:{port}/readyz",
     )
 
 
-def gateway_spec(name: str, port: int, env: dict[str, str]) -> ProcessSpec:
+def gateway_spec(
+    name: str, port: int, env: dict[str, str], python: str = sys.executable
+) -> ProcessSpec:
     """A gateway process on `port`, with its internal listener (/readyz, /metrics) on a free
     port of its own; readiness is asked there. `internal_url(spec)` is its base URL."""
     internal_port = free_port()
     return ProcessSpec(
         name=name,
-        argv=[sys.executable, "-m", "stockmanager", "serve", "gateway", "--port", str(port)],
+        argv=[python, "-m", "stockmanager", "serve", "gateway", "--port", str(port)],
         env={**env, INTERNAL_PORT_VARIABLE: str(internal_port)},
         ready_url=f"http://127.0.0.1:{internal_port}/readyz",
     )
@@ -117,10 +122,15 @@ def start_stack(
     extra_env: dict[str, str] | None = None,
     restart: RestartPolicy | None = None,
     servers: Iterable[ManagedSpec] = (),
+    python: str = sys.executable,
+    services: list[tuple[str, str]] | None = None,
+    bootstrap: Callable[[dict[str, str]], object] | None = None,
 ) -> Iterator[Stack]:
     """Every process under one Supervisor; `restart` is its RestartPolicy (None: any unexpected
     exit is final; a policy restarts children only while `run_until_stopped()` runs) and
-    `servers` the embedded servers it watches too (as `stockmanager up` does)."""
+    `servers` the embedded servers it watches too (as `stockmanager up` does).
+    Another tree's stack (bench/baseline.py): `python` runs its processes, `services` lists its
+    (name, gateway URL setting) pairs and `bootstrap(env)` creates its root account."""
     env = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -134,32 +144,37 @@ def start_stack(
     }
     import os
 
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        bootstrap_root(ROOT_PASSWORD)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    if bootstrap is not None:
+        bootstrap(env)
+    else:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            bootstrap_root(ROOT_PASSWORD)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     specs: list[ProcessSpec] = []
     service_urls: dict[str, list[str]] = {}
     gateway_env = dict(env)
-    for info in available_services():
+    if services is None:
+        services = [(info.name, info.url_setting) for info in available_services()]
+    for service, url_setting in services:
         urls = []
         for replica in range(replicas):
             port = free_port()
-            name = info.name if replicas == 1 else f"{info.name}-{replica + 1}"
+            name = service if replicas == 1 else f"{service}-{replica + 1}"
             urls.append(f"http://127.0.0.1:{port}")
-            specs.append(service_spec(info.name, port, env, name))
-        service_urls[info.name] = urls
-        gateway_env[info.url_setting] = ",".join(urls)
+            specs.append(service_spec(service, port, env, name, python))
+        service_urls[service] = urls
+        gateway_env[url_setting] = ",".join(urls)
     gateway_port = free_port()
     # Not in gateway_env (Stack.env): a second gateway built from it needs a port of its own.
-    gateway = gateway_spec("gateway", gateway_port, gateway_env)
+    gateway = gateway_spec("gateway", gateway_port, gateway_env, python)
     specs.insert(0, gateway)
     log_file = (log_dir / "stack.log").open("w")
     supervisor = Supervisor(specs, out=log_file, restart=restart, servers=servers)
