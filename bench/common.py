@@ -2,8 +2,10 @@
 
 `bench_stack()` starts embedded PostgreSQL and Redis in a temporary directory (or uses
 DATABASE_URL / REDIS_URL when set), runs the migrations and starts the gateway and every service
-as real processes (tests/support/stack.py). `run_load()` drives one request shape at a fixed
-concurrency with aiohttp and returns latency percentiles and throughput.
+as real processes (tests/support/stack.py); `bench_stack(tree=prepare(REV))` does the same
+with another commit's code and venv (bench/baseline.py, `--baseline REV`). `run_load()` drives
+one request shape at a fixed concurrency with aiohttp and returns latency percentiles and
+throughput.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 
 import aiohttp
 
+from bench.baseline import WORKING, Tree, bootstrap_root, embedded_servers
+from bench.baseline import migrate as migrate_tree
 from stockmanager.embedded import EmbeddedPostgres, EmbeddedRedis
 from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
 from stockmanager.supervisor import ManagedSpec, RestartPolicy
@@ -53,11 +57,21 @@ class BenchStack:
 
 @contextmanager
 def bench_stack(
-    *, extra_env: dict[str, str] | None = None, restart: RestartPolicy | None = None
+    *,
+    extra_env: dict[str, str] | None = None,
+    restart: RestartPolicy | None = None,
+    tree: Tree = WORKING,
 ) -> Iterator[BenchStack]:
     """Embedded servers + migrations + every process as real processes, stopped after.
     `restart`: the supervisor's RestartPolicy (used while `run_until_stopped()` runs); with one,
-    the supervisor also watches the embedded servers and starts them again (as `up` does)."""
+    the supervisor also watches the embedded servers and starts them again (as `up` does).
+    `tree`: another commit's tree (bench/baseline.py): its own embedded servers in their own
+    data directory (DATABASE_URL / REDIS_URL are not used), migrations, root account and
+    processes, all run by its code and venv."""
+    if not tree.is_working:
+        with _tree_stack(tree, extra_env) as bench:
+            yield bench
+        return
     from stockmanager.cli import migrate
 
     with ExitStack() as cleanup:
@@ -93,6 +107,26 @@ def bench_stack(
             )
         )
         yield BenchStack(stack, database_url, postgres_pid, redis_pid, postgres, redis)
+
+
+@contextmanager
+def _tree_stack(tree: Tree, extra_env: dict[str, str] | None) -> Iterator[BenchStack]:
+    with ExitStack() as cleanup:
+        root = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sm-baseline-")))
+        servers = cleanup.enter_context(embedded_servers(tree, root))
+        migrate_tree(tree, servers.database_url)
+        stack = cleanup.enter_context(
+            start_stack(
+                database_url=servers.database_url,
+                redis_url=servers.redis_url,
+                log_dir=root,
+                extra_env={**(extra_env or {}), **tree.env},
+                python=tree.python,
+                services=tree.services(),
+                bootstrap=lambda env: bootstrap_root(tree, env),
+            )
+        )
+        yield BenchStack(stack, servers.database_url, servers.postgres_pid, servers.redis_pid)
 
 
 def _watched(name: str, server: EmbeddedPostgres | EmbeddedRedis) -> ManagedSpec:

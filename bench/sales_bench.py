@@ -27,13 +27,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import psycopg
 
-from bench.common import BenchStack, CpuMeter, LoadResult, bench_stack, machine, run_post_load
+from bench.baseline import Tree, ratio, trees_for
+from bench.baseline import add_argument as add_baseline_argument
+from bench.common import (
+    BenchStack,
+    CpuMeter,
+    LoadResult,
+    PostFactory,
+    bench_stack,
+    machine,
+    run_post_load,
+)
 from stockmanager.identity import IDENTITY_HEADER, Identity, sign_identity
 from tests.support.stack import Stack
 
@@ -230,51 +241,79 @@ class Scenario:
     result: LoadResult
     load_before: float
     cpu_ms_per_sale: dict[str, float]
+    stack: str = "working"  # "working" or "baseline" (bench/baseline.py)
+
+
+@dataclass
+class Target:
+    """One stack under load: the working tree's, or the baseline's with `--baseline REV`."""
+
+    label: str
+    tree: Tree
+    bench: BenchStack
+    seller: Seller
+    products: list[int]
+    checkout: Checkout
+    meter: CpuMeter
 
 
 WARMUP = 20  # per round
 
 
-async def measure(
-    stack: Stack,
-    seller: Seller,
-    requests: int,
-    rounds: int,
-    checkout: Checkout,
-    meter: CpuMeter,
-    profile: Path | None = None,
-) -> tuple[list[Scenario], list[str]]:
-    """Per concurrency, `rounds` alternating gateway/direct rounds (the machine's load drifts;
-    alternating keeps the two paths comparable), merged per path."""
+Run = tuple[Target, str, PostFactory, dict[str, str] | None]
+
+
+def _paths(target: Target) -> list[Run]:
+    """The target's two paths: through the gateway (cookie) and straight to the service."""
+    stack = target.bench.stack
     gateway_url = f"{stack.base_url}/api/sales/bulk"
     direct_url = f"{stack.service_urls['sales'][0]}/api/sales/bulk"
-    identity = DirectIdentity(seller, stack.env["STOCKMANAGER_INTERNAL_SECRET"])
+    identity = DirectIdentity(target.seller, stack.env["STOCKMANAGER_INTERNAL_SECRET"])
 
     def via_gateway(_i: int) -> tuple[str, dict[str, str], bytes]:
-        return gateway_url, {}, checkout.body()
+        return gateway_url, {}, target.checkout.body()
 
     def direct(_i: int) -> tuple[str, dict[str, str], bytes]:
-        return direct_url, identity.headers(), checkout.body()
+        return direct_url, identity.headers(), target.checkout.body()
 
-    paths = {"gateway": (via_gateway, seller.cookies), "direct": (direct, None)}
+    return [
+        (target, "gateway", via_gateway, target.seller.cookies),
+        (target, "direct", direct, None),
+    ]
+
+
+async def measure(
+    targets: list[Target], requests: int, rounds: int, profile: Path | None = None
+) -> tuple[list[Scenario], list[str]]:
+    """Per concurrency, `rounds` rounds; each round loads every stack in turn (one at a time)
+    through the gateway and then directly (the machine's load drifts; interleaving keeps the
+    stacks and paths comparable); merged per stack and path."""
+    runs = [run for target in targets for run in _paths(target)]
     scenarios = []
     profile_lines: list[str] = []
     for concurrency in CONCURRENCY:
         total = requests if concurrency > 1 else max(200, requests // 5)
         per_round = max(1, total // rounds)
-        parts: dict[str, list[LoadResult]] = {name: [] for name in paths}
-        cpu: dict[str, dict[str, float]] = {name: {} for name in paths}
-        loads: dict[str, list[float]] = {name: [] for name in paths}
+        parts: dict[tuple[str, str], list[LoadResult]] = {}
+        cpu: dict[tuple[str, str], dict[str, float]] = {}
+        loads: dict[tuple[str, str], list[float]] = {}
         for round_number in range(rounds):
-            for name, (factory, cookies) in paths.items():
+            for target, name, factory, cookies in runs:
+                key = (target.label, name)
                 profiler = None
-                if profile and concurrency == 16 and name == "gateway" and round_number == 0:
-                    sales_pid = stack.supervisor.pid("sales")
+                if (
+                    profile
+                    and concurrency == 16
+                    and name == "gateway"
+                    and round_number == 0
+                    and target.tree.is_working
+                ):
+                    sales_pid = target.bench.stack.supervisor.pid("sales")
                     assert sales_pid is not None
                     profiler = Profiler(sales_pid, profile)
-                loads[name].append(os.getloadavg()[0])
-                before = meter.sample()
-                parts[name].append(
+                loads.setdefault(key, []).append(os.getloadavg()[0])
+                before = target.meter.sample()
+                parts.setdefault(key, []).append(
                     await run_post_load(
                         f"{name} c={concurrency}",
                         factory,
@@ -284,19 +323,21 @@ async def measure(
                         cookies=cookies,
                     )
                 )
-                used = CpuMeter.per_request_ms(before, meter.sample(), per_round + WARMUP)
+                used = CpuMeter.per_request_ms(before, target.meter.sample(), per_round + WARMUP)
                 if profiler is not None:
                     profile_lines = profiler.stop()
                 for process, ms in used.items():
-                    cpu[name][process] = cpu[name].get(process, 0.0) + ms / rounds
-        for name in paths:
-            result = LoadResult.merge(parts[name])
-            load = sum(loads[name]) / len(loads[name])
-            scenarios.append(Scenario(concurrency, name, result, load, cpu[name]))
+                    cpu.setdefault(key, {})
+                    cpu[key][process] = cpu[key].get(process, 0.0) + ms / rounds
+        for (label, name), results in parts.items():
+            result = LoadResult.merge(results)
+            load = sum(loads[(label, name)]) / len(loads[(label, name)])
+            scenario = Scenario(concurrency, name, result, load, cpu[(label, name)], label)
+            scenarios.append(scenario)
             print(
-                f"c={concurrency} {name}: {result.throughput:.0f} sales/s, p50 "
+                f"{label} c={concurrency} {name}: {result.throughput:.0f} sales/s, p50 "
                 f"{result.p50:.1f} ms, p99 {result.p99:.1f} ms, CPU/sale "
-                f"{sum(cpu[name].values()):.2f} ms (load avg {load:.1f})",
+                f"{sum(scenario.cpu_ms_per_sale.values()):.2f} ms (load avg {load:.1f})",
                 flush=True,
             )
     return scenarios, profile_lines
@@ -334,13 +375,18 @@ def verify(
 
 
 def report(
-    scenarios: list[Scenario], verdict: str, args: argparse.Namespace, profile: list[str]
+    scenarios: list[Scenario],
+    verdicts: dict[str, str],
+    args: argparse.Namespace,
+    profile: list[str],
+    trees: dict[str, Tree],
 ) -> str:
+    baseline = f" --baseline {args.baseline}" if args.baseline else ""
     lines = [
         "# Sales checkout benchmark",
         "",
         f"Command: `python -m bench.sales_bench --requests {args.requests} "
-        f"--products {args.products} --rounds {args.rounds}`",
+        f"--products {args.products} --rounds {args.rounds}{baseline}`",
         f"Machine: {machine()}; the whole stack (PostgreSQL, Redis, gateway, every service with "
         "its relay and consumers, the load generator) on it.",
         "",
@@ -348,6 +394,75 @@ def report(
         f"{args.products} (1-3 units each), one seller logged in once. Gateway = session cookie "
         "through the gateway; direct = signed identity header straight to the sales service.",
         "",
+    ]
+    if len(trees) > 1:
+        lines += [
+            f"Stacks: working = the working tree ({_describe_head()}); baseline = "
+            f"{trees['baseline'].rev[:7]} (git worktree + its own venv, its own embedded "
+            "PostgreSQL and Redis; bench/baseline.py). Their rounds alternate in this one run "
+            "(one stack loaded at a time), so the ratios compare like with like; absolute "
+            "numbers move with the machine's load.",
+            "",
+            *comparison(scenarios),
+            "",
+        ]
+    for label in trees:
+        lines += _stack_section(label, [sc for sc in scenarios if sc.stack == label], trees)
+        lines += ["", f"Consistency check after the run: {verdicts[label]}", ""]
+    if profile:
+        lines += [
+            "py-spy profile of the working tree's sales service (event loop thread, first "
+            "gateway round at concurrency 16):",
+            "",
+            *profile,
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def comparison(scenarios: list[Scenario]) -> list[str]:
+    """Working tree vs baseline per scenario: throughput, latency and CPU per sale."""
+    by_key = {(sc.stack, sc.concurrency, sc.path): sc for sc in scenarios}
+    lines = [
+        "| concurrency | path | sales/s base → work | × | p50 ms base → work | p99 ms base → "
+        "work | CPU ms/sale base → work | × |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for concurrency in CONCURRENCY:
+        for path in ("gateway", "direct"):
+            base = by_key[("baseline", concurrency, path)]
+            work = by_key[("working", concurrency, path)]
+            base_cpu = sum(base.cpu_ms_per_sale.values())
+            work_cpu = sum(work.cpu_ms_per_sale.values())
+            lines.append(
+                f"| {concurrency} | {path} | {base.result.throughput:.0f} → "
+                f"{work.result.throughput:.0f} | "
+                f"{ratio(base.result.throughput, work.result.throughput)} | "
+                f"{base.result.p50:.1f} → {work.result.p50:.1f} | "
+                f"{base.result.p99:.1f} → {work.result.p99:.1f} | "
+                f"{base_cpu:.2f} → {work_cpu:.2f} | {ratio(base_cpu, work_cpu)} |"
+            )
+    return lines
+
+
+def _describe_head() -> str:
+    head = subprocess.run(
+        ["git", "log", "-1", "--format=%h"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"HEAD {head}{' + uncommitted changes' if dirty else ''}"
+
+
+def _stack_section(label: str, scenarios: list[Scenario], trees: dict[str, Tree]) -> list[str]:
+    lines = []
+    if len(trees) > 1:
+        lines += [f"## {label}: {trees[label].label}", ""]
+    lines += [
         "| concurrency | path | sales | sales/s | p50 ms | p95 ms | p99 ms | load avg |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -370,7 +485,7 @@ def report(
         "CPU per sale by process, in ms (from /proc; warm-up sales included; postgres counts "
         "every backend, so it includes the consumers' and relays' transactions; the load "
         "generator shares its process with the supervisor, which relays every process's log "
-        "lines):",
+        "lines of both stacks when there are two):",
         "",
         "| process | " + " | ".join(f"c={sc.concurrency} {sc.path}" for sc in scenarios) + " |",
         "|---|" + "---:|" * len(scenarios),
@@ -379,16 +494,8 @@ def report(
         cells = " | ".join(f"{sc.cpu_ms_per_sale.get(name, 0.0):.2f}" for sc in scenarios)
         lines.append(f"| {name} | {cells} |")
     totals = " | ".join(f"**{sum(sc.cpu_ms_per_sale.values()):.2f}**" for sc in scenarios)
-    lines += [f"| **total** | {totals} |", "", f"Consistency check after the run: {verdict}", ""]
-    if profile:
-        lines += [
-            "py-spy profile of the sales service (event loop thread, first gateway round at "
-            "concurrency 16):",
-            "",
-            *profile,
-            "",
-        ]
-    return "\n".join(lines)
+    lines.append(f"| **total** | {totals} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,30 +516,49 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="sample the sales service with py-spy (pip install py-spy) during one round",
     )
+    add_baseline_argument(parser)
     args = parser.parse_args(argv)
-    rng = random.Random(42)
-    with bench_stack() as bench:
-        stack, database_url = bench.stack, bench.database_url
-        products = seed_products(database_url, args.products, rng)
-        seller = create_seller(stack)
-        checkout = Checkout(products, seed=7)
-        meter = whole_stack_meter(bench)
+    trees = trees_for(args.baseline)
+    with ExitStack() as stacks:
+        targets = []
+        for label, tree in trees.items():
+            bench = stacks.enter_context(bench_stack(tree=tree))
+            products = seed_products(bench.database_url, args.products, random.Random(42))
+            targets.append(
+                Target(
+                    label,
+                    tree,
+                    bench,
+                    create_seller(bench.stack),
+                    products,
+                    Checkout(products, seed=7),
+                    whole_stack_meter(bench),
+                )
+            )
         with tempfile.TemporaryDirectory() as scratch:
             profile = Path(scratch) / "sales.pyspy" if args.profile else None
             scenarios, profile_lines = asyncio.run(
-                measure(stack, seller, args.requests, args.rounds, checkout, meter, profile)
+                measure(targets, args.requests, args.rounds, profile)
             )
-        sales = sum(sc.result.requests + WARMUP * args.rounds for sc in scenarios)
-        verdict = verify(database_url, seller, products, checkout, sales)
-        print(verdict, flush=True)
-        text = report(scenarios, verdict, args, profile_lines)
+        verdicts = {}
+        for target in targets:
+            sales = sum(
+                sc.result.requests + WARMUP * args.rounds
+                for sc in scenarios
+                if sc.stack == target.label
+            )
+            verdicts[target.label] = verify(
+                target.bench.database_url, target.seller, target.products, target.checkout, sales
+            )
+            print(f"{target.label}: {verdicts[target.label]}", flush=True)
+        text = report(scenarios, verdicts, args, profile_lines, trees)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     existing = args.output.read_text() if args.output.exists() else ""
     marker = "\n## Analysis"
     analysis = existing[existing.index(marker) :] if marker in existing else ""
     args.output.write_text(text + analysis)
     print(text)
-    return 0 if verdict.startswith("OK") else 1
+    return 0 if all(verdict.startswith("OK") for verdict in verdicts.values()) else 1
 
 
 if __name__ == "__main__":
