@@ -47,6 +47,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 
 # make bench NAME=sales [ARGS="--requests 2000"]   (products, sales, notifications, metrics, faults)
+# ARGS="--baseline REV" (sales, products): REV's stack too, from a cached git worktree + venv
+# (bench/baseline.py, /tmp/stockmanager-baselines/<sha>), interleaved in the same run; ratios.
 bench: $(STAMP)
 	@test -n "$(NAME)" || (echo "usage: make bench NAME=products|sales|notifications|metrics|faults" && exit 2)
 	$(BIN)/python -m bench.$(NAME)_bench $(ARGS)
