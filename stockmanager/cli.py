@@ -1,4 +1,4 @@
-"""The `stockmanager` command: up, serve, migrate, bootstrap-root."""
+"""The `stockmanager` command: up, serve, migrate, bootstrap-root, import-upstream."""
 
 from __future__ import annotations
 
@@ -36,6 +36,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="migrate nothing; exit 1 (naming them) if any service schema is not at its head",
     )
     commands.add_parser("bootstrap-root", help="create the root account if it does not exist")
+    upstream = commands.add_parser(
+        "import-upstream",
+        help="bring an upstream StockManager SQLite database over (docs/"
+        "upgrading-from-stockmanager.md)",
+    )
+    upstream.add_argument("path", help="the upstream database file (SQLite)")
+    upstream.add_argument(
+        "--dry-run", action="store_true", help="import in a transaction rolled back: report only"
+    )
+    upstream.add_argument("--json", action="store_true", help="machine-readable report")
+    upstream.add_argument(
+        "--data-dir",
+        default=os.environ.get("STOCKMANAGER_DATA_DIR", ".stockmanager"),
+        help="`up`'s data directory (its embedded PostgreSQL) when DATABASE_URL is not set",
+    )
 
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -55,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("root account already exists")
         return 0
+    if args.command == "import-upstream":
+        from stockmanager.upstream.command import run_command
+
+        return run_command(
+            args.path, dry_run=args.dry_run, as_json=args.json, data_dir=args.data_dir
+        )
     if args.command == "up":
         from stockmanager.runtime import run_up
 

@@ -47,6 +47,17 @@ MIGRATION_ORDER: tuple[str, ...] = (
 
 ROOT_BOOTSTRAP = "services.users.bootstrap:ensure_root"
 
+# `stockmanager import-upstream`: each schema's part of the import, by import string
+# (stockmanager/upstream/run.py says what each provides).
+UPSTREAM_IMPORT: dict[str, str] = {
+    "users": "services.users.upstream_import",
+    "products": "services.products.upstream_import",
+    "sales": "services.sales.upstream_import",
+    "notifications": "services.notifications.upstream_import",
+    "audit": "services.audit.upstream_import",
+    "metrics": "services.metrics.upstream_import",
+}
+
 # Replica r (0-based) of a service listens on port + REPLICA_PORT_STEP * r.
 REPLICA_PORT_STEP = 10
 # The gateway's internal listener (/readyz, /metrics for probes and Prometheus; never public).
