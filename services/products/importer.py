@@ -2,8 +2,10 @@
 
 A row whose barcode exists updates that product (its name, price, stock, ... as given; empty
 optional cells leave the stored value alone; the status is kept); any other row creates an
-active product. Stock set by the file goes through the stock function (reason `import`), so the
-ledger and the low-stock crossing rules hold as for every other change.
+active product. Stock changes of existing products go through the stock function (reason
+`import`); new products are inserted with their stock and get their first ledger row from
+`products.record_initial_stock` (reason `import`, delta = the stock), so the ledger and the
+low-stock crossing rules hold as for every other change.
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.products import events, repository
-from services.products.csvio import ParsedImport
-from services.products.service import apply_stock, stock_low_event
+from services.products.csvio import ImportRow, ParsedImport
+from services.products.service import apply_stock, stock_low_event, stock_reference
 from services.products.tables import outbox
-from services.products.validation import DEFAULT_MIN_QUANTITY
-from stockmanager.contracts.stock import product_crossed_low
+from stockmanager.contracts.stock import StockReason, product_crossed_low
 from stockmanager.errors import ValidationFailed
 from stockmanager.events import Event, write_events
 from stockmanager.identity import Identity
 
 UPDATABLE = ("name", "description", "min_quantity", "price", "expiration_date")
+IMPORT_REASON: StockReason = "import"
 MAX_REPORTED_ERRORS = 1000
 
 
@@ -58,33 +60,21 @@ def reject_invalid(parsed: ParsedImport) -> None:
 async def import_rows(
     conn: AsyncConnection, caller: Identity, parsed: ParsedImport
 ) -> ImportResult:
+    """Set-based: the rows go to a staging table in one COPY, new products are inserted with
+    their stock in one statement (the ledger's first rows: `record_initial_stock`), changed
+    fields are set in one statement and stock deltas of existing products take one call of the
+    stock function. Row-by-row this took ~20 s for 50,000 rows (bench/results/csv.md)."""
     result = ImportResult(skipped=len(parsed.errors), errors=parsed.errors)
-    existing = await repository.lock_products_by_barcode(
-        conn, [row.values["barcode"] for row in parsed.rows]
-    )
-    new_rows: list[dict[str, Any]] = []
-    new_stock: dict[str, int] = {}
-    updates: list[dict[str, Any]] = []
+    await repository.stage_import(conn, (_staged(row) for row in parsed.rows))
+    existing = await repository.lock_staged_products(conn)
+    updates: list[tuple[Any, ...]] = []
     deltas: dict[int, int] = {}
     touched: list[tuple[Any, dict[str, Any]]] = []
-    for row in parsed.rows:
+    for row in parsed.rows if existing else ():
         values = row.values
         current = existing.get(values["barcode"])
         if current is None:
-            new_rows.append(
-                {
-                    "barcode": values["barcode"],
-                    "name": values["name"],
-                    "description": values.get("description", ""),
-                    "quantity": 0,
-                    "min_quantity": values.get("min_quantity", DEFAULT_MIN_QUANTITY),
-                    "price": values["price"],
-                    "expiration_date": values.get("expiration_date"),
-                    "status": 1,
-                }
-            )
-            new_stock[values["barcode"]] = values["quantity"]
-            continue
+            continue  # new: inserted from the staging table below
         merged = {column: values.get(column, getattr(current, column)) for column in UPDATABLE}
         fields_changed = any(merged[column] != getattr(current, column) for column in UPDATABLE)
         delta = values["quantity"] - current.quantity
@@ -93,17 +83,22 @@ async def import_rows(
             continue
         result.updated += 1
         if fields_changed:
-            updates.append({"b_id": current.id, **{f"b_{k}": v for k, v in merged.items()}})
+            updates.append((current.id, *(merged[column] for column in UPDATABLE)))
         if delta:
             deltas[current.id] = delta
         touched.append((current, merged | {"quantity": values["quantity"]}))
 
-    created_ids = await repository.insert_products(conn, new_rows)
-    result.created = len(created_ids)
-    await repository.update_products(conn, UPDATABLE, updates)
-    for barcode, product_id in created_ids.items():
-        deltas[product_id] = new_stock[barcode]
-    await apply_stock(conn, caller, deltas, reason="import")
+    if len(existing) < len(parsed.rows):
+        result.created = await repository.insert_staged_products(
+            conn,
+            reason=IMPORT_REASON,
+            reference=stock_reference(caller),
+            actor_id=caller.user_id,
+            actor_username=caller.username,
+        )
+    if updates:
+        await repository.update_products_from(conn, UPDATABLE, updates)
+    await apply_stock(conn, caller, deltas, reason=IMPORT_REASON)
 
     pending: list[Event] = []
     if result.created or result.updated or result.skipped:  # a no-op file is not an event
@@ -118,6 +113,20 @@ async def import_rows(
             pending.append(stock_low_event(caller, after))
     await write_events(conn, outbox, pending)
     return result
+
+
+def _staged(row: ImportRow) -> tuple[Any, ...]:
+    values = row.values
+    return (
+        row.line,
+        values["barcode"],
+        values["name"],
+        values.get("description"),
+        values["quantity"],
+        values.get("min_quantity"),
+        values["price"],
+        values.get("expiration_date"),
+    )
 
 
 class _Row:

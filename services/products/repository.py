@@ -8,6 +8,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -23,11 +24,13 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.products.tables import items, stock_movements
+from services.products.validation import DEFAULT_MIN_QUANTITY
 from stockmanager.sqltext import LIKE_ESCAPE, like_contains
 
 PRODUCT_COLUMNS = (
@@ -383,3 +386,121 @@ async def list_movements(
         .offset(offset)
     )
     return (await conn.execute(statement)).all()
+
+
+# -- the CSV import (set-based: one COPY and a few statements, whatever the file's size) ------
+
+IMPORT_STAGING = "import_rows"
+_IMPORT_COLUMNS = "barcode, name, description, quantity, min_quantity, price, expiration_date"
+_CHANGES_STAGING = "import_changes"
+
+
+async def _driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under `conn` (same transaction), for COPY."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)
+    return driver
+
+
+async def _copy_into(
+    conn: AsyncConnection, table: str, columns: str, rows: Iterable[Sequence[Any]]
+) -> None:
+    """`CREATE TEMP TABLE table (columns)` (dropped at commit) filled by one COPY stream."""
+    driver = await _driver(conn)
+    await driver.execute(f"CREATE TEMP TABLE {table} ({columns}) ON COMMIT DROP")
+    async with driver.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+        for row in rows:
+            await copy.write_row(row)
+
+
+async def stage_import(conn: AsyncConnection, rows: Iterable[Sequence[Any]]) -> None:
+    """The file's valid rows: (line, *`_IMPORT_COLUMNS`); None: optional cell not given."""
+    await _copy_into(
+        conn,
+        IMPORT_STAGING,
+        "line integer NOT NULL, barcode text PRIMARY KEY, name text NOT NULL,"
+        " description text, quantity integer NOT NULL, min_quantity integer,"
+        " price numeric(12,2) NOT NULL, expiration_date date",
+        rows,
+    )
+
+
+_LOCK_STAGED = text(
+    f"SELECT {', '.join(f'it.{c.name}' for c in PRODUCT_COLUMNS)}"
+    f" FROM products.items AS it JOIN {IMPORT_STAGING} AS s ON s.barcode = it.barcode"
+    " ORDER BY it.id FOR UPDATE OF it"
+)
+
+
+async def lock_staged_products(conn: AsyncConnection) -> dict[str, Any]:
+    """The products the staged rows name (by barcode), locked in id order (the stock
+    function's order: no deadlocks), by barcode."""
+    return {row.barcode: row for row in (await conn.execute(_LOCK_STAGED)).all()}
+
+
+_INSERT_STAGED = text(
+    f"INSERT INTO products.items ({_IMPORT_COLUMNS}, status)"
+    " SELECT s.barcode, s.name, coalesce(s.description, ''), s.quantity,"
+    f" coalesce(s.min_quantity, {DEFAULT_MIN_QUANTITY}), s.price, s.expiration_date, 1"
+    f" FROM {IMPORT_STAGING} AS s"
+    " WHERE NOT EXISTS (SELECT 1 FROM products.items AS it WHERE it.barcode = s.barcode)"
+    " ORDER BY s.line"  # ids in the file's order, as row-by-row inserts gave them
+    " RETURNING id"
+)
+_RECORD_INITIAL_STOCK = text(
+    "SELECT products.record_initial_stock(CAST(:ids AS bigint[]), :reason, :reference,"
+    " :actor_id, :actor_username)"
+)
+
+
+async def insert_staged_products(
+    conn: AsyncConnection,
+    *,
+    reason: str,
+    reference: str | None,
+    actor_id: int | None,
+    actor_username: str | None,
+) -> int:
+    """Insert the staged rows whose barcode is new, with their stock, and record that stock in
+    the ledger (`products.record_initial_stock`, migration products_0004); returns how many."""
+    ids = [row[0] for row in (await conn.execute(_INSERT_STAGED)).all()]
+    if ids:
+        await conn.execute(
+            _RECORD_INITIAL_STOCK,
+            {
+                "ids": ids,
+                "reason": reason,
+                "reference": reference,
+                "actor_id": actor_id,
+                "actor_username": actor_username,
+            },
+        )
+    return len(ids)
+
+
+async def update_products_from(
+    conn: AsyncConnection, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Set `columns` on many products in one statement; each row is (id, *values in `columns`
+    order), streamed by COPY."""
+    definitions = {
+        "name": "text",
+        "description": "text",
+        "min_quantity": "integer",
+        "price": "numeric(12,2)",
+        "expiration_date": "date",
+    }
+    await _copy_into(
+        conn,
+        _CHANGES_STAGING,
+        "id bigint PRIMARY KEY, " + ", ".join(f"{c} {definitions[c]}" for c in columns),
+        rows,
+    )
+    assignments = ", ".join(f"{column} = c.{column}" for column in columns)
+    await conn.execute(
+        text(
+            f"UPDATE products.items AS it SET {assignments}, updated_at = now()"
+            f" FROM {_CHANGES_STAGING} AS c WHERE it.id = c.id"
+        )
+    )

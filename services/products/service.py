@@ -11,6 +11,7 @@ from services.products import events, repository, schemas
 from services.products.tables import outbox
 from services.products.validation import FIELD_ORDER
 from stockmanager.contracts.stock import (
+    REFERENCE_MAX,
     StockChange,
     StockMovements,
     StockReason,
@@ -22,6 +23,11 @@ from stockmanager.events import Event, write_event, write_events
 from stockmanager.identity import Identity
 
 
+def stock_reference(caller: Identity) -> str:
+    """The ledger reference of a change made by a request of this service."""
+    return f"request:{caller.request_id}"[:REFERENCE_MAX]
+
+
 async def apply_stock(
     conn: AsyncConnection, caller: Identity, deltas: dict[int, int], *, reason: StockReason
 ) -> dict[int, StockChange]:
@@ -31,7 +37,7 @@ async def apply_stock(
         StockMovements(
             {item_id: delta for item_id, delta in deltas.items() if delta != 0},
             reason=reason,
-            reference=f"request:{caller.request_id}",
+            reference=stock_reference(caller),
             actor_id=caller.user_id,
             actor_username=caller.username,
         ),
