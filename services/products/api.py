@@ -206,9 +206,9 @@ async def export_products(
 ) -> Response:
     query = product_query(search, view_mode, sort, order, active_only=False)
     async with reading(runtime) as conn:
-        rows = await repository.export_products(conn, query, runtime.settings.timezone)
+        lines = await repository.export_csv(conn, query, runtime.settings.timezone)
+    content = csvio.EXPORT_HEADER + lines
     tz = runtime.settings.tz
-    content = await asyncio.to_thread(csvio.export_csv, rows)
     filename = f"stockly_productos_{now_utc().astimezone(tz):%Y%m%d_%H%M}.csv"
     return Response(
         content,

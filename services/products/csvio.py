@@ -1,4 +1,5 @@
-"""CSV in and out: reading an import file into validated rows, writing the export.
+"""CSV in and out: reading an import file into validated rows; the export's header (its rows
+are built in SQL: repository.export_csv).
 
 Import format (docs/api/products.md): a header row; required columns `barcode,name,quantity,
 price`, optional `description,min_quantity,expiration_date`; other columns (the export's `id`,
@@ -16,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -24,7 +25,7 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
-from services.products.validation import error_message, validate_field
+from services.products.validation import FIELD_CHECKS, error_message
 from stockmanager.errors import UnsupportedMediaType, ValidationFailed
 
 REQUIRED_COLUMNS = ("barcode", "name", "quantity", "price")
@@ -43,6 +44,9 @@ EXPORT_COLUMNS = (
     "created_at",
     "updated_at",
 )
+# The export's first line; its rows are built by PostgreSQL (repository.export_csv) with the
+# `csv` module's quoting and the formula protection below.
+EXPORT_HEADER = ",".join(EXPORT_COLUMNS) + "\r\n"
 RAW_CSV_TYPES = frozenset(
     {
         "text/csv",
@@ -53,12 +57,13 @@ RAW_CSV_TYPES = frozenset(
     }
 )
 # Cells a spreadsheet would run as a formula are exported with a leading apostrophe (OWASP
-# CSV injection); the import removes that apostrophe again, so a round trip is lossless.
+# CSV injection: repository.export_csv); the import removes that apostrophe again, so a round
+# trip is lossless.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _DECIMAL_COMMA = re.compile(r"^\s*\d+,\d{1,2}\s*$")
 
 
-@dataclass
+@dataclass(slots=True)
 class ImportRow:
     line: int
     values: dict[str, Any]  # validated; optional columns only when the cell was not empty
@@ -146,21 +151,24 @@ def _parse_import(text: str, *, max_rows: int) -> ParsedImport:
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line))
     header = _header(reader)
+    width = header["__width__"]
+    fields = _field_plan(header)
     parsed = ParsedImport()
     seen: dict[str, int] = {}
     count = 0
+    # Up to 50,000 rows per request: this loop is kept lean (no per-cell helper calls for what
+    # a comparison does), the checks themselves are the API's (validation.FIELD_CHECKS).
     for cells in reader:
-        if not any(cell.strip() for cell in cells):
-            continue
+        if not "".join(cells).strip():
+            continue  # a blank line
         count += 1
         if count > max_rows:
             raise ValidationFailed(f"El archivo supera el máximo de {max_rows} filas")
         line = reader.line_num
-        raw_barcode = _cell(cells, header, "barcode")
         try:
-            if any(cell.strip() for cell in cells[header["__width__"] :]):
+            if len(cells) > width and "".join(cells[width:]).strip():
                 raise ValidationFailed("La fila tiene más columnas que el encabezado")
-            values = _row_values(cells, header)
+            values = _row_values(cells, fields)
             barcode = values["barcode"]
             if barcode in seen:
                 raise ValidationFailed(
@@ -169,6 +177,7 @@ def _parse_import(text: str, *, max_rows: int) -> ParsedImport:
             seen[barcode] = line
         except (PydanticCustomError, ValidationFailed) as exc:
             message = error_message(exc) if isinstance(exc, PydanticCustomError) else exc.message
+            raw_barcode = _cell(cells, header, "barcode")
             parsed.errors.append(
                 {"row": line, "barcode": (raw_barcode or "").strip() or None, "error": message}
             )
@@ -205,51 +214,39 @@ def _cell(cells: list[str], header: dict[str, int], name: str) -> str | None:
     return _unformula(cells[index])
 
 
-def _row_values(cells: list[str], header: dict[str, int]) -> dict[str, Any]:
+# Validation order of a row (upstream's: the first failing field is the one reported).
+ROW_FIELDS = (
+    "barcode",
+    "description",
+    "name",
+    "quantity",
+    "min_quantity",
+    "price",
+    "expiration_date",
+)
+
+# (name, column index, check, optional) for each field the header has, in ROW_FIELDS order.
+FieldPlan = list[tuple[str, int, Callable[[Any], Any], bool]]
+
+
+def _field_plan(header: dict[str, int]) -> FieldPlan:
+    return [
+        (name, header[name], FIELD_CHECKS[name], name in OPTIONAL_COLUMNS)
+        for name in ROW_FIELDS
+        if name in header
+    ]
+
+
+def _row_values(cells: list[str], fields: FieldPlan) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name in (
-        "barcode",
-        "description",
-        "name",
-        "quantity",
-        "min_quantity",
-        "price",
-        "expiration_date",
-    ):
-        cell = _cell(cells, header, name)
-        if name in OPTIONAL_COLUMNS and (cell is None or not cell.strip()):
+    width = len(cells)
+    for name, index, check, optional in fields:
+        cell = cells[index] if index < width else None
+        if cell and cell[0] == "'":
+            cell = _unformula(cell)
+        if optional and (cell is None or not cell.strip()):
             continue  # not given: a default on create, unchanged on update
-        if name == "price" and cell is not None and _DECIMAL_COMMA.match(cell):
+        if name == "price" and cell and "," in cell and _DECIMAL_COMMA.match(cell):
             cell = cell.replace(",", ".")
-        values[name] = validate_field(name, cell)
+        values[name] = check(cell)
     return values
-
-
-def _safe(value: str | None) -> str:
-    if value is None:
-        return ""
-    return "'" + value if value.startswith(FORMULA_START) else value
-
-
-def export_csv(rows: Iterable[Any]) -> str:
-    """`rows` from `repository.display_columns` (times already local text)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(EXPORT_COLUMNS)
-    for row in rows:
-        writer.writerow(
-            (
-                row.id,
-                _safe(row.barcode),
-                _safe(row.name),
-                _safe(row.description),
-                row.quantity,
-                row.min_quantity,
-                f"{row.price:.2f}",
-                row.status,
-                row.expiration_date or "",
-                row.created_at or "",
-                row.updated_at or "",
-            )
-        )
-    return out.getvalue()

@@ -13,6 +13,19 @@ from tests.products.conftest import create_product, error_of, find_by_barcode
 from tests.support.stack import ApiClient, unique
 
 CSV = {"content-type": "text/csv"}
+EXPORT_HEADER = [
+    "id",
+    "barcode",
+    "name",
+    "description",
+    "quantity",
+    "min_quantity",
+    "price",
+    "status",
+    "expiration_date",
+    "created_at",
+    "updated_at",
+]
 
 
 def total_for(client: ApiClient, search: str) -> int:
@@ -233,19 +246,7 @@ def test_export_returns_the_filtered_list_as_csv(admin: ApiClient) -> None:
     assert disposition.startswith('attachment; filename="stockly_productos_')
     assert disposition.endswith('.csv"')
     rows = parse_csv(response.text)
-    assert list(rows[0]) == [
-        "id",
-        "barcode",
-        "name",
-        "description",
-        "quantity",
-        "min_quantity",
-        "price",
-        "status",
-        "expiration_date",
-        "created_at",
-        "updated_at",
-    ]
+    assert list(rows[0]) == EXPORT_HEADER
     assert [int(row["id"]) for row in rows] == [formula["id"], low["id"]]
     assert rows[0] == {
         "id": str(formula["id"]),
@@ -280,3 +281,45 @@ def test_export_of_nothing_is_just_the_header(admin: ApiClient) -> None:
         "id,barcode,name,description,quantity,min_quantity,price,status,"
         "expiration_date,created_at,updated_at\r\n"
     )
+
+
+def test_export_writes_what_the_csv_module_writes(admin: ApiClient) -> None:
+    """Rows are built by PostgreSQL: quoting (commas, quotes, line breaks), formula protection,
+    empty and missing cells, money and times byte for byte as Python's `csv` module writes."""
+    tag = unique("cq")[:12]
+    tricky = [
+        create_product(admin, name=f'Dicho "{tag}"', description="uno, dos\r\ny tres"),
+        create_product(admin, name=f"+{tag}", description="", expiration_date=None, price=7),
+        create_product(admin, name=f"@{tag},x", description='=HYPERLINK("a")', price=0.5),
+        create_product(admin, name=f"{tag} normal", description="\ttab", quantity=0),
+    ]
+    response = admin.get("/api/products/export", params={"search": tag, "sort": "price"})
+    assert response.status_code == 200
+
+    def safe(value: str) -> str:
+        return "'" + value if value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
+
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\r\n")
+    writer.writerow(EXPORT_HEADER)
+    for product in sorted(tricky, key=lambda p: (p["price"], p["id"])):
+        writer.writerow(
+            [
+                product["id"],
+                safe(product["barcode"]),
+                safe(product["name"]),
+                safe(product["description"]),
+                product["stock"],
+                product["min_stock"],
+                f"{product['price']:.2f}",
+                product["status"],
+                product["expiration_date"] or "",
+                product["created_at"],
+                product["updated_at"],
+            ]
+        )
+    assert response.text == expected.getvalue()
+    # ... and the import reads every one of them back unchanged.
+    again = admin.post("/api/products/import", content=response.content, headers=CSV)
+    assert again.status_code == 200, again.text
+    assert again.json()["unchanged"] == len(tricky)
