@@ -1,0 +1,1 @@
+"""Webhooks service: signed outgoing HTTP deliveries of domain events to subscribed endpoints."""

@@ -1,0 +1,47 @@
+"""The `webhooks` consumer group: deliverable events in, one pending delivery per matching
+subscription out, written in the consumer's transaction (idempotent: the kernel records the
+event id, and a (subscription, event) pair is unique). The delivery worker is woken after the
+commit; it sends them (delivery.py)."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.webhooks import service
+from services.webhooks.delivery import DeliveryWorker
+from services.webhooks.events import DELIVERABLE
+from services.webhooks.settings import WebhooksSettings
+from services.webhooks.tables import processed_events
+from stockmanager.db import Database
+from stockmanager.events import Event
+from stockmanager.events.consumer import EventConsumer
+
+GROUP = "webhooks"
+
+
+class WebhooksConsumer(EventConsumer):
+    def __init__(
+        self, settings: WebhooksSettings, db: Database, redis: Redis, worker: DeliveryWorker
+    ) -> None:
+        super().__init__(
+            redis,
+            stream=settings.event_stream,
+            group=GROUP,
+            types=DELIVERABLE,
+            db=db,
+            processed=processed_events,
+            handler=self._handle,
+            reclaim_idle_ms=settings.event_reclaim_idle_ms,
+            # Events from before the service's first start are not delivered: subscriptions are
+            # created after it runs, and a new group reading the whole stream would only burn CPU.
+            start_id="$",
+        )
+        self.settings = settings
+        self.worker = worker
+
+    async def _handle(self, conn: AsyncConnection, event: Event) -> None:
+        await service.deliveries_for_event(conn, self.settings, event)
+
+    async def after_commit(self, applied: list[Event]) -> None:
+        self.worker.wake()

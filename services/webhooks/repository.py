@@ -1,0 +1,357 @@
+"""All SQL of the webhooks service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.webhooks.tables import deliveries, subscriptions
+
+# --- subscriptions ----------------------------------------------------------------------------
+
+
+async def insert_subscription(conn: AsyncConnection, values: Mapping[str, Any]) -> Any:
+    return (
+        await conn.execute(insert(subscriptions).values(**values).returning(*subscriptions.c))
+    ).one()
+
+
+async def get_subscription(
+    conn: AsyncConnection, subscription_id: int, *, lock: bool = False
+) -> Any:
+    query = select(subscriptions).where(subscriptions.c.id == subscription_id)
+    if lock:
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def list_subscriptions(
+    conn: AsyncConnection, *, offset: int, limit: int
+) -> tuple[Sequence[Any], int]:
+    rows = (
+        await conn.execute(
+            select(subscriptions, func.count().over().label("total"))
+            .order_by(subscriptions.c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+    ).all()
+    total = int(rows[0].total) if rows else await _count(conn)
+    return rows, total
+
+
+async def _count(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(subscriptions)) or 0)
+
+
+async def update_subscription(
+    conn: AsyncConnection, subscription_id: int, values: Mapping[str, Any]
+) -> Any:
+    return (
+        await conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.id == subscription_id)
+            .values(**values, updated_at=func.now())
+            .returning(*subscriptions.c)
+        )
+    ).one()
+
+
+async def delete_subscription(conn: AsyncConnection, subscription_id: int) -> Any | None:
+    # Its deliveries go with it (ON DELETE CASCADE); an attempt in flight records nothing.
+    return (
+        await conn.execute(
+            delete(subscriptions)
+            .where(subscriptions.c.id == subscription_id)
+            .returning(*subscriptions.c)
+        )
+    ).first()
+
+
+# --- deliveries: creation ---------------------------------------------------------------------
+
+_FAN_OUT = text(
+    """
+    INSERT INTO webhooks.deliveries
+        (subscription_id, event_id, event_type, payload, next_attempt_at, retry_until)
+    SELECT s.id, CAST(:event_id AS uuid), :event_type, CAST(:payload AS jsonb), now(),
+           now() + make_interval(secs => :window)
+      FROM webhooks.subscriptions s
+     WHERE s.active AND s.events && CAST(:wanted AS varchar(64)[])
+    ON CONFLICT ON CONSTRAINT uq_deliveries_subscription_event DO NOTHING
+    """
+)
+
+
+async def fan_out(
+    conn: AsyncConnection,
+    *,
+    event_id: str,
+    event_type: str,
+    payload_json: str,
+    wanted: Sequence[str],
+    window_seconds: float,
+) -> int:
+    """One pending delivery per active subscription whose events overlap `wanted` (the type and
+    `*`); a second call for the same event adds nothing."""
+    result = await conn.execute(
+        _FAN_OUT,
+        {
+            "event_id": event_id,
+            "event_type": event_type,
+            "payload": payload_json,
+            "wanted": list(wanted),
+            "window": window_seconds,
+        },
+    )
+    return int(result.rowcount or 0)
+
+
+async def insert_delivery(
+    conn: AsyncConnection,
+    *,
+    subscription_id: int,
+    event_id: str,
+    event_type: str,
+    payload: dict[str, Any],
+    window_seconds: float,
+) -> int:
+    delivery_id = await conn.scalar(
+        pg_insert(deliveries)
+        .values(
+            subscription_id=subscription_id,
+            event_id=event_id,
+            event_type=event_type,
+            payload=payload,
+            next_attempt_at=func.now(),
+            retry_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, window_seconds),
+        )
+        .returning(deliveries.c.id)
+    )
+    assert delivery_id is not None
+    return int(delivery_id)
+
+
+# --- deliveries: the worker -------------------------------------------------------------------
+
+# Due deliveries of active subscriptions, at most `per_sub - busy` per subscription (`busy`: this
+# process's attempts in flight), leased: `next_attempt_at` moves to the lease's end, so a process
+# killed mid-attempt leaves the row due again once the lease has expired.
+_CLAIM = text(
+    """
+    WITH busy AS (
+        SELECT * FROM unnest(CAST(:busy_ids AS bigint[]), CAST(:busy_counts AS integer[]))
+                   AS b(subscription_id, n)
+    ), picked AS (
+        SELECT due.id
+          FROM webhooks.subscriptions s
+          LEFT JOIN busy b ON b.subscription_id = s.id
+         CROSS JOIN LATERAL (
+               SELECT d.id
+                 FROM webhooks.deliveries d
+                WHERE d.subscription_id = s.id
+                  AND d.status = 'pending'
+                  AND d.next_attempt_at <= now()
+                ORDER BY d.next_attempt_at
+                LIMIT GREATEST(0, :per_subscription - COALESCE(b.n, 0))
+                  FOR UPDATE OF d SKIP LOCKED
+         ) due
+         WHERE s.active
+         LIMIT :total
+    )
+    UPDATE webhooks.deliveries d
+       SET next_attempt_at = now() + make_interval(secs => :lease),
+           lease_until = now() + make_interval(secs => :lease),
+           attempts = d.attempts + 1,
+           last_attempt_at = now()
+      FROM picked, webhooks.subscriptions s
+     WHERE d.id = picked.id AND s.id = d.subscription_id
+    RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.payload, d.attempts,
+              d.retry_until, s.url, s.secret_encrypted, s.previous_secret_encrypted,
+              s.previous_secret_expires_at
+    """
+)
+
+
+async def claim_due(
+    conn: AsyncConnection,
+    *,
+    total: int,
+    per_subscription: int,
+    busy: Mapping[int, int],
+    lease_seconds: float,
+) -> Sequence[Any]:
+    return (
+        await conn.execute(
+            _CLAIM,
+            {
+                "busy_ids": list(busy),
+                "busy_counts": list(busy.values()),
+                "per_subscription": per_subscription,
+                "total": total,
+                "lease": lease_seconds,
+            },
+        )
+    ).all()
+
+
+_SUCCEEDED = text(
+    """
+    UPDATE webhooks.deliveries d
+       SET status = 'succeeded', delivered_at = now(), next_attempt_at = NULL,
+           lease_until = NULL, response_status = u.status, latency_ms = u.latency,
+           response_body = u.body, last_error = NULL
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS integer[]),
+                  CAST(:latencies AS integer[]), CAST(:bodies AS text[]))
+           AS u(id, status, latency, body)
+     WHERE d.id = u.id AND d.status = 'pending'
+    """
+)
+
+
+async def record_successes(
+    conn: AsyncConnection, outcomes: Sequence[tuple[int, int, int, str]]
+) -> None:
+    """(delivery id, response status, latency ms, response excerpt) of successful attempts."""
+    if not outcomes:
+        return
+    ids, statuses, latencies, bodies = (list(column) for column in zip(*outcomes, strict=True))
+    await conn.execute(
+        _SUCCEEDED, {"ids": ids, "statuses": statuses, "latencies": latencies, "bodies": bodies}
+    )
+
+
+async def reset_failures(conn: AsyncConnection, subscription_ids: Sequence[int]) -> None:
+    if subscription_ids:
+        await conn.execute(
+            update(subscriptions)
+            .where(
+                subscriptions.c.id.in_(subscription_ids),
+                subscriptions.c.consecutive_failures != 0,
+            )
+            .values(consecutive_failures=0, failing_since=None)
+        )
+
+
+async def record_failure(
+    conn: AsyncConnection,
+    delivery_id: int,
+    *,
+    next_attempt_at: datetime | None,
+    response_status: int | None,
+    latency_ms: int | None,
+    response_body: str | None,
+    error: str,
+) -> None:
+    """A failed attempt: due again at `next_attempt_at`, or given up (`failed`) without one."""
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")
+        .values(
+            status="pending" if next_attempt_at is not None else "failed",
+            next_attempt_at=next_attempt_at,
+            lease_until=None,
+            response_status=response_status,
+            latency_ms=latency_ms,
+            response_body=response_body,
+            last_error=error,
+        )
+    )
+
+
+async def count_failure(conn: AsyncConnection, subscription_id: int) -> Any | None:
+    """One more failure in a row for the subscription; its row after that (None: deleted)."""
+    return (
+        await conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.id == subscription_id)
+            .values(
+                consecutive_failures=subscriptions.c.consecutive_failures + 1,
+                failing_since=func.coalesce(subscriptions.c.failing_since, func.now()),
+            )
+            .returning(
+                *subscriptions.c, (func.now() - subscriptions.c.failing_since).label("failing_for")
+            )
+        )
+    ).first()
+
+
+async def disable_failing(conn: AsyncConnection, subscription_id: int, reason: str) -> Any | None:
+    """Disable an active subscription; None if it was not active (another worker was first)."""
+    return (
+        await conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.id == subscription_id, subscriptions.c.active)
+            .values(active=False, disabled_reason=reason, updated_at=func.now())
+            .returning(*subscriptions.c)
+        )
+    ).first()
+
+
+async def next_due_in(conn: AsyncConnection) -> float | None:
+    """Seconds until the earliest pending delivery of an active subscription is due."""
+    value = await conn.scalar(
+        select(func.extract("epoch", func.min(deliveries.c.next_attempt_at) - func.now()))
+        .select_from(deliveries.join(subscriptions))
+        .where(deliveries.c.status == "pending", subscriptions.c.active)
+    )
+    return None if value is None else float(value)
+
+
+# --- deliveries: the log ----------------------------------------------------------------------
+
+
+async def list_deliveries(
+    conn: AsyncConnection,
+    subscription_id: int,
+    *,
+    status: str | None,
+    event_type: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[Sequence[Any], int]:
+    conditions = [deliveries.c.subscription_id == subscription_id]
+    if status is not None:
+        conditions.append(deliveries.c.status == status)
+    if event_type is not None:
+        conditions.append(deliveries.c.event_type == event_type)
+    rows = (
+        await conn.execute(
+            select(deliveries, func.count().over().label("total"))
+            .where(*conditions)
+            .order_by(deliveries.c.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+    ).all()
+    if rows:
+        return rows, int(rows[0].total)
+    total = await conn.scalar(select(func.count()).select_from(deliveries).where(*conditions))
+    return rows, int(total or 0)
+
+
+async def redeliver(
+    conn: AsyncConnection, subscription_id: int, delivery_id: int, window_seconds: float
+) -> Any | None:
+    """Make a delivery due now, with a fresh retry window (None: no such delivery)."""
+    return (
+        await conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id == delivery_id,
+                deliveries.c.subscription_id == subscription_id,
+            )
+            .values(
+                status="pending",
+                next_attempt_at=func.now(),
+                lease_until=None,
+                retry_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, window_seconds),
+            )
+            .returning(deliveries.c.id)
+        )
+    ).first()
