@@ -31,6 +31,7 @@ SERVICES: tuple[ProcessInfo, ...] = (
     ProcessInfo("metrics", 5104, "services.metrics.app:create_app", "metrics"),
     ProcessInfo("notifications", 5105, "services.notifications.app:create_app", "notifications"),
     ProcessInfo("audit", 5106, "services.audit.app:create_app", "audit"),
+    ProcessInfo("webhooks", 5107, "services.webhooks.app:create_app", "webhooks"),
 )
 
 PROCESSES: tuple[ProcessInfo, ...] = (GATEWAY, *SERVICES)
@@ -43,6 +44,7 @@ MIGRATION_ORDER: tuple[str, ...] = (
     "notifications",
     "audit",
     "metrics",
+    "webhooks",
 )
 
 ROOT_BOOTSTRAP = "services.users.bootstrap:ensure_root"
