@@ -169,6 +169,16 @@ ROUTE_MAP: tuple[Route, ...] = (
     _r("GET", "/api/user/{id:int}", "audit", U),
     _r("GET", "/api/all", "audit", R),
     _r("GET", "/api/entity/{entity_type}/{id:int}", "audit", A),
+    # webhooks (outgoing, signed deliveries of domain events)
+    _r("POST", "/api/webhooks", "webhooks", A),
+    _r("GET", "/api/webhooks", "webhooks", A),
+    _r("GET", "/api/webhooks/{id:int}", "webhooks", A),
+    _r("PUT", "/api/webhooks/{id:int}", "webhooks", A),
+    _r("DELETE", "/api/webhooks/{id:int}", "webhooks", A),
+    _r("POST", "/api/webhooks/{id:int}/rotate-secret", "webhooks", A),
+    _r("POST", "/api/webhooks/{id:int}/test", "webhooks", A),
+    _r("GET", "/api/webhooks/{id:int}/deliveries", "webhooks", A),
+    _r("POST", "/api/webhooks/{id:int}/deliveries/{delivery_id:int}/redeliver", "webhooks", A),
     # the API reference (last: only requests that match nothing above pay for these)
     _r("GET", "/api/openapi.json", GATEWAY, P),
     _r("GET", "/api/docs", GATEWAY, P),
@@ -216,6 +226,7 @@ ENTITY_BY_TARGET = {
     "notifications": "notification",
     "audit": "audit",
     "metrics": "metrics",
+    "webhooks": "webhook",
     GATEWAY: "system",
 }
 
