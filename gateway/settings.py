@@ -23,6 +23,7 @@ class GatewaySettings(KernelSettings):
     metrics_urls: str = _default_url(5104)
     notifications_urls: str = _default_url(5105)
     audit_urls: str = _default_url(5106)
+    webhooks_urls: str = _default_url(5107)
 
     cookie_name: str = "session"
     cookie_secure: bool = False
@@ -105,6 +106,7 @@ assert {s.name for s in SERVICES} == {
     "metrics",
     "notifications",
     "audit",
+    "webhooks",
 }, "GatewaySettings must list every service's URLs"
 
 
