@@ -108,6 +108,7 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("metrics", "Sales statistics and dashboards."),
     ("notifications", "In-app notifications and their live stream."),
     ("audit", "The audit trail of every change."),
+    ("webhooks", "Signed HTTP deliveries of events to other systems (docs/webhooks.md)."),
     ("debug", "Diagnostics for the root user (also at `/api/api/debug/*`)."),
     ("docs", "This document and the interactive documentation page."),
 )
