@@ -20,6 +20,7 @@ DEFAULT_PORTS = {
     "metrics": 5104,
     "notifications": 5105,
     "audit": 5106,
+    "webhooks": 5107,
 }
 TIMEOUT_SECONDS = 3.0
 
