@@ -32,6 +32,7 @@ PROCESSES = {
     "metrics": 5104,
     "notifications": 5105,
     "audit": 5106,
+    "webhooks": 5107,
 }
 SERVICES = [name for name in PROCESSES if name != "gateway"]
 
