@@ -80,14 +80,20 @@ def _replace_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -
     if pgconn is None:
         return  # not psycopg: nothing to look at
     try:
-        fd = pgconn.socket  # raises once libpq knows the connection is closed
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLPRI)
-        closed = bool(poller.poll(0))
+        closed = closed_by_server(pgconn)
     except (OSError, ValueError, psycopg.Error) as exc:
         raise DisconnectionError(f"connection unusable: {exc}") from exc
     if closed:
         raise DisconnectionError("the server closed the connection")
+
+
+def closed_by_server(pgconn: Any) -> bool:
+    """An idle psycopg connection (`conn.pgconn`) with something to read was closed by the
+    server: one poll() of its socket, no round trip (also the sales checkout pool's check).
+    Raises (OSError, ValueError, psycopg.Error) when libpq already knows it is closed."""
+    poller = select.poll()
+    poller.register(pgconn.socket, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 def sqlstate(exc: BaseException) -> str | None:

@@ -88,9 +88,8 @@ async def create_sale_by_barcode(
     barcode_order = order.order()
 
     async def record(conn: CheckoutConnection) -> Outcome:
-        recorded = await service.record_barcode_sale(conn, caller, barcode_order)
-        sale = recorded.sale
-        return Outcome(201, responses.barcode_sale_created(sale), sale.id, recorded.events)
+        sale = await service.record_barcode_sale(conn, caller, barcode_order)
+        return Outcome(201, responses.barcode_sale_created(sale), sale.id)
 
     return await run_sale(runtime, claim, record)
 
@@ -114,9 +113,8 @@ async def create_bulk_sale(
     sale_order = order.order()
 
     async def record(conn: CheckoutConnection) -> Outcome:
-        recorded = await service.record_bulk_sale(conn, caller, sale_order)
-        sale = recorded.sale
-        return Outcome(201, responses.bulk_sale_created(sale), sale.id, recorded.events)
+        sale = await service.record_bulk_sale(conn, caller, sale_order)
+        return Outcome(201, responses.bulk_sale_created(sale), sale.id)
 
     return await run_sale(runtime, claim, record)
 

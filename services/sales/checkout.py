@@ -5,7 +5,9 @@
 sale, SQLAlchemy's pool checkout (with its pre-ping) and transaction handling cost more CPU than
 the sale's own statements; a psycopg pool with explicit BEGIN/COMMIT costs a third of that
 (bench/results/sales.md). Like `runtime.transaction()`, this boundary is the only place that
-commits, and it pokes the outbox relay after the commit.
+commits, and it pokes the outbox relay after the commit. A sale without an Idempotency-Key is
+one statement (`sales.record_sale`, events included) run in autocommit: its own transaction,
+one round trip, no BEGIN/COMMIT.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -23,11 +25,11 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.responses import Response
 
 from services.sales import idempotency
-from services.sales.repository_checkout import CheckoutConnection, write_events
+from services.sales.repository_checkout import CheckoutConnection
 from services.sales.runtime import SalesRuntime
 from services.sales.settings import SalesSettings
+from stockmanager.db import closed_by_server
 from stockmanager.errors import ApiError, InternalError, ServiceUnavailable
-from stockmanager.events import Event
 from stockmanager.http import dumps
 
 log = logging.getLogger("sales.checkout")
@@ -37,12 +39,11 @@ JSON_MEDIA_TYPE = "application/json"
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a sale action produced: the HTTP answer, the sale, and the events to write."""
+    """What a sale action produced (its events already written): the HTTP answer, the sale."""
 
     status: int
     payload: dict[str, Any]
     sale_id: int | None
-    events: list[Event] = field(default_factory=list)
 
 
 Action = Callable[[CheckoutConnection], Awaitable[Outcome]]
@@ -102,18 +103,53 @@ async def transaction(
     raise ServiceUnavailable()
 
 
+@asynccontextmanager
+async def single_statement(
+    pool: AsyncConnectionPool[CheckoutConnection],
+) -> AsyncIterator[CheckoutConnection]:
+    """A connection for one statement in autocommit: that statement is the transaction.
+
+    Instead of BEGIN as the liveness check (a round trip), a connection the server closed
+    meanwhile (PostgreSQL restarted; it holds the FATAL message and EOF) is seen without one
+    (`closed_by_server`: a poll() of its socket) and replaced. A connection that dies during
+    the statement is an OperationalError (503): whether the database got the statement cannot
+    be known then, so it is not retried; a client's retry with its Idempotency-Key is safe.
+    """
+    for _ in range(pool.max_size + 1):
+        conn = await pool.getconn()
+        try:
+            closed = closed_by_server(conn.pgconn)
+        except (OSError, ValueError, psycopg.Error):
+            closed = True
+        if closed:
+            await conn.close()
+            await pool.putconn(conn)  # closed: the pool discards it
+            continue
+        try:
+            yield conn
+        finally:
+            await pool.putconn(conn)
+        return
+    raise ServiceUnavailable()
+
+
 async def run_sale(
     runtime: SalesRuntime, claim: idempotency.Claim | None, action: Action
 ) -> Response:
-    """Run `action` in one transaction, at most once per Idempotency-Key, and answer.
+    """Run `action` as one transaction, at most once per Idempotency-Key, and answer.
 
-    With a key, the key is claimed first (a concurrent duplicate waits here, then replays);
-    the response is stored in the same transaction. The action's events are written last,
-    then the transaction commits.
+    Without a key the action's one statement runs in autocommit. With a key: BEGIN, the key
+    is claimed first (a concurrent duplicate waits here, then replays), the action, the
+    response stored in the same transaction, COMMIT.
     """
+    pool = runtime.resources.checkout_pool
     try:
-        async with transaction(runtime.resources.checkout_pool) as conn:
-            if claim is not None:
+        if claim is None:
+            async with single_statement(pool) as conn:
+                outcome = await action(conn)
+            body = dumps(outcome.payload)
+        else:
+            async with transaction(pool) as conn:
                 stored = await idempotency.claim_or_replay(
                     conn, claim, runtime.settings.idempotency_ttl_seconds
                 )
@@ -124,11 +160,9 @@ async def run_sale(
                         media_type=JSON_MEDIA_TYPE,
                         headers={idempotency.REPLAYED_HEADER: "true"},
                     )
-            outcome = await action(conn)
-            body = dumps(outcome.payload)
-            if claim is not None:
+                outcome = await action(conn)
+                body = dumps(outcome.payload)
                 await idempotency.remember(conn, claim, outcome.status, body, outcome.sale_id)
-            await write_events(conn, outcome.events)
     except ApiError:
         raise
     except PoolTimeout as exc:

@@ -56,6 +56,39 @@ def sale_created(sale: Sale, caller: Identity) -> Event:
     )
 
 
+def sale_created_template(
+    vendor_id: int, vendor_username: str, payment_method: str, caller: Identity
+) -> Event:
+    """`sale.created` before the sale exists, for `sales.record_sale` (the checkout in one
+    statement), which sets `entity.id` and adds `sale_id`, `total` and `items` to `data` (and
+    copies `data` to `after`) from the rows it locked. tests/sales/test_record_sale_events.py
+    checks the outcome equals `sale_created()` of the recorded sale."""
+    return new_event(
+        EventType.SALE_CREATED,
+        identity=caller,
+        entity_type="sale",
+        entity_id=None,
+        data={
+            "vendor_id": vendor_id,
+            "vendor_username": vendor_username,
+            "payment_method": payment_method,
+        },
+    )
+
+
+def stock_low_template(caller: Identity) -> Event:
+    """`product.stock_low` before the crossing is known, for `sales.record_sale`, which gives
+    each crossing a new `id`, sets `entity.id` and adds the product's `item_id`, `name`,
+    `quantity` and `min_quantity` to `data` (as `stock_low()` builds them)."""
+    return new_event(
+        EventType.STOCK_LOW,
+        identity=caller,
+        entity_type="product",
+        entity_id=None,
+        data={"notify_user_id": caller.user_id},
+    )
+
+
 def sale_updated(before: Sale, after: Sale, caller: Identity) -> Event:
     return new_event(
         EventType.SALE_UPDATED,

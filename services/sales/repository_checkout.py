@@ -1,13 +1,14 @@
 """SQL of recording a sale (the checkout hot path), on a psycopg connection.
 
-A sale costs the same four statements whatever its number of lines: the catalogue read (which
-also takes the sale id from the sequence), the sale itself (stock through
-`products.apply_stock_movements`, the header, the lines at the prices read under the row
-locks: one statement with data-modifying CTEs), the outbox events, and the COMMIT. psycopg
-prepares them after a few executions. The connection comes from the checkout pool
-(checkout.py), not from SQLAlchemy: measured per sale, SQLAlchemy's pool checkout with
-pre-ping plus its transaction handling cost more CPU than these statements themselves
-(bench/results/sales.md).
+A sale is one statement: `sales.record_sale(...)` (services/sales/migrations/versions/
+0003_record_sale.py) checks the products, applies the stock through
+`products.apply_stock_movements`, writes the header, the lines at the names and prices read
+under the row locks, and the outbox events, and answers the lines. Without an Idempotency-Key
+it runs in autocommit, so the statement is its own transaction: one round trip per sale
+(before: BEGIN, catalogue read, sale, outbox insert, COMMIT, about half of the service's CPU per
+sale in the driver). The connection comes from the checkout pool (checkout.py), not from
+SQLAlchemy: measured per sale, SQLAlchemy's pool checkout with pre-ping plus its transaction
+handling cost more CPU than the statement itself (bench/results/sales.md).
 """
 
 from __future__ import annotations
@@ -16,60 +17,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 
-from services.sales.model import RequestedLine
-from services.sales.repository import CatalogEntry, Reservation
-from services.sales.tables import outbox
+from services.sales.model import RequestedLine, Sale, SaleLine
 from stockmanager.contracts import stock
-from stockmanager.contracts.stock import StockChange, StockMovements
+from stockmanager.contracts.stock import ProductsUnavailable
+from stockmanager.errors import NotFound
 from stockmanager.events import Event
-from stockmanager.events import outbox as outbox_sql
+from stockmanager.events.outbox import envelope_json
 from stockmanager.http import dumps
 
 CheckoutConnection = psycopg.AsyncConnection[Any]
 
-_SALE_ID = "currval(pg_get_serial_sequence('sales.sales', 'id'))"
-
-_RESERVE_BY_IDS = """
-    WITH reserved AS (
-        SELECT nextval(pg_get_serial_sequence('sales.sales', 'id')) AS sale_id,
-               now() AS sold_at
-    )
-    SELECT r.sale_id, r.sold_at, c.id, c.name, c.status
-      FROM reserved r
-      LEFT JOIN products.catalog c ON c.id = ANY (CAST(%(ids)s AS bigint[]))
+_RECORD_SALE = """
+    SELECT sale_id, sold_at, item_id, item_name, unit_price, quantity
+      FROM sales.record_sale(CAST(%(lines)s AS jsonb), %(barcode)s, %(quantity)s,
+                             %(vendor_id)s, %(vendor_username)s, %(payment_method)s,
+                             %(actor_id)s, %(actor_username)s,
+                             CAST(%(sale_event)s AS jsonb), CAST(%(low_event)s AS jsonb))
 """
 
-_RESERVE_BY_BARCODE = """
-    WITH reserved AS (
-        SELECT nextval(pg_get_serial_sequence('sales.sales', 'id')) AS sale_id,
-               now() AS sold_at
-    )
-    SELECT r.sale_id, r.sold_at, c.id, c.name, c.status
-      FROM reserved r
-      LEFT JOIN products.catalog c ON c.barcode = %(barcode)s
-"""
-
-# The stock function's call (stockmanager.contracts.stock) heads the statement; the sale id is
-# the one the reservation above took from the sequence in this session.
-_SELL = f"""
-    WITH moved AS (
-        SELECT {stock.COLUMNS} FROM {stock.call_sql("psycopg")}
-    ), header AS (
-        INSERT INTO sales.sales
-            (id, created_at, updated_at, vendor_id, vendor_username, payment_method)
-        VALUES ({_SALE_ID}, now(), now(), %(vendor_id)s, %(vendor_username)s,
-                %(payment_method)s)
-    ), lines AS (
-        INSERT INTO sales.sale_lines (sale_id, item_id, item_name, quantity, unit_price)
-        SELECT {_SALE_ID}, m.item_id, m.name, CAST(r.e ->> 'quantity' AS integer), m.price
-          FROM jsonb_array_elements(CAST(%(lines)s AS jsonb)) WITH ORDINALITY AS r(e, n)
-          JOIN moved m ON m.item_id = CAST(r.e ->> 'item_id' AS bigint)
-         ORDER BY r.n
-    )
-    SELECT {stock.COLUMNS} FROM moved
-"""
+# The function's own refusals (the stock function's SM404/SM409 are stock.refusal()'s).
+_BARCODE_NOT_FOUND = "SA404"
+_UNAVAILABLE = "SA423"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,53 +52,62 @@ class SaleHeader:
     actor_username: str | None
 
 
-def _reservation(rows: Sequence[Any]) -> Reservation:
-    sale_id, sold_at = rows[0][0], rows[0][1]
-    catalog = {row[2]: CatalogEntry(row[2], row[3], row[4]) for row in rows if row[2] is not None}
-    return Reservation(sale_id=sale_id, sold_at=sold_at, catalog=catalog)
+@dataclass(frozen=True, slots=True)
+class SaleEvents:
+    """The envelopes `sales.record_sale` completes (services/sales/events.py templates)."""
+
+    sale_created: Event
+    stock_low: Event
 
 
-async def reserve(conn: CheckoutConnection, item_ids: Sequence[int]) -> Reservation:
-    """Take a sale id and read the catalogue rows of the products asked for."""
-    cursor = await conn.execute(_RESERVE_BY_IDS, {"ids": list(item_ids)})
-    return _reservation(await cursor.fetchall())
-
-
-async def reserve_by_barcode(conn: CheckoutConnection, barcode: str) -> Reservation:
-    cursor = await conn.execute(_RESERVE_BY_BARCODE, {"barcode": barcode})
-    return _reservation(await cursor.fetchall())
-
-
-async def sell(
-    conn: CheckoutConnection, sale_id: int, lines: Sequence[RequestedLine], header: SaleHeader
-) -> dict[int, StockChange]:
-    """Stock, header and lines of the reserved sale; raises a StockRefused on refusal."""
-    movements = StockMovements(
-        {line.item_id: -line.quantity for line in lines},
-        reason="sale",
-        reference=f"sale:{sale_id}",
-        actor_id=header.actor_id,
-        actor_username=header.actor_username,
-    )
+async def record_sale(
+    conn: CheckoutConnection,
+    header: SaleHeader,
+    events: SaleEvents,
+    *,
+    lines: Sequence[RequestedLine] = (),
+    barcode: str | None = None,
+    quantity: int | None = None,
+) -> Sale:
+    """Record a sale of `lines` (or of `quantity` of the product with `barcode`) with its
+    events; raises the API's refusal (UnknownProduct, ProductsUnavailable, InsufficientStock,
+    NotFound for an unknown barcode). In autocommit this is the whole transaction."""
+    items = [{"item_id": line.item_id, "quantity": line.quantity} for line in lines]
     params = {
-        **stock.call_params(movements),
-        "lines": dumps(
-            [{"item_id": line.item_id, "quantity": line.quantity} for line in lines]
-        ).decode(),
+        "lines": None if barcode is not None else dumps(items).decode(),
+        "barcode": barcode,
+        "quantity": quantity,
         "vendor_id": header.vendor_id,
         "vendor_username": header.vendor_username,
         "payment_method": header.payment_method,
+        "actor_id": header.actor_id,
+        "actor_username": header.actor_username,
+        "sale_event": envelope_json(events.sale_created),
+        "low_event": envelope_json(events.stock_low),
     }
     try:
-        cursor = await conn.execute(_SELL, params)
+        cursor = await conn.execute(_RECORD_SALE, params)
     except psycopg.Error as exc:
-        refused = stock.refusal(exc)
+        refused = _refusal(exc)
         if refused is None:
             raise
         raise refused from exc
-    return stock.changes_from(await cursor.fetchall())
+    rows = await cursor.fetchall()
+    return Sale(
+        id=rows[0][0],
+        sold_at=rows[0][1],
+        vendor_id=header.vendor_id,
+        vendor_username=header.vendor_username,
+        payment_method=header.payment_method,
+        lines=tuple(SaleLine(row[2], row[3], row[5], row[4]) for row in rows),
+    )
 
 
-async def write_events(conn: CheckoutConnection, events: Sequence[Event]) -> None:
-    """The sale's events into `sales.outbox` (the kernel's writer, on this connection)."""
-    await outbox_sql.write_events(conn, outbox, events)
+def _refusal(exc: psycopg.Error) -> Exception | None:
+    """The API error of the function's refusals (None: not a refusal)."""
+    state = exc.sqlstate
+    if state == _BARCODE_NOT_FOUND:
+        return NotFound("Producto no encontrado")
+    if state == _UNAVAILABLE:
+        return ProductsUnavailable(orjson.loads(exc.diag.message_detail or "[]"))
+    return stock.refusal(exc)

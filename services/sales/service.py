@@ -2,14 +2,13 @@
 
 A sale is one transaction: catalogue check, guarded stock decrement through
 `products.apply_stock_movements` (rows locked in id order, ledger rows written there), the
-sale header and lines, and the outbox events. Any failure rolls all of it back.
+sale header and lines, and the outbox events; for a new sale all of it is one call of
+`sales.record_sale` (repository_checkout.py). Any failure rolls all of it back.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,25 +16,17 @@ from services.sales import events, repository, repository_history
 from services.sales import repository_checkout as checkout_sql
 from services.sales.model import (
     BarcodeOrder,
-    RequestedLine,
     Sale,
     SaleEdit,
     SaleFilters,
     SaleLine,
     SaleOrder,
 )
-from services.sales.repository_checkout import CheckoutConnection, SaleHeader
+from services.sales.repository_checkout import CheckoutConnection, SaleEvents, SaleHeader
 from stockmanager.contracts import stock, users_directory
 from stockmanager.contracts.stock import InsufficientStock, StockChange, StockMovements
-from stockmanager.errors import InternalError, NotFound, ValidationFailed
-from stockmanager.events import Event
+from stockmanager.errors import NotFound, ValidationFailed
 from stockmanager.identity import ROLE_SELLER, Identity
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedSale:
-    sale: Sale
-    events: list[Event]
 
 
 async def _apply_stock(
@@ -78,75 +69,29 @@ def _header(caller: Identity, payment_method: str) -> SaleHeader:
     )
 
 
-async def record_bulk_sale(
-    conn: CheckoutConnection, caller: Identity, order: SaleOrder
-) -> RecordedSale:
-    item_ids = [line.item_id for line in order.lines]
-    reservation = await checkout_sql.reserve(conn, item_ids)
-    stock.require_known_active(item_ids, reservation.catalog)
-    return await _sell(conn, caller, reservation, order.lines, order.payment_method)
+def _events(header: SaleHeader, caller: Identity) -> SaleEvents:
+    return SaleEvents(
+        events.sale_created_template(
+            header.vendor_id, header.vendor_username, header.payment_method, caller
+        ),
+        events.stock_low_template(caller),
+    )
+
+
+async def record_bulk_sale(conn: CheckoutConnection, caller: Identity, order: SaleOrder) -> Sale:
+    """The sale with its events (`sales.record_sale`: unknown products first, in the order
+    asked, then every disabled one, then stock)."""
+    header = _header(caller, order.payment_method)
+    return await checkout_sql.record_sale(conn, header, _events(header, caller), lines=order.lines)
 
 
 async def record_barcode_sale(
     conn: CheckoutConnection, caller: Identity, order: BarcodeOrder
-) -> RecordedSale:
-    reservation = await checkout_sql.reserve_by_barcode(conn, order.barcode)
-    if not reservation.catalog:
-        raise NotFound("Producto no encontrado")
-    (entry,) = reservation.catalog.values()
-    stock.require_active([entry.id], reservation.catalog)
-    lines = (RequestedLine(entry.id, order.quantity),)
-    return await _sell(conn, caller, reservation, lines, order.payment_method)
-
-
-async def _sell(
-    conn: CheckoutConnection,
-    caller: Identity,
-    reservation: repository.Reservation,
-    lines: Sequence[RequestedLine],
-    payment_method: str,
-) -> RecordedSale:
-    header = _header(caller, payment_method)
-    changes = await checkout_sql.sell(conn, reservation.sale_id, lines, header)
-    return _recorded(reservation, lines, header, changes, caller)
-
-
-def _recorded(
-    reservation: repository.Reservation,
-    lines: Sequence[RequestedLine],
-    header: SaleHeader,
-    changes: dict[int, StockChange],
-    caller: Identity,
-) -> RecordedSale:
-    """The sale as written (stock rows locked), after the last check, with its events.
-
-    The request boundary (checkout.run_sale) writes the events as the transaction's last
-    statement.
-    """
-    if any(line.item_id not in changes for line in lines):
-        # The stock function answers for every item it was given; anything else would record
-        # a sale without some of its lines, so refuse it (the transaction rolls back).
-        raise InternalError("Error en la base de datos")
-    stock.require_active([line.item_id for line in lines], changes)
-    sale = Sale(
-        id=reservation.sale_id,
-        sold_at=reservation.sold_at,
-        vendor_id=header.vendor_id,
-        vendor_username=header.vendor_username,
-        payment_method=header.payment_method,
-        lines=tuple(
-            # Name and price as read under the stock row lock: what the customer paid.
-            SaleLine(
-                line.item_id,
-                changes[line.item_id].name,
-                line.quantity,
-                changes[line.item_id].price,
-            )
-            for line in lines
-        ),
-    )
-    return RecordedSale(
-        sale, [events.sale_created(sale, caller), *events.stock_low(changes.values(), caller)]
+) -> Sale:
+    """As `record_bulk_sale`, one line; an unknown barcode is 404 `Producto no encontrado`."""
+    header = _header(caller, order.payment_method)
+    return await checkout_sql.record_sale(
+        conn, header, _events(header, caller), barcode=order.barcode, quantity=order.quantity
     )
 
 

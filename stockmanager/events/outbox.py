@@ -77,13 +77,21 @@ ROWS_PARAM: Final = "outbox_events"
 _ENVELOPE_FIELDS = tuple(field.name for field in fields(Event))
 
 
-def rows_json(events: Iterable[Event]) -> str:
-    """The events' envelopes as one JSON array, the value of `ROWS_PARAM`."""
+def _envelope(event: Event) -> dict[str, Any]:
     # The envelope's values are already plain JSON data: a shallow dict is enough (asdict's
     # recursive deep copy showed up in the sales checkout profile).
-    return dumps(
-        [{name: getattr(event, name) for name in _ENVELOPE_FIELDS} for event in events]
-    ).decode()
+    return {name: getattr(event, name) for name in _ENVELOPE_FIELDS}
+
+
+def rows_json(events: Iterable[Event]) -> str:
+    """The events' envelopes as one JSON array, the value of `ROWS_PARAM`."""
+    return dumps([_envelope(event) for event in events]).decode()
+
+
+def envelope_json(event: Event) -> str:
+    """One event's envelope as a JSON object (a row an outbox payload is built from in SQL:
+    the sales checkout's `sales.record_sale`)."""
+    return dumps(_envelope(event)).decode()
 
 
 @cache

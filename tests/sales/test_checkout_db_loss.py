@@ -21,7 +21,7 @@ from tests.support.waiting import eventually
 BLOCKED_CHECKOUT = """
     SELECT pid FROM pg_stat_activity
     WHERE wait_event_type = 'Lock' AND state = 'active' AND pid <> pg_backend_pid()
-      AND query ILIKE '%apply_stock_movements%'
+      AND query ILIKE '%sales.record_sale%'
 """
 
 
