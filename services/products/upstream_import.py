@@ -1,9 +1,8 @@
 """`stockmanager import-upstream`: the products schema's part (docs/upgrading-from-stockmanager.md).
 
 Upstream products are merged into local ones by barcode (the local product, stock included, is
-left as it is); the rest are inserted with no stock, and their stock then arrives through the
-stock function with reason `import`, so the ledger explains every unit. Runs in the import's one
-transaction; never commits.
+left as it is); the rest are inserted with their stock and a ledger row with reason `import`
+for it, so the ledger explains every unit. Runs in the import's one transaction; never commits.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from stockmanager.contracts.stock import StockMovements, apply_stock_movements
+from stockmanager.contracts.stock import REFERENCE_MAX, StockReason
 from stockmanager.upstream import staging
 from stockmanager.upstream.records import Actor, ProductRecord
 from stockmanager.upstream.report import Report
@@ -21,6 +20,7 @@ from stockmanager.upstream.report import Report
 SCHEMA = "products"
 KIND = "item"
 STAGING = "upstream_items"
+IMPORT_REASON: StockReason = "import"
 
 
 async def import_products(
@@ -71,28 +71,32 @@ async def import_products(
             "barcode_matched", "products", upstream_id, f"barcode {barcode} = local #{local_id}"
         )
     await staging.assign_ids(conn, STAGING, "products.items", report, "products")
+    # New products arrive with their stock and, in the same statement, the ledger row that
+    # explains it (reason `import`). Not through apply_stock_movements: its per-item loop
+    # updates each row once more (every index of products.items, trigram ones included, gets a
+    # new entry per update), measured at 1.4 ms per product (docs/upgrading-from-stockmanager.md,
+    # bench/results/import.md); its locking, guard and low-stock crossing have nothing to do for
+    # rows no other transaction can see yet. The ledger row is the one the function writes.
     await conn.execute(
         f"""
-        INSERT INTO products.items (id, barcode, name, description, quantity, min_quantity,
-                                    price, expiration_date, status, created_at, updated_at)
-        SELECT local_id, barcode, name, description, 0, min_quantity, price, expiration_date,
-               status, created_at, updated_at
-          FROM {STAGING} WHERE state IN ('new', 'renumbered')
-        """
-    )
-    cursor = await conn.execute(
-        f"SELECT local_id, quantity FROM {STAGING}"
-        " WHERE state IN ('new', 'renumbered') AND quantity > 0"
-    )
-    deltas = {int(item_id): int(quantity) for item_id, quantity in await cursor.fetchall()}
-    await apply_stock_movements(
-        conn,
-        StockMovements(
-            deltas=deltas,
-            reason="import",
-            reference=f"upstream StockManager {source}",
-            actor_id=actor.user_id,
-            actor_username=actor.username,
+        WITH inserted AS (
+            INSERT INTO products.items (id, barcode, name, description, quantity, min_quantity,
+                                        price, expiration_date, status, created_at, updated_at)
+            SELECT local_id, barcode, name, description, quantity, min_quantity, price,
+                   expiration_date, status, created_at, updated_at
+              FROM {STAGING} WHERE state IN ('new', 'renumbered')
+            RETURNING id, quantity
+        )
+        INSERT INTO products.stock_movements
+            (item_id, delta, quantity_after, reason, reference, actor_id, actor_username)
+        SELECT id, quantity, quantity, %s, %s, %s, %s FROM inserted WHERE quantity > 0
+         ORDER BY id
+        """,
+        (
+            IMPORT_REASON,
+            f"upstream StockManager {source}"[:REFERENCE_MAX],
+            actor.user_id,
+            actor.username,
         ),
     )
     await staging.count_states(conn, STAGING, report, "products")

@@ -56,7 +56,7 @@ class LineRecord:
     item_upstream_id: int
     item_name: str  # the product's name as the file has it (sales keep the name of the time)
     quantity: int
-    unit_price: Decimal
+    unit_price: Decimal | float  # a float is upstream's REAL as it is (rounded by PostgreSQL)
 
 
 @dataclass(frozen=True, slots=True)

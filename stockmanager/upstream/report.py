@@ -90,6 +90,7 @@ class Report:
     id_changes: list[IdChange] = field(default_factory=list)
     days: int = 0  # business days whose metrics were rebuilt
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step
 
     def problem(self, rule: str, kind: str, upstream_id: int | None, detail: str) -> None:
         assert rule in RULES, rule
@@ -147,6 +148,7 @@ class Report:
             ],
             "metrics_days_rebuilt": self.days,
             "seconds": round(self.seconds, 2),
+            "phases": {name: round(seconds, 2) for name, seconds in self.phases.items()},
         }
 
     def as_text(self) -> str:

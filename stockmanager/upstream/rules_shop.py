@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from stockmanager.upstream.records import LineRecord, ProductRecord, SaleRecord
@@ -13,10 +14,13 @@ from stockmanager.upstream.source import UpstreamFile
 from stockmanager.upstream.values import (
     CENT,
     INT_MAX,
+    MONEY_MAX,
+    Money,
     as_int,
     as_money,
     as_text,
     calendar_date,
+    exact_money,
     local_time,
 )
 
@@ -165,39 +169,47 @@ def read_sales(
             payment_method=payment,
         )
 
-    # (sale, item) -> [quantity, total]; the order of first appearance is kept.
-    merged: dict[tuple[int, int], list[Decimal | int]] = {}
-    missing: dict[int, list[Decimal]] = defaultdict(list)  # deleted product -> line prices
-    for row in file.rows("details", LINE_COLUMNS):
+    # (sale, item) -> [quantity, unit price, total of merged lines or None], in file order.
+    merged: dict[tuple[int, int], list[Any]] = {}
+    missing: dict[int, list[Money]] = defaultdict(list)  # deleted product -> line prices
+    for lid, sid, item, quantity, raw_price in file.rows("details", LINE_COLUMNS):
         line_counts.read += 1
-        lid, sid, item = as_int(row[0]), as_int(row[1]), as_int(row[2])
-        if sid is None or sid not in headers or item is None:
+        # Fast paths first: a well-formed row is ints and a float (this loop sees every line).
+        if type(sid) is not int:
+            sid = as_int(sid)
+        if type(item) is not int:
+            item = as_int(item)
+        if sid not in headers or item is None:
             if sid not in skipped_sales:
-                report.problem("orphan_line", "sale_lines", lid, f"sell_id {row[1]!r}")
+                report.problem("orphan_line", "sale_lines", as_int(lid), f"sell_id {sid!r}")
             line_counts.skipped += 1
             continue
-        quantity = as_int(row[3])
+        if type(quantity) is not int:
+            quantity = as_int(quantity)
         if quantity is None or quantity <= 0:
-            report.problem("invalid_line", "sale_lines", lid, f"quantity {row[3]!r}")
+            report.problem("invalid_line", "sale_lines", as_int(lid), f"quantity {quantity!r}")
             line_counts.skipped += 1
             continue
-        price = as_money(row[4])
-        product = by_id.get(item)
-        if price is None or price < 0:
+        price: Money | None = raw_price if type(raw_price) is float else as_money(raw_price)
+        if price is None or not 0 <= price <= MONEY_MAX:
+            product = by_id.get(item)
             fallback = product.price if product is not None else ZERO
-            rule = "invalid_number" if price is None else "negative_price"
-            report.problem(rule, "sale_lines", lid, f"price {row[4]!r} -> {fallback}")
+            rule = "negative_price" if price is not None and price < 0 else "invalid_number"
+            report.problem(rule, "sale_lines", as_int(lid), f"price {raw_price!r} -> {fallback}")
             price = fallback
-        if product is None:
+        if item not in by_id:
             missing[item].append(price)
         key = (sid, item)
-        if key in merged:
-            report.problem("merged_lines", "sale_lines", lid, f"sale {sid}, product {item}")
-            line_counts.skipped += 1  # folded into the first line of the pair
-            merged[key][0] += quantity
-            merged[key][1] += price * quantity
-        else:
-            merged[key] = [quantity, price * quantity]
+        entry = merged.get(key)
+        if entry is None:
+            merged[key] = [quantity, price, None]
+            continue
+        report.problem("merged_lines", "sale_lines", as_int(lid), f"sale {sid}, product {item}")
+        line_counts.skipped += 1  # folded into the first line of the pair
+        if entry[2] is None:
+            entry[2] = exact_money(entry[1]) * entry[0]
+        entry[0] += quantity
+        entry[2] += exact_money(price) * quantity
 
     for item, prices in missing.items():
         report.problem("deleted_product", "products", item, f"{len(prices)} sale lines point at it")
@@ -208,7 +220,7 @@ def read_sales(
             description="",
             quantity=0,
             min_quantity=0,
-            price=prices[-1],
+            price=exact_money(prices[-1]),
             expiration_date=None,
             status=0,
             created_at=now,
@@ -220,15 +232,14 @@ def read_sales(
 
     lines: list[LineRecord] = []
     with_lines: set[int] = set()
-    for (sid, item), (units, total) in merged.items():
-        qty = int(units)
+    for (sid, item), (qty, price, total) in merged.items():
         lines.append(
             LineRecord(
                 sale_upstream_id=sid,
                 item_upstream_id=item,
                 item_name=by_id[item].name,
                 quantity=qty,
-                unit_price=(Decimal(total) / qty).quantize(CENT),
+                unit_price=price if total is None else (total / qty).quantize(CENT, ROUND_HALF_UP),
             )
         )
         with_lines.add(sid)

@@ -111,12 +111,14 @@ async def import_upstream(
 ) -> Report:
     started = time.monotonic()
     report = Report(path=str(path), dry_run=dry_run)
+    clock = _Clock(report)
     file = UpstreamFile(path)
     try:
         report.generation = file.generation
         report.source = file.source_id()
         report.fingerprint = file.fingerprint()
         data = read_upstream(file, report, tz, now_utc())
+        clock.lap("read")
     finally:
         file.close()
     source = report.source
@@ -129,26 +131,54 @@ async def import_upstream(
 
     conn = await psycopg.AsyncConnection.connect(database_url)
     async with conn, conn.transaction(force_rollback=dry_run):
+        await _bulk_settings(conn)
         user_map = await users.import_users(conn, source, data.users, report)
+        clock.lap("users")
         # After the users: into an empty database, upstream's root is the local root.
         actor = await users.importing_actor(conn)
         item_map = await products.import_products(conn, source, data.products, actor, report)
+        clock.lap("products")
         imported = await sales.import_sales(
             conn, source, data.sales, data.lines, user_map, item_map, report
         )
+        clock.lap("sales")
         await notifications.import_notifications(conn, source, data.notifications, user_map, report)
+        clock.lap("notifications")
         await audit.import_history(conn, source, data.history, user_map, report)
+        clock.lap("audit")
         days = sorted(
             {s.sold_at.astimezone(tz).date() for s in data.sales if s.upstream_id in imported}
         )
         await metrics.mark_days(conn, days)
+        clock.lap("metrics_mark")
         report.days = len(days)
         if report.imported_anything:
             await users.write_summary(conn, summary_event(report, actor))
+    clock.lap("commit")
     if days and not dry_run:
         await metrics.rebuild(database_url)
+        clock.lap("metrics_rebuild")
     report.seconds = time.monotonic() - started
     return report
+
+
+async def _bulk_settings(conn: Conn) -> None:
+    """Settings of this transaction only, for bulk inserts into indexed tables."""
+    # Trigram (GIN) index entries go to the pending list instead of the index proper (flushed
+    # by autovacuum later); the default 4 MB limit flushed every few thousand sale lines.
+    await conn.execute("SET LOCAL gin_pending_list_limit = '1GB'")
+    await conn.execute("SET LOCAL work_mem = '64MB'")
+
+
+class _Clock:
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.report.phases[name] = now - self.last
+        self.last = now
 
 
 def summary_event(report: Report, actor: Actor) -> Event:

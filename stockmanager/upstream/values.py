@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,16 @@ import orjson
 CENT: Final = Decimal("0.01")
 MONEY_MAX: Final = Decimal("9999999999.99")  # NUMERIC(12,2)
 INT_MAX: Final = 2_147_483_647
+
+Money = Decimal | float
+"""A price as read: a float straight from upstream's REAL column (PostgreSQL rounds it to the
+cent, half away from zero, exactly as `exact_money`), or a Decimal."""
+
+
+def exact_money(value: Money) -> Decimal:
+    if isinstance(value, Decimal):
+        return value.quantize(CENT, ROUND_HALF_UP)
+    return Decimal(repr(value)).quantize(CENT, ROUND_HALF_UP)
 
 
 def as_int(value: Any) -> int | None:
@@ -35,7 +45,8 @@ def as_int(value: Any) -> int | None:
 
 
 def as_money(value: Any) -> Decimal | None:
-    """A price as NUMERIC(12,2): rounded half-up to the cent (upstream stores REAL)."""
+    """A price as NUMERIC(12,2): rounded to the cent half away from zero, as PostgreSQL rounds
+    (upstream stores REAL)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, float):
@@ -51,7 +62,7 @@ def as_money(value: Any) -> Decimal | None:
             return None
     else:
         return None
-    rounded = number.quantize(CENT)
+    rounded = number.quantize(CENT, ROUND_HALF_UP)
     return rounded if abs(rounded) <= MONEY_MAX else None
 
 
