@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from stockmanager.contracts.fields import storable_text
 
 SECRET_KEYS = frozenset({"password", "password_hash", "new_password", "code", "token"})
@@ -29,6 +31,26 @@ def without_secrets(value: Any) -> Any:
 
 
 REPLACEMENT = "\ufffd"
+
+# A secret key (or an equal text value) in a value's JSON: then the value is walked.
+_SECRET_MARKERS = tuple(orjson.dumps(key) for key in sorted(SECRET_KEYS))
+
+
+def clean(value: Any) -> Any:
+    """`storable(without_secrets(value))`, without walking (or copying) a value that needs
+    neither, which is almost every value: that walk was a tenth of the audit consumer's CPU.
+
+    The value is a JSON value from an envelope; its orjson form shows what the walks would
+    change: a secret key appears quoted, NUL as an escape, and orjson refuses a lone surrogate.
+    A false alarm (a text value equal to a secret key) only costs the walk.
+    """
+    try:
+        dumped = orjson.dumps(value)
+    except TypeError:  # a lone surrogate (or a key that is not text): walk it
+        return storable(without_secrets(value))
+    if b"\\u0000" in dumped or any(marker in dumped for marker in _SECRET_MARKERS):
+        return storable(without_secrets(value))
+    return value
 
 
 def storable(value: Any) -> Any:

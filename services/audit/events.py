@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.audit.runtime import AuditRuntime
-from services.audit.service import record_event
+from services.audit.service import record_events
 from services.audit.tables import processed_events
 from stockmanager.events.consumer import EventConsumer
 
@@ -20,7 +20,7 @@ def consumers(runtime: AuditRuntime) -> list[EventConsumer]:
             types=None,  # every type: records.record_for decides what is audited
             db=runtime.db,
             processed=processed_events,
-            handler=record_event,
+            batch_handler=record_events,
             reclaim_idle_ms=settings.event_reclaim_idle_ms,
         )
     ]

@@ -16,15 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.audit.builders import BUILDERS, entity_of, generic_change
-from services.audit.coerce import (
-    as_int,
-    as_ip,
-    as_text,
-    as_time,
-    as_token,
-    storable,
-    without_secrets,
-)
+from services.audit.coerce import as_int, as_ip, as_text, as_time, as_token, clean, storable
 from stockmanager.events import Event, EventType
 
 log = logging.getLogger("audit.records")
@@ -83,8 +75,8 @@ def record_for(event: Event) -> AuditRecord | None:
         action=as_token(change.action, 64, "event"),
         entity_type=entity_type,
         entity_id=entity_id,
-        old_value=storable(without_secrets(change.old)),
-        new_value=storable(without_secrets(change.new)),
+        old_value=clean(change.old),
+        new_value=clean(change.new),
         description=storable(change.description),
         ip_address=as_ip(event.ip),
         request_id=as_text(event.request_id or None),

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, cast, func, literal, or_, select, true
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import ColumnElement, and_, cast, func, literal, or_, select, text, true
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.audit.records import AuditRecord
 from services.audit.tables import audit_log
+from stockmanager.http import dumps
 
 # Bulk product events have no single entity id; they list the products in new_value.
 BULK_PRODUCT_EVENTS = ("product.prices_bulk_updated", "product.stock_bulk_updated")
@@ -39,13 +40,42 @@ class Filters:
 
 async def insert_record(conn: AsyncConnection, record: AuditRecord) -> bool:
     """Insert one record; False when its event id is already recorded (never a duplicate)."""
-    inserted = await conn.scalar(
-        insert(audit_log)
-        .values(record.row())
-        .on_conflict_do_nothing(index_elements=[audit_log.c.event_id])
-        .returning(audit_log.c.id)
-    )
-    return inserted is not None
+    return not await insert_records(conn, [record])
+
+
+# The record columns, in the order of AuditRecord's fields.
+_RECORD_COLUMNS = AuditRecord.__slots__
+_JSON_COLUMNS = frozenset({"old_value", "new_value"})
+
+
+def _record_select(column: str) -> str:
+    # SQLAlchemy's JSONB type stored a Python None as JSON null (not SQL NULL); keep that.
+    return f"COALESCE(r.{column}, 'null'::jsonb)" if column in _JSON_COLUMNS else f"r.{column}"
+
+
+# Every record of a batch in one statement: one JSON array parameter, each element read as a
+# row of the table's type, inserted in array order (ids follow the stream's order).
+_INSERT_RECORDS = text(
+    f"""
+    INSERT INTO {audit_log.fullname} ({", ".join(_RECORD_COLUMNS)})
+    SELECT {", ".join(_record_select(column) for column in _RECORD_COLUMNS)}
+      FROM jsonb_array_elements(CAST(:records AS jsonb)) WITH ORDINALITY AS e(doc, n)
+     CROSS JOIN LATERAL jsonb_populate_record(NULL::{audit_log.fullname}, e.doc) AS r
+     ORDER BY e.n
+        ON CONFLICT (event_id) DO NOTHING
+    RETURNING CAST(event_id AS text)
+    """
+)
+
+
+async def insert_records(conn: AsyncConnection, records: Sequence[AuditRecord]) -> list[str]:
+    """Insert the records with one statement; returns the event ids that were already
+    recorded (and so were not inserted again: UNIQUE(event_id))."""
+    if not records:
+        return []
+    payload = dumps([record.row() for record in records]).decode()
+    inserted = set(await conn.scalars(_INSERT_RECORDS, {"records": payload}))
+    return [record.event_id for record in records if record.event_id not in inserted]
 
 
 _LIST_COLUMNS = (

@@ -22,14 +22,17 @@ from stockmanager.timefmt import parse_date, parse_date_or_timestamp
 log = logging.getLogger("audit")
 
 
-async def record_event(conn: AsyncConnection, event: Event) -> None:
-    """The consumer's handler: one audit record per audited event, never two."""
-    record = record_for(event)
-    if record is None:
-        return
-    if not await repository.insert_record(conn, record):
+async def record_events(conn: AsyncConnection, events: list[Event]) -> None:
+    """The consumer's batch handler: one audit record per audited event, never two."""
+    records = [record for record in map(record_for, events) if record is not None]
+    for event_id in await repository.insert_records(conn, records):
         # processed_events normally prevents this; UNIQUE(event_id) is the last line.
-        log.info("audit record already present", extra={"event_id": event.id})
+        log.info("audit record already present", extra={"event_id": event_id})
+
+
+async def record_event(conn: AsyncConnection, event: Event) -> None:
+    """One event (see record_events)."""
+    await record_events(conn, [event])
 
 
 def _bound(name: str, value: str | None, tz: ZoneInfo, *, end: bool) -> tuple[Any, bool]:

@@ -2,7 +2,8 @@
 commit.
 
 The kernel's EventConsumer runs the handler inside its transaction and records the event id
-(idempotency), one transaction per batch of events. The live streams must only hear about a
+(idempotency), one transaction per batch of events, and the batch's notifications are one
+INSERT. The live streams must only hear about a
 notification once it is committed, so this subclass remembers which users the handler touched
 and publishes them from the kernel's `after_commit` hook; a redelivered (already processed)
 event touches nobody.
@@ -33,14 +34,14 @@ class NotificationsConsumer(EventConsumer):
             types=CONSUMED,
             db=runtime.db,
             processed=processed_events,
-            handler=self._handle,
+            batch_handler=self._handle,
             reclaim_idle_ms=settings.event_reclaim_idle_ms,
         )
         self.hub = hub
         self._touched: dict[str, set[int]] = {}
 
-    async def _handle(self, conn: AsyncConnection, event: Event) -> None:
-        self._touched[event.id] = await service.notify_from_event(conn, event)
+    async def _handle(self, conn: AsyncConnection, events: list[Event]) -> None:
+        self._touched.update(await service.notify_from_events(conn, events))
 
     async def after_commit(self, applied: list[Event]) -> None:
         # Streams may only hear about notifications that are committed.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, delete, func, insert, over, select, update
+from sqlalchemy import and_, delete, func, insert, over, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifications.tables import notifications
+from stockmanager.http import dumps
 
 _LIST_COLUMNS = (
     notifications.c.id,
@@ -19,6 +20,31 @@ _LIST_COLUMNS = (
     notifications.c.created_at,
 )
 _NEWEST_FIRST = (notifications.c.created_at.desc(), notifications.c.id.desc())
+
+
+class NewRow(NamedTuple):
+    user_id: int
+    title: str
+    message: str | None
+    type: str
+    action_url: str | None = None
+
+
+# A batch of notifications in one statement: one JSON array parameter (array order = id order).
+_INSERT_ROWS = text(
+    f"""
+    INSERT INTO {notifications.fullname} (user_id, title, message, type, action_url)
+    SELECT r.user_id, r.title, r.message, r.type, r.action_url
+      FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS e(doc, n)
+     CROSS JOIN LATERAL jsonb_populate_record(NULL::{notifications.fullname}, e.doc) AS r
+     ORDER BY e.n
+    """
+)
+
+
+async def insert_rows(conn: AsyncConnection, rows: Sequence[NewRow]) -> None:
+    if rows:
+        await conn.execute(_INSERT_ROWS, {"rows": dumps([row._asdict() for row in rows]).decode()})
 
 
 async def insert_notifications(

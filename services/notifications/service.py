@@ -29,19 +29,31 @@ ALL_MAX_LIMIT = 100
 NOT_FOUND = "Notificación no encontrada"
 
 
+async def notify_from_events(conn: AsyncConnection, events: list[Event]) -> dict[str, set[int]]:
+    """Create the notifications the domain events ask for (each recipient of an event gets
+    exactly one), with one INSERT for the batch; the users notified, by event id."""
+    drafts = [(event.id, draft) for event in events if (draft := draft_for(event)) is not None]
+    admins: list[int] | None = None
+    rows: list[repository.NewRow] = []
+    touched: dict[str, set[int]] = {}
+    for event_id, draft in drafts:
+        recipients = dict.fromkeys(draft.user_ids)  # ordered and de-duplicated
+        if draft.to_admins:
+            if admins is None:  # one directory read per batch
+                admins = await users_directory.active_user_ids(conn, roles=(ROLE_ADMIN, ROLE_ROOT))
+            recipients.update(dict.fromkeys(admins))
+        rows += [
+            repository.NewRow(user_id, draft.title, draft.message, draft.type)
+            for user_id in recipients
+        ]
+        touched[event_id] = set(recipients)
+    await repository.insert_rows(conn, rows)
+    return touched
+
+
 async def notify_from_event(conn: AsyncConnection, event: Event) -> set[int]:
-    """Create the notifications a domain event asks for; each recipient gets exactly one."""
-    draft = draft_for(event)
-    if draft is None:
-        return set()
-    recipients = dict.fromkeys(draft.user_ids)  # ordered and de-duplicated
-    if draft.to_admins:
-        admins = await users_directory.active_user_ids(conn, roles=(ROLE_ADMIN, ROLE_ROOT))
-        recipients.update(dict.fromkeys(admins))
-    await repository.insert_notifications(
-        conn, recipients, title=draft.title, message=draft.message, type_=draft.type
-    )
-    return set(recipients)
+    """One event (see notify_from_events)."""
+    return (await notify_from_events(conn, [event])).get(event.id, set())
 
 
 async def unread(conn: AsyncConnection, user_id: int, limit: int, tz: ZoneInfo) -> dict[str, Any]:

@@ -440,3 +440,16 @@ def test_fallback_actions_match_the_builders() -> None:
     for event_type, action in FALLBACK_ACTIONS.items():
         record = record_for(event(event_type, data={}))
         assert record is not None and record.action == action, event_type
+
+
+def test_clean_walks_only_values_that_need_it() -> None:
+    from services.audit.coerce import clean
+
+    plain = {"id": 1, "items": [{"name": "Yerba", "quantity": 2}], "note": None}
+    assert clean(plain) is plain  # nothing to remove or replace: not copied
+    nested = {"user": {"id": 3, "password_hash": "$argon2id$", "roles": [{"token": "t"}]}}
+    assert clean(nested) == {"user": {"id": 3, "roles": [{}]}}
+    assert clean({"path": "/a\x00b", "x\x00": 1}) == {"path": "/a\ufffdb", "x\ufffd": 1}
+    assert clean({"name": "broken \ud800 text"}) == {"name": "broken \ufffd text"}
+    assert clean({"comment": "password"}) == {"comment": "password"}  # a value, kept
+    assert clean(None) is None

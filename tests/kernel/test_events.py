@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -272,3 +272,145 @@ async def test_a_batch_is_applied_once_and_a_poison_event_is_isolated(
     assert poison not in applied
     # The first attempt was one batch (rolled back by the poison), then one at a time.
     assert sum(committed_batches) == 30
+
+
+async def record_batch(conn: AsyncConnection, events: list[Event]) -> None:
+    """A set-based handler: the whole batch in one INSERT."""
+    await conn.execute(
+        text(
+            f"INSERT INTO {SCHEMA}.applied (event_id, note)"
+            " SELECT unnest(CAST(:ids AS uuid[])), unnest(CAST(:notes AS text[]))"
+        ),
+        {"ids": [e.id for e in events], "notes": [e.data["note"] for e in events]},
+    )
+
+
+def batch_consumer(
+    redis: Redis,
+    db: Database,
+    metadata: MetaData,
+    stream: str,
+    group: str,
+    name: str,
+    batch_handler: Callable[[AsyncConnection, list[Event]], Awaitable[None]],
+    cls: type[EventConsumer] = EventConsumer,
+    reclaim_ms: int = 60_000,
+) -> EventConsumer:
+    return cls(
+        redis,
+        stream=stream,
+        group=group,
+        types=["test.happened"],
+        db=db,
+        processed=metadata.tables[f"{SCHEMA}.processed_events"],
+        batch_handler=batch_handler,
+        consumer_name=name,
+        reclaim_idle_ms=reclaim_ms,
+        block_ms=50,
+        max_attempts=3,
+    )
+
+
+async def test_a_batch_handler_applies_each_event_once_and_dead_letters_a_poison_event(
+    db: Database, redis: Redis, tables: MetaData
+) -> None:
+    stream = f"test-stream-{uuid.uuid4().hex}"
+    notes = [f"s-{uuid.uuid4().hex}" for _ in range(40)]
+    poison = f"poison-{uuid.uuid4().hex}"
+    events = [an_event(note) for note in notes[:20]]
+    events.append(an_event(poison))
+    events += [an_event(note) for note in notes[20:]]
+    events.append(events[3])  # published twice by the relay
+    async with redis.pipeline(transaction=False) as pipe:
+        for event in events:
+            pipe.xadd(stream, {"event": event.to_json(), "type": event.type})
+        # Another type on the same stream: acknowledged, never handled.
+        pipe.xadd(stream, {"event": b"not even json", "type": "other.type"})
+        await pipe.execute()
+
+    batch_sizes: list[int] = []
+
+    async def refuse_poison(conn: AsyncConnection, batch: list[Event]) -> None:
+        batch_sizes.append(len(batch))
+        if any(event.data["note"] == poison for event in batch):
+            raise RuntimeError("this event can never be applied")
+        await record_batch(conn, batch)
+
+    consumer = batch_consumer(
+        redis, db, tables, stream, "g-set", "setter", refuse_poison, reclaim_ms=50
+    )
+    await consumer.ensure_group()
+    consumer.start()
+    try:
+
+        async def settled() -> bool:
+            pending = (await redis.xpending(stream, "g-set"))["pending"]
+            dead = await redis.xrange(consumer.dead_letter_stream)
+            mine = [f for _, f in dead if poison.encode() in f[b"event"]]
+            return pending == 0 and len(mine) == 1
+
+        await wait_for(settled, within=20)
+    finally:
+        await consumer.stop()
+    applied = await applied_notes(db)
+    assert all(applied.count(note) == 1 for note in notes)
+    assert poison not in applied
+    assert batch_sizes[0] == 41  # the first read: every new event in one call (duplicate out)
+    assert consumer.processed_total == 41  # the other type is not counted as processed
+    dead = await redis.xrange(consumer.dead_letter_stream)
+    assert not [f for _, f in dead if b"not even json" in f[b"event"]]
+
+
+async def test_a_crash_between_commit_and_ack_redelivers_the_batch_without_double_effects(
+    db: Database, redis: Redis, tables: MetaData
+) -> None:
+    stream = f"test-stream-{uuid.uuid4().hex}"
+    notes = [f"k-{uuid.uuid4().hex}" for _ in range(12)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for note in notes:
+            pipe.xadd(stream, {"event": an_event(note).to_json(), "type": "test.happened"})
+        await pipe.execute()
+
+    committed: list[int] = []
+
+    class DiesAfterCommit(EventConsumer):
+        async def after_commit(self, applied: list[Event]) -> None:
+            committed.append(len(applied))
+            # The process is killed here: committed, never acknowledged.
+            raise asyncio.CancelledError
+
+    doomed = batch_consumer(
+        redis, db, tables, stream, "g-crash", "doomed", record_batch, DiesAfterCommit
+    )
+    await doomed.ensure_group()
+    doomed.start()
+    try:
+
+        async def read_and_committed() -> bool:
+            return committed == [len(notes)]
+
+        await wait_for(read_and_committed)
+    finally:
+        await doomed.stop()
+    assert (await redis.xpending(stream, "g-crash"))["pending"] == len(notes)
+    applied = await applied_notes(db)
+    assert all(applied.count(note) == 1 for note in notes)
+
+    seen: list[Event] = []
+
+    async def must_not_reapply(conn: AsyncConnection, batch: list[Event]) -> None:
+        seen.extend(batch)
+        await record_batch(conn, batch)
+
+    survivor = batch_consumer(
+        redis, db, tables, stream, "g-crash", "survivor", must_not_reapply, reclaim_ms=1
+    )
+
+    async def reclaimed_all() -> bool:
+        await survivor.reclaim_stale()
+        return (await redis.xpending(stream, "g-crash"))["pending"] == 0
+
+    await wait_for(reclaimed_all)
+    assert seen == []  # every id was in processed_events: skipped, only acknowledged
+    applied = await applied_notes(db)
+    assert all(applied.count(note) == 1 for note in notes)
