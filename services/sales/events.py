@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from services.sales.model import Sale
@@ -76,16 +77,19 @@ def sale_created_template(
     )
 
 
-def stock_low_template(caller: Identity) -> Event:
+def stock_low_template(sale_created: Event, caller: Identity) -> Event:
     """`product.stock_low` before the crossing is known, for `sales.record_sale`, which gives
     each crossing a new `id`, sets `entity.id` and adds the product's `item_id`, `name`,
-    `quantity` and `min_quantity` to `data` (as `stock_low()` builds them)."""
-    return new_event(
-        EventType.STOCK_LOW,
-        identity=caller,
-        entity_type="product",
-        entity_id=None,
+    `quantity` and `min_quantity` to `data` (as `stock_low()` builds them). The sale's template
+    with another type and data: same actor, request and time (new_event's uuid and clock per
+    sale are not needed twice)."""
+    return dataclasses.replace(
+        sale_created,
+        type=EventType.STOCK_LOW.value,
+        entity={"type": "product", "id": None},
         data={"notify_user_id": caller.user_id},
+        before=None,
+        after=None,
     )
 
 

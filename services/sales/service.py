@@ -70,12 +70,10 @@ def _header(caller: Identity, payment_method: str) -> SaleHeader:
 
 
 def _events(header: SaleHeader, caller: Identity) -> SaleEvents:
-    return SaleEvents(
-        events.sale_created_template(
-            header.vendor_id, header.vendor_username, header.payment_method, caller
-        ),
-        events.stock_low_template(caller),
+    created = events.sale_created_template(
+        header.vendor_id, header.vendor_username, header.payment_method, caller
     )
+    return SaleEvents(created, events.stock_low_template(created, caller))
 
 
 async def record_bulk_sale(conn: CheckoutConnection, caller: Identity, order: SaleOrder) -> Sale:
