@@ -27,6 +27,14 @@ def history_event_id(source: str, upstream_id: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{source}:audit_log:{upstream_id}"))
 
 
+def _entity_id(
+    entities: Mapping[str, Mapping[int, int]], entity_type: str, entity_id: int | None
+) -> int | None:
+    if entity_id is None:
+        return None
+    return entities.get(entity_type, {}).get(entity_id, entity_id)
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
@@ -36,9 +44,12 @@ async def import_history(
     source: str,
     history: Sequence[HistoryRecord],
     users: Mapping[int, tuple[int, str, str]],
+    entities: Mapping[str, Mapping[int, int]],
     report: Report,
 ) -> None:
-    """`users`: upstream user id -> (local id, username, role)."""
+    """`users`: upstream user id -> (local id, username, role); `entities`: by entity type
+    (user, product, sale, ...), upstream id -> local id, so an entity's trail (GET /api/entity)
+    finds its imported history under the id it has here. Ids of other types stay as they were."""
     rows = []
     for h in history:
         user = users.get(h.user_upstream_id) if h.user_upstream_id is not None else None
@@ -49,7 +60,7 @@ async def import_history(
                 *(user if user is not None else (None, None, None)),
                 h.action,
                 h.entity_type,
-                h.entity_id,
+                _entity_id(entities, h.entity_type, h.entity_id),
                 _json(h.old_value),
                 _json(h.new_value),
                 h.description,

@@ -30,8 +30,9 @@ async def import_sales(
     users: Mapping[int, tuple[int, str, str]],
     items: Mapping[int, int],
     report: Report,
-) -> set[int]:
-    """Insert the sales not imported before; the upstream ids of those inserted.
+) -> tuple[dict[int, int], set[int]]:
+    """Insert the sales not imported before. Returns upstream sale id -> local id (every sale
+    of the file) and the upstream ids of the sales inserted now.
 
     `users`: upstream user id -> (local id, username, role); `items`: upstream product id ->
     local product id (every product the lines name is there: deleted ones were recreated).
@@ -97,7 +98,7 @@ async def import_sales(
     lines_counts.already += len(lines) - cursor.rowcount
     await staging.count_states(conn, STAGING, report, "sales")
     await staging.record_map(conn, STAGING, SCHEMA, source, KIND)
-    cursor = await conn.execute(
-        f"SELECT upstream_id FROM {STAGING} WHERE state IN ('new', 'renumbered')"
-    )
-    return {int(row[0]) for row in await cursor.fetchall()}
+    cursor = await conn.execute(f"SELECT upstream_id, local_id, state FROM {STAGING}")
+    rows = await cursor.fetchall()
+    ids = {int(upstream): int(local) for upstream, local, _ in rows}
+    return ids, {int(upstream) for upstream, _, state in rows if state in ("new", "renumbered")}

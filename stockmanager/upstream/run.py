@@ -72,7 +72,7 @@ class SalesPart(Protocol):
         users: UserMap,
         items: Mapping[int, int],
         report: Report,
-    ) -> set[int]: ...
+    ) -> tuple[dict[int, int], set[int]]: ...
 
 
 class NotificationsPart(Protocol):
@@ -93,6 +93,7 @@ class AuditPart(Protocol):
         source: str,
         history: Sequence[HistoryRecord],
         users: UserMap,
+        entities: Mapping[str, Mapping[int, int]],
         report: Report,
     ) -> None: ...
 
@@ -138,13 +139,19 @@ async def import_upstream(
         actor = await users.importing_actor(conn)
         item_map = await products.import_products(conn, source, data.products, actor, report)
         clock.lap("products")
-        imported = await sales.import_sales(
+        sale_map, imported = await sales.import_sales(
             conn, source, data.sales, data.lines, user_map, item_map, report
         )
         clock.lap("sales")
         await notifications.import_notifications(conn, source, data.notifications, user_map, report)
         clock.lap("notifications")
-        await audit.import_history(conn, source, data.history, user_map, report)
+        entities = {
+            "user": {u: v[0] for u, v in user_map.items()},
+            "application": {u: v[0] for u, v in user_map.items()},
+            "product": item_map,
+            "sale": sale_map,
+        }
+        await audit.import_history(conn, source, data.history, user_map, entities, report)
         clock.lap("audit")
         days = sorted(
             {s.sold_at.astimezone(tz).date() for s in data.sales if s.upstream_id in imported}

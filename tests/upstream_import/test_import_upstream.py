@@ -169,17 +169,20 @@ def test_old_passwords_log_in_and_roles_come_over(
 
 def test_stock_arrives_through_the_ledger(root: ApiClient, imported: Imported) -> None:
     expected = {1: 10, 3: 0, 4: 3, 42: 0}  # 3: negative upstream stock, clamped
-    for item_id, quantity in expected.items():
+    ids = {upstream: _local_id(imported.report, "products", upstream) for upstream in expected}
+    assert ids[1] != 1  # the local product created first has id 1: renumbered, reported
+    for upstream, quantity in expected.items():
+        item_id = ids[upstream]
         product = root.get(f"/api/products/{item_id}").json()
         assert product["stock"] == quantity, product
         moves = root.get(f"/api/products/{item_id}/movements", params={"limit": 250}).json()
         assert sum(m["delta"] for m in moves["data"]) == quantity
         assert all(m["reason"] == "import" for m in moves["data"])
-    yerba = root.get("/api/products/1").json()
+    yerba = root.get(f"/api/products/{ids[1]}").json()
     assert (yerba["price"], yerba["expiration_date"]) == (1234.5, "2026-12-31")
-    cookies = root.get("/api/products/3").json()
+    cookies = root.get(f"/api/products/{ids[3]}").json()
     assert cookies["price"] == 0  # malformed upstream price
-    gone = root.get("/api/products/42").json()
+    gone = root.get(f"/api/products/{ids[42]}").json()
     assert (gone["name"], gone["status"], gone["price"]) == ("Producto eliminado #42", 0, 5.5)
     local = root.get(f"/api/products/{imported.local_product_id}").json()
     assert local["stock"] == LOCAL_STOCK and local["name"] == "Leche"  # merged, untouched
@@ -225,11 +228,15 @@ def test_history_is_readable_marked_and_append_only(
     assert len(history) == 3
     created = next(r for r in history if r["action"] == "create")
     assert created["timestamp"] == "2025-02-01T21:30:00.123456-03:00"
+    # The entity id is the product's id here, so its trail shows its imported history.
+    yerba_id = _local_id(imported.report, "products", 1)
     assert (created["username"], created["entity_type"], created["entity_id"]) == (
         "ana",
         "product",
-        1,
+        yerba_id,
     )
+    trail = root.get(f"/api/entity/product/{yerba_id}").json()
+    assert [c["action"] for c in trail["changes"]] == ["create", "update"]
     assert created["new_value"] == {"name": "Yerba 1kg"}
     broken = next(r for r in history if r["action"] == "update")
     assert broken["new_value"] == "{roto" and broken["ip_address"] is None
@@ -290,7 +297,7 @@ def test_a_newer_generation_shop_merges_and_renumbers(
     sales = root.get("/api/sales", params={"limit": 100}).json()["data"]
     mate_sales = [s for s in sales if any(p["name"] == "Mate" for p in s["products"])]
     assert len(mate_sales) == 2 and all(s["id"] not in (1, 2) for s in mate_sales)
-    yerba = root.get("/api/products/1").json()
+    yerba = root.get(f"/api/products/{_local_id(imported.report, 'products', 1)}").json()
     assert yerba["stock"] == 10  # matched by barcode: the first shop's product, unchanged
 
 
