@@ -51,3 +51,17 @@ def deliveries(root: httpx.Client, webhook_id: int, **params: Any) -> list[dict[
 
 def as_root(stack: Stack) -> httpx.Client:
     return stack.root()
+
+
+def clear_subscriptions(root: httpx.Client) -> None:
+    """Delete every subscription (earlier tests' receivers are gone: no failures spill over)."""
+    listed = root.get("/api/webhooks", params={"limit": 100}).json()["data"]
+    for item in listed:
+        assert root.delete(f"/api/webhooks/{item['id']}").status_code == 200
+
+
+def webhook(root: httpx.Client, webhook_id: int) -> dict[str, Any]:
+    response = root.get(f"/api/webhooks/{webhook_id}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found

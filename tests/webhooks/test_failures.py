@@ -1,0 +1,149 @@
+"""Receivers that are down, hang or keep failing, and a delivering process killed mid-batch."""
+
+from __future__ import annotations
+
+from tests.support.stack import Stack
+from tests.support.waiting import eventually
+from tests.webhooks.receiver import Receiver, receiving
+from tests.webhooks.support import (
+    clear_subscriptions,
+    create_product,
+    deliveries,
+    sell,
+    subscribe,
+    webhook,
+)
+
+
+def _sale_ids(hook: Receiver) -> set[int]:
+    return {r.body["data"]["sale_id"] for r in hook.of_type("sale.created")}
+
+
+def test_a_receiver_down_for_a_while_gets_everything_once_back(hooks_stack: Stack) -> None:
+    root = hooks_stack.root()
+    clear_subscriptions(root)
+    product_id = create_product(root)
+    with receiving(listening=False) as hook:  # nothing listens on its port yet
+        created = subscribe(root, hook.url, ["sale.created"])
+        hook.secret = created["secret"]
+        sold = {sell(root, product_id) for _ in range(2)}
+
+        def retried() -> bool:
+            log = deliveries(root, created["id"])
+            return len(log) == 2 and all(
+                d["attempts"] >= 2 and d["status"] == "pending" and d["last_error"] for d in log
+            )
+
+        eventually(retried, timeout=30, what="failed attempts while the receiver is down")
+        hook.start()
+        eventually(lambda: _sale_ids(hook) == sold, timeout=30, what="the deliveries")
+
+    assert all(r.verified for r in hook.snapshot())
+    log = deliveries(root, created["id"])
+    assert {d["status"] for d in log} == {"succeeded"}
+    assert all(d["attempts"] >= 2 and d["response_status"] == 200 for d in log)
+    assert webhook(root, created["id"])["consecutive_failures"] == 0
+
+
+def test_a_hanging_receiver_times_out_and_never_delays_the_others(hooks_stack: Stack) -> None:
+    root = hooks_stack.root()
+    clear_subscriptions(root)
+    product_id = create_product(root)
+    with receiving("hang") as slow, receiving() as fast:
+        slow_sub = subscribe(root, slow.url, ["sale.created"])
+        fast_sub = subscribe(root, fast.url, ["sale.created"])
+        slow.secret, fast.secret = slow_sub["secret"], fast_sub["secret"]
+        sold = {sell(root, product_id) for _ in range(8)}
+
+        eventually(lambda: _sale_ids(fast) == sold, timeout=30, what="the fast receiver")
+        # Every one of them arrived while the slow receiver still held its requests.
+        assert slow.snapshot() == []
+
+        def timed_out() -> bool:
+            return any(
+                "timeout" in (d["last_error"] or "") for d in deliveries(root, slow_sub["id"])
+            )
+
+        eventually(timed_out, timeout=30, what="a timed-out attempt")
+        slow.release()
+        eventually(lambda: _sale_ids(slow) >= sold, timeout=30, what="the slow receiver")
+
+    assert all(r.verified for r in slow.snapshot() + fast.snapshot())
+    fast_log = deliveries(root, fast_sub["id"])
+    assert {d["status"] for d in fast_log} == {"succeeded"}
+    assert all(d["attempts"] == 1 for d in fast_log)
+    eventually(
+        lambda: {d["status"] for d in deliveries(root, slow_sub["id"])} == {"succeeded"},
+        timeout=30,
+        what="the slow log",
+    )
+    assert max(d["attempts"] for d in deliveries(root, slow_sub["id"])) >= 2
+
+
+def test_the_delivering_process_killed_mid_batch_loses_nothing(hooks_stack: Stack) -> None:
+    root = hooks_stack.root()
+    clear_subscriptions(root)
+    product_id = create_product(root)
+    with receiving("hang") as hook:
+        created = subscribe(root, hook.url, ["sale.created"])
+        hook.secret = created["secret"]
+        sold = {sell(root, product_id) for _ in range(10)}
+        eventually(lambda: hook.hits >= 4, timeout=30, what="attempts in flight")
+
+        hooks_stack.supervisor.kill("webhooks")  # SIGKILL: leases held, nothing recorded
+        sold |= {sell(root, product_id) for _ in range(5)}  # published while it is down
+        hook.release()
+        hooks_stack.supervisor.restart("webhooks")
+        hooks_stack.supervisor.wait_ready(timeout=90, names=["webhooks"])
+
+        eventually(lambda: _sale_ids(hook) >= sold, timeout=60, what="every sale")
+
+    assert all(r.verified for r in hook.snapshot())
+    eventually(
+        lambda: (
+            {d["status"] for d in deliveries(root, created["id"])} == {"succeeded"}
+            and len(deliveries(root, created["id"])) == len(sold)
+        ),
+        timeout=30,
+        what="the log",
+    )
+
+
+def test_a_failing_subscription_is_disabled_and_the_admins_told(hooks_stack: Stack) -> None:
+    root = hooks_stack.root()
+    clear_subscriptions(root)
+    product_id = create_product(root)
+    with receiving("fail") as hook:
+        created = subscribe(root, hook.url, ["sale.created"], description="ERP")
+        hook.secret = created["secret"]
+        sold = {sell(root, product_id) for _ in range(3)}
+
+        eventually(
+            lambda: not webhook(root, created["id"])["active"], timeout=60, what="auto-disable"
+        )
+        disabled = webhook(root, created["id"])
+        assert disabled["consecutive_failures"] >= 15 and "HTTP 500" in disabled["disabled_reason"]
+
+        def notified() -> bool:
+            mine = root.get("/api/notifications/all", params={"limit": 50}).json()
+            return any(
+                n["title"] == "Webhook desactivado" and f"#{created['id']}" in n["message"]
+                for n in mine
+            )
+
+        eventually(notified, timeout=30, what="the admin notification")
+
+        def audited() -> bool:
+            trail = root.get(f"/api/entity/webhook/{created['id']}")
+            actions = [c["action"] for c in trail.json().get("changes", [])]
+            return "create" in actions and "disable" in actions
+
+        eventually(audited, timeout=30, what="the audit records")
+
+        # Back on: the receiver works again, the deliveries still pending go out.
+        hook.mode = "ok"
+        enabled = root.put(f"/api/webhooks/{created['id']}", json={"active": True})
+        assert enabled.status_code == 200, enabled.text
+        assert enabled.json()["consecutive_failures"] == 0
+        eventually(lambda: _sale_ids(hook) == sold, timeout=30, what="delivery after re-enable")
+    assert all(r.verified for r in hook.snapshot())
