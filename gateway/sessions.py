@@ -2,9 +2,12 @@
 
 The cookie holds a random 256-bit token; Redis keys hold only its SHA-256, so a Redis dump
 cannot be replayed as cookies. A session is one JSON string so that the per-request lookup is
-a single GETEX (read and refresh the idle timer), not a pipeline. Idle expiry is the key's TTL;
-the absolute lifetime is checked against the creation time. Each user's session hashes are
-indexed so that disabling a user or changing a password can end all of them.
+a single GETEX (read and refresh the idle timer), not a pipeline, and most requests not even
+that: a session just read is kept for up to a second in the process (gateway/session_cache.py),
+and every change below that ends or alters sessions publishes an invalidation in the same MULTI.
+Idle expiry is the key's TTL; the absolute lifetime is checked against the creation time. Each
+user's session hashes are indexed so that disabling a user or changing a password can end all of
+them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+from gateway.session_cache import CHANNEL, SessionCache, key_message, user_message
 
 _PREFIX = "sm:session:"
 _USER_INDEX = "sm:user-sessions:"
@@ -41,10 +46,19 @@ def _text(value: bytes | str) -> str:
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, *, idle_timeout: int, absolute_timeout: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        idle_timeout: int,
+        absolute_timeout: int,
+        cache: SessionCache | None = None,
+    ) -> None:
         self.redis = redis
         self.idle_timeout = idle_timeout
         self.absolute_timeout = absolute_timeout
+        # No cache (tests, tools): every lookup reads Redis.
+        self.cache = cache or SessionCache(0)
 
     async def create(self, user_id: int, username: str, role: str) -> str:
         token = secrets.token_urlsafe(32)
@@ -63,11 +77,16 @@ class SessionStore:
         return token
 
     async def get(self, token: str) -> Session | None:
-        """The live session for a cookie token, refreshing its idle timer: one command
-        (GETEX) on the hot path of every request."""
+        """The live session for a cookie token, refreshing its idle timer: from the process's
+        cache when it was read within the last `cache.ttl` seconds, else one GETEX."""
         if not token or len(token) > 200:
             return None
         key = _hash(token)
+        cached = self.cache.get(key)
+        if cached is not None and time.time() - cached.created_at <= self.absolute_timeout:
+            return cached
+        # Taken before the read: an invalidation arriving meanwhile keeps this read uncached.
+        generation = self.cache.generation
         try:
             raw = await self.redis.getex(_PREFIX + key, ex=self.idle_timeout)
         except ResponseError as exc:  # WRONGTYPE: a session in an older format; log in again
@@ -92,6 +111,7 @@ class SessionStore:
         if time.time() - session.created_at > self.absolute_timeout:
             await self.delete_key(session.user_id, key)
             return None
+        self.cache.put(key, session, generation)
         return session
 
     async def alive(self, session: Session) -> bool:
@@ -105,20 +125,32 @@ class SessionStore:
         await self.delete_key(user_id, _hash(token))
 
     async def delete_key(self, user_id: int, key: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(_PREFIX + key)
-            pipe.srem(f"{_USER_INDEX}{user_id}", key)
-            await pipe.execute()
+        # Dropped locally before (never served again from here, even if Redis fails) and after
+        # (a request of this process that read it from Redis meanwhile cached it again).
+        self.cache.drop_key(key)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(_PREFIX + key)
+                pipe.srem(f"{_USER_INDEX}{user_id}", key)
+                pipe.publish(CHANNEL, key_message(key))
+                await pipe.execute()
+        finally:
+            self.cache.drop_key(key)
 
     async def revoke_user(self, user_id: int) -> int:
         """End every session of a user (disabled, deleted, password changed)."""
-        index = f"{_USER_INDEX}{user_id}"
-        keys = await self.redis.smembers(index)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for key in keys:
-                pipe.delete(_PREFIX + _text(key))
-            pipe.delete(index)
-            await pipe.execute()
+        self.cache.drop_user(user_id)  # before and after, as in delete_key
+        try:
+            index = f"{_USER_INDEX}{user_id}"
+            keys = await self.redis.smembers(index)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    pipe.delete(_PREFIX + _text(key))
+                pipe.delete(index)
+                pipe.publish(CHANNEL, user_message(user_id))
+                await pipe.execute()
+        finally:
+            self.cache.drop_user(user_id)
         return len(keys)
 
     async def set_role(self, user_id: int, role: str) -> None:
@@ -138,3 +170,7 @@ class SessionStore:
             data[field] = value
             # XX: never resurrect a session deleted meanwhile; KEEPTTL: keep its idle timer.
             await self.redis.set(name, orjson.dumps(data), xx=True, keepttl=True)
+        # After the rewrite: a copy read before it is dropped everywhere, one read after it is
+        # current (and a read racing with the message is not cached, see SessionCache.put).
+        self.cache.drop_user(user_id)
+        await self.redis.publish(CHANNEL, user_message(user_id))

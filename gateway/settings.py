@@ -29,6 +29,11 @@ class GatewaySettings(KernelSettings):
     cookie_secure: bool = False
     session_idle_timeout: int = 30 * 60
     session_absolute_timeout: int = 12 * 60 * 60
+    # A session read from Redis is reused by this process for up to this many seconds (0: read
+    # Redis on every request). Revocations reach every replica's cache at once through Redis
+    # pub/sub; this bound only matters if such a message is lost, so it is at most 1 s, the
+    # time within which a revoked session must stop working (gateway/session_cache.py).
+    session_cache_seconds: float = Field(1.0, ge=0, le=1.0)
     # Comma-separated origins allowed to make state-changing requests (besides same-origin).
     allowed_origins: str = "http://localhost:5000,http://127.0.0.1:5000"
     # Comma-separated CIDRs whose X-Forwarded-For we believe.
