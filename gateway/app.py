@@ -28,6 +28,7 @@ from gateway.proxy import ServiceProxy
 from gateway.ratelimit import LoginRateLimiter
 from gateway.routes import ROUTE_MAP, RouteTable
 from gateway.runtime import GatewayRuntime
+from gateway.session_cache import SessionCache
 from gateway.sessions import SessionStore
 from gateway.settings import GatewaySettings, gateway_settings
 from gateway.streams import StreamLimits
@@ -114,10 +115,12 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             dns_refresh=settings.upstream_dns_refresh_seconds,
         )
         await proxy.open()
+        session_cache = SessionCache(settings.session_cache_seconds)
         sessions = SessionStore(
             redis,
             idle_timeout=settings.session_idle_timeout,
             absolute_timeout=settings.session_absolute_timeout,
+            cache=session_cache,
         )
         runtime = GatewayRuntime(
             settings=settings,
@@ -159,11 +162,13 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         )
         shipper = attach_central_shipper("gateway", settings.log_stream, settings.log_stream_maxlen)
         shipper.start(redis)
+        session_cache.start(redis)
         runtime.events.start()
         runtime.consumer.start()
         try:
             yield
         finally:
+            await session_cache.stop()
             await runtime.consumer.stop()
             await runtime.events.stop()
             await shipper.stop()
