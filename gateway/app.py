@@ -76,26 +76,47 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
     def secured(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        present = {name.lower(): value for name, value in headers}
-        kept = [
-            (name, value)
-            for name, value in headers
-            if name.lower() not in (b"x-content-type-options", b"referrer-policy")
-        ]
-        kept += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
-        csp = present.get(b"content-security-policy")
-        if csp is None:
+        # One pass over the answer's headers (this runs for every request); the policy headers
+        # are set aside and put back, or replaced, at the end.
+        kept: list[tuple[bytes, bytes]] = []
+        csp: list[tuple[bytes, bytes]] = []
+        cache_control: list[tuple[bytes, bytes]] = []
+        content_type = b""
+        hsts_present = False
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered in _REPLACED:
+                continue
+            if lowered == b"content-security-policy":
+                csp.append((name, value))
+                continue
+            if lowered == b"cache-control":
+                cache_control.append((name, value))
+                continue
+            if lowered == b"content-type":
+                content_type = value
+            elif lowered == b"strict-transport-security":
+                hsts_present = True
+            kept.append((name, value))
+        kept += _ALWAYS
+        if not csp:
             kept.append((b"content-security-policy", FRAME_ANCESTORS))
-        elif b"frame-ancestors" not in csp:
-            kept = [(n, v) for n, v in kept if n.lower() != b"content-security-policy"]
-            kept.append((b"content-security-policy", csp + b"; " + FRAME_ANCESTORS))
-        content_type = present.get(b"content-type", b"")
-        if b"cache-control" not in present or b"json" in content_type.lower():
-            kept = [(n, v) for n, v in kept if n.lower() != b"cache-control"]
+        elif b"frame-ancestors" not in csp[-1][1]:
+            kept.append((b"content-security-policy", csp[-1][1] + b"; " + FRAME_ANCESTORS))
+        else:
+            kept += csp
+        if not cache_control or b"json" in content_type.lower():
             kept.append((b"cache-control", b"no-store"))
-        if self.hsts and b"strict-transport-security" not in present:
+        else:
+            kept += cache_control
+        if self.hsts and not hsts_present:
             kept.append((b"strict-transport-security", HSTS))
         return kept
+
+
+# Set by SecurityHeaders whatever the answer said.
+_REPLACED = frozenset({b"x-content-type-options", b"referrer-policy"})
+_ALWAYS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 
 
 def create_app(settings: GatewaySettings | None = None) -> Starlette:

@@ -33,7 +33,8 @@ def origin_allowed(request: Request, allowlist: frozenset[str]) -> bool:
         return True
     host = request.headers.get("host")
     if host:
-        scheme = request.url.scheme
+        # The scope's scheme, as request.url would give it, without building the URL.
+        scheme = str(request.scope.get("scheme", "http")).lower()
         if origin == f"{scheme}://{host}".lower():
             return True
     return False

@@ -81,8 +81,20 @@ async def dispatch(request: Request) -> Response:
     return response
 
 
+def request_path(request: Request) -> str:
+    """`request.url.path` without building the whole URL (host header parsing, urlsplit) on
+    every request: the path with `?`, `#` and `\\` escaped as Starlette's URL does."""
+    return str(request.scope["path"]).replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+
+
+def request_query(request: Request) -> str:
+    """`request.url.query`, likewise (a `#` cannot reach here from uvicorn's parser; cut as
+    urlsplit would)."""
+    return str(request.scope["query_string"].decode()).partition("#")[0]
+
+
 async def _build_context(request: Request, runtime: GatewayRuntime) -> RequestContext:
-    path = request.url.path
+    path = request_path(request)
     found = runtime.routes.match(request.method, path)
     if found is None:
         raise NotFound()
@@ -155,8 +167,8 @@ async def _proxy(ctx: RequestContext) -> Response:
     runtime = ctx.runtime
     route = ctx.match.route
     request = ctx.request
-    path = ctx.match.upstream_path(request.url.path)
-    query = request.url.query
+    path = ctx.match.upstream_path(request_path(request))
+    query = request_query(request)
     headers = forward_headers(request, ctx.identity(), runtime.settings.internal_secret, ctx)
     if route.stream:
         path_qs = f"{path}?{query}" if query else path
@@ -185,7 +197,7 @@ def _publish_refused(ctx: RequestContext, status: int) -> None:
             EventType.REQUEST_REFUSED,
             RequestRefused(
                 method=route.method,
-                path=clip_text(ctx.request.url.path),
+                path=clip_text(request_path(ctx.request)),
                 http_status=status,
                 service=route.target,
             ),

@@ -148,8 +148,8 @@ class Upstream:
     def order(self) -> list[Replica]:
         """Replicas to try: healthy ones round-robin first, then the ones marked down."""
         replicas = self.replicas
-        if not replicas:
-            return []
+        if len(replicas) <= 1:
+            return replicas  # nothing to rotate; a replica marked down is still tried
         start = self._next % len(replicas)
         self._next = start + 1
         rotated = replicas[start:] + replicas[:start]
