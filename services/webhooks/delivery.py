@@ -11,7 +11,7 @@
   connection) is retried with exponential backoff and jitter until the delivery's retry window
   ends. Failures in a row are counted per subscription, which is disabled (and the admins told,
   through a `webhook.disabled` event) once it keeps failing.
-- Outcomes of successful attempts are written in batches (one transaction per wake-up).
+- Outcomes are written in batches, in the same transaction as the next claim (one per round).
 """
 
 from __future__ import annotations
@@ -140,8 +140,7 @@ class DeliveryWorker:
             # Cleared before looking for work: a wake-up from here on is never lost.
             self._wake.clear()
             try:
-                await self._flush()
-                claimed = await self._claim()
+                claimed = await self._round()
                 failures = 0
                 if claimed:
                     continue  # there may be more due work: claim again while slots are free
@@ -157,21 +156,41 @@ class DeliveryWorker:
     async def _sleep(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.settings.webhooks_poll_seconds)
+        if self._in_flight and self._wake.is_set():
+            # Attempts are finishing: let a few more finish so one transaction records them
+            # all (and claims their successors), instead of one per delivery.
+            await asyncio.sleep(self.settings.webhooks_batch_linger_seconds)
 
-    async def _claim(self) -> int:
+    async def _round(self) -> int:
+        """One transaction: record finished attempts, claim due deliveries for the free slots."""
+        done, self._done = self._done, []
         free = self.settings.webhooks_max_in_flight - len(self._in_flight)
-        if free <= 0:
+        if not done and free <= 0:
             return 0
         busy = Counter(self._in_flight.values())
-        async with self.db.transaction() as conn:
-            rows = await repository.claim_due(
-                conn,
-                total=free,
-                per_subscription=self.settings.webhooks_max_in_flight_per_subscription,
-                busy=busy,
-                lease_seconds=self.settings.webhooks_timeout_seconds
-                + self.settings.webhooks_lease_margin_seconds,
-            )
+        disabled = False
+        try:
+            async with self.db.transaction() as conn:
+                if done:
+                    disabled = await self._record(conn, done)
+                rows = (
+                    await repository.claim_due(
+                        conn,
+                        total=max(free, 0),
+                        per_subscription=self.settings.webhooks_max_in_flight_per_subscription,
+                        busy=busy,
+                        lease_seconds=self.settings.webhooks_timeout_seconds
+                        + self.settings.webhooks_lease_margin_seconds,
+                    )
+                    if free > 0
+                    else []
+                )
+        except BaseException:
+            self._done = done + self._done  # recorded on the next round (leases are long)
+            raise
+        if disabled and self.relay is not None:
+            self.relay.poke()
+        self._log_failures(done)
         loop = asyncio.get_running_loop()
         for row in rows:
             attempt = loop.create_task(self._attempt(row))
@@ -266,40 +285,32 @@ class DeliveryWorker:
 
     # --- outcomes -----------------------------------------------------------------------------
 
-    async def _flush(self) -> None:
-        if not self._done:
-            return
-        done, self._done = self._done, []
-        try:
-            await self._record(done)
-        except BaseException:
-            self._done = done + self._done  # recorded on the next round (leases are long)
-            raise
-
-    async def _record(self, done: list[Outcome]) -> None:
+    async def _record(self, conn: Any, done: list[Outcome]) -> bool:
+        """Write the outcomes; True if a subscription was disabled (an event to publish)."""
         successes = [o for o in done if o.ok]
-        failures = [o for o in done if not o.ok]
+        await repository.record_successes(
+            conn,
+            [(o.delivery_id, o.status or 0, o.latency_ms, o.excerpt or "") for o in successes],
+        )
+        await repository.reset_failures(conn, sorted({o.subscription_id for o in successes}))
         disabled = False
-        async with self.db.transaction() as conn:
-            await repository.record_successes(
-                conn,
-                [(o.delivery_id, o.status or 0, o.latency_ms, o.excerpt or "") for o in successes],
-            )
-            await repository.reset_failures(conn, sorted({o.subscription_id for o in successes}))
-            for outcome in failures:
+        for outcome in done:
+            if not outcome.ok:
                 disabled |= await self._record_failure(conn, outcome)
-        if disabled and self.relay is not None:
-            self.relay.poke()
-        for outcome in failures:
-            log.info(
-                "webhook delivery failed",
-                extra={
-                    "delivery_id": outcome.delivery_id,
-                    "subscription_id": outcome.subscription_id,
-                    "attempt": outcome.attempts,
-                    "error": outcome.error,
-                },
-            )
+        return disabled
+
+    def _log_failures(self, done: list[Outcome]) -> None:
+        for outcome in done:
+            if not outcome.ok:
+                log.info(
+                    "webhook delivery failed",
+                    extra={
+                        "delivery_id": outcome.delivery_id,
+                        "subscription_id": outcome.subscription_id,
+                        "attempt": outcome.attempts,
+                        "error": outcome.error,
+                    },
+                )
 
     async def _record_failure(self, conn: Any, outcome: Outcome) -> bool:
         settings = self.settings

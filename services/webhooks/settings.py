@@ -50,12 +50,14 @@ class WebhooksSettings(KernelSettings):
     # Concurrent requests of one process: in total, and to one subscription (so one slow or
     # hanging receiver holds at most this many slots and never delays the others).
     webhooks_max_in_flight: int = Field(64, ge=1)
-    webhooks_max_in_flight_per_subscription: int = Field(4, ge=1)
+    webhooks_max_in_flight_per_subscription: int = Field(8, ge=1)
     # A claimed delivery is leased for timeout + this long; a process killed mid-attempt loses
     # it only until the lease expires, then another process (or this one restarted) retries.
     webhooks_lease_margin_seconds: float = Field(20.0, gt=0)
     # How often a delivery worker looks for due deliveries when nothing woke it (seconds).
     webhooks_poll_seconds: float = Field(0.5, gt=0)
+    # After an attempt finishes, wait this long for others so one transaction records them all.
+    webhooks_batch_linger_seconds: float = Field(0.01, ge=0)
     # Grace period of the previous secret after a rotation, unless the request gives one.
     webhooks_rotation_grace_seconds: int = Field(24 * 3600, ge=0)
 

@@ -1,0 +1,332 @@
+"""Webhooks benchmark: 5 subscribers on `sale.created`, 2,000 sales through the gateway.
+
+    python -m bench.webhooks_bench [--requests 2000 --concurrency 16 --rounds 2]
+    make bench NAME=webhooks
+
+One stack (embedded PostgreSQL and Redis, every process real, as bench/sales_bench.py). Five
+receivers listen on loopback in a separate process (STOCKMANAGER_WEBHOOKS_ALLOW_PRIVATE_TARGETS
+is set for them) and note when each delivery arrives. Rounds alternate in the same run: N sales
+without any subscription, then N sales with the five subscriptions (ABAB..., so machine noise
+hits both alike). Reported: checkout sales/s and latency of both, their ratio, and for the
+subscribed rounds the time from each sale's 201 to its arrival at each receiver (p50/p95/p99
+over sales × receivers), after checking every sale arrived at every receiver. Writes
+`bench/results/webhooks.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from bench.common import BenchStack, LoadResult, _drive, bench_stack, machine
+from bench.sales_bench import Checkout, create_seller, seed_products
+from stockmanager.embedded import free_port
+
+RESULTS = Path(__file__).parent / "results" / "webhooks.md"
+SUBSCRIBERS = 5
+WARMUP = 100
+
+
+# --- the receivers (a process of their own, so they do not share the load generator's CPU) ---
+
+
+def serve_receivers(ports: list[int], output: Path) -> None:
+    from aiohttp import web
+
+    out = output.open("a", buffering=1)
+
+    def handler(index: int) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def receive(request: web.Request) -> web.Response:
+            body = await request.read()
+            arrived = time.time()
+            event = orjson.loads(body)
+            if event["type"] == "sale.created":
+                out.write(f"{index} {event['data']['sale_id']} {arrived:.6f}\n")
+            return web.Response(status=200, text="ok")
+
+        return receive
+
+    async def main() -> None:
+        runners = []
+        for index, port in enumerate(ports):
+            app = web.Application()
+            app.router.add_post("/hook", handler(index))
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            runners.append(runner)
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def arrivals(output: Path) -> dict[tuple[int, int], float]:
+    """(receiver, sale id) -> first arrival (a redelivery counts once: the first is what the
+    receiver acts on)."""
+    seen: dict[tuple[int, int], float] = {}
+    for line in output.read_text().splitlines():
+        index, sale_id, arrived = line.split()
+        key = (int(index), int(sale_id))
+        seen[key] = min(seen.get(key, float("inf")), float(arrived))
+    return seen
+
+
+# --- the load ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    subscribed: bool
+    load: LoadResult
+    created: dict[int, float]  # sale id -> wall time of its 201
+
+
+async def checkout_round(
+    url: str,
+    cookies: dict[str, str],
+    checkout: Checkout,
+    *,
+    requests: int,
+    concurrency: int,
+    subscribed: bool,
+) -> Round:
+    created: dict[int, float] = {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, cookies=cookies) as session:
+
+        async def send(_index: int) -> float:
+            body = checkout.body()
+            started = time.perf_counter()
+            async with session.post(
+                url, data=body, headers={"content-type": "application/json"}
+            ) as response:
+                payload = await response.read()
+                done = time.time()
+                if response.status != 201:
+                    raise RuntimeError(f"{response.status}: {payload[:200]!r}")
+            created[orjson.loads(payload)["sale_id"]] = done
+            return (time.perf_counter() - started) * 1000
+
+        began = time.perf_counter()
+        latencies = await _drive(send, concurrency, requests)
+        elapsed = time.perf_counter() - began
+    label = "5 subscribers" if subscribed else "no subscriber"
+    return Round(subscribed, LoadResult(label, requests, elapsed, latencies), created)
+
+
+def wait_for(output: Path, sales: dict[int, float], timeout: float) -> dict[tuple[int, int], float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = arrivals(output)
+        missing = [
+            (index, sale)
+            for sale in sales
+            for index in range(SUBSCRIBERS)
+            if (index, sale) not in seen
+        ]
+        if not missing:
+            return seen
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(missing)} deliveries missing, e.g. {missing[:3]}")
+        time.sleep(0.2)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    rng = random.Random(17)
+    env = {"STOCKMANAGER_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"}
+    with (
+        tempfile.TemporaryDirectory(prefix="sm-webhooks-bench-") as tmp,
+        bench_stack(extra_env=env) as bench,
+    ):
+        output = Path(tmp) / "arrivals.txt"
+        output.touch()
+        ports = [free_port() for _ in range(SUBSCRIBERS)]
+        receivers = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.webhooks_bench",
+                "--receive",
+                json.dumps(ports),
+                str(output),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert receivers.stdout is not None and receivers.stdout.readline().strip() == "ready"
+            return asyncio.run(_measure(bench, args, rng, ports, output))
+        finally:
+            receivers.terminate()
+            receivers.wait(10)
+
+
+async def _measure(
+    bench: BenchStack, args: argparse.Namespace, rng: random.Random, ports: list[int], output: Path
+) -> list[str]:
+    stack = bench.stack
+    products = seed_products(bench.database_url, args.products, rng)
+    seller = create_seller(stack)
+    checkout = Checkout(products, seed=5)
+    url = f"{stack.base_url}/api/sales/bulk"
+    await checkout_round(
+        url,
+        seller.cookies,
+        checkout,
+        requests=WARMUP,
+        concurrency=args.concurrency,
+        subscribed=False,
+    )
+    rounds: list[Round] = []
+    delivery_ms: list[float] = []
+    stages: list[tuple[float, ...]] = []
+    with stack.root() as root:
+        for _ in range(args.rounds):
+            for subscribed in (False, True):
+                ids = []
+                if subscribed:
+                    for port in ports:
+                        made = root.post(
+                            "/api/webhooks",
+                            json={
+                                "url": f"http://127.0.0.1:{port}/hook",
+                                "events": ["sale.created"],
+                            },
+                        )
+                        made.raise_for_status()
+                        ids.append(made.json()["id"])
+                result = await checkout_round(
+                    url,
+                    seller.cookies,
+                    checkout,
+                    requests=args.requests,
+                    concurrency=args.concurrency,
+                    subscribed=subscribed,
+                )
+                rounds.append(result)
+                if subscribed:
+                    seen = wait_for(output, result.created, timeout=300)
+                    delivery_ms += [
+                        (seen[(index, sale)] - done) * 1000
+                        for sale, done in result.created.items()
+                        for index in range(SUBSCRIBERS)
+                    ]
+                    stages.append(delivery_stages(bench.database_url, ids))
+                    for webhook_id in ids:
+                        root.delete(f"/api/webhooks/{webhook_id}").raise_for_status()
+    return report(args, rounds, delivery_ms, stages)
+
+
+def delivery_stages(database_url: str, subscription_ids: list[int]) -> tuple[float, ...]:
+    """Where the time went (ms, p50 and p99): event -> delivery row (relay + stream + consumer
+    fan-out), delivery row -> first attempt (the worker's claim), attempt -> recorded."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            """
+            WITH d AS (
+                SELECT extract(epoch FROM created_at - (payload->>'time')::timestamptz) * 1000
+                           AS queued,
+                       extract(epoch FROM delivered_at - created_at) * 1000 AS sent
+                  FROM webhooks.deliveries WHERE subscription_id = ANY(%s)
+            )
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY queued),
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY queued),
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY sent),
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY sent)
+              FROM d
+            """,
+            (subscription_ids,),
+        ).fetchone()
+    assert row is not None
+    return tuple(float(v) for v in row)
+
+
+def report(
+    args: argparse.Namespace,
+    rounds: list[Round],
+    delivery_ms: list[float],
+    stages: list[tuple[float, ...]],
+) -> list[str]:
+    plain = LoadResult.merge([r.load for r in rounds if not r.subscribed])
+    hooked = LoadResult.merge([r.load for r in rounds if r.subscribed])
+    ratio = hooked.throughput / plain.throughput
+    lines = [
+        "# Webhooks benchmark",
+        "",
+        f"`python -m bench.webhooks_bench --requests {args.requests} --concurrency "
+        f"{args.concurrency} --rounds {args.rounds}` ({machine()}; one stack, rounds interleaved "
+        "A B A B: without subscriptions, then with five on `sale.created`).",
+        "",
+        "Checkout (`POST /api/sales/bulk` through the gateway, 3 lines per sale):",
+        "",
+        "| scenario | sales | p50 ms | p95 ms | p99 ms | sales/s |",
+        "|---|---:|---:|---:|---:|---:|",
+        plain.row(),
+        hooked.row(),
+        "",
+        f"Throughput with 5 subscribers / without: **{ratio:.2f}** "
+        f"({(1 - ratio) * 100:+.1f} % {'slower' if ratio < 1 else 'faster'}).",
+        "",
+        f"Delivery latency, from the sale's 201 to its arrival at a receiver "
+        f"({len(delivery_ms)} deliveries = sales × 5, every one arrived):",
+        "",
+        "| p50 ms | p95 ms | p99 ms | max ms |",
+        "|---:|---:|---:|---:|",
+        f"| {percentile(delivery_ms, 50):.0f} | {percentile(delivery_ms, 95):.0f} | "
+        f"{percentile(delivery_ms, 99):.0f} | {max(delivery_ms):.0f} |",
+        "",
+        "Where the time goes, per subscribed round (ms; from the database's timestamps): event "
+        "committed → delivery row written (outbox relay, stream, `webhooks` consumer), and "
+        "delivery row → delivered (claim, POST, record):",
+        "",
+        "| round | queued p50 | queued p99 | sent p50 | sent p99 |",
+        "|---:|---:|---:|---:|---:|",
+        *(
+            f"| {n} | {a:.0f} | {b:.0f} | {c:.0f} | {d:.0f} |"
+            for n, (a, b, c, d) in enumerate(stages, start=1)
+        ),
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--products", type=int, default=500)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--receive", nargs=2, metavar=("PORTS", "OUTPUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.receive:
+        serve_receivers(json.loads(args.receive[0]), Path(args.receive[1]))
+        return 0
+    lines = run(args)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
