@@ -17,6 +17,8 @@ import argparse
 import json
 import os
 import random
+import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,8 +36,8 @@ SELLERS = 12
 PAYMENTS = ("Efectivo", "Tarjeta", "Transferencia")
 
 
-def generate(path: Path, products: int, sales: int, lines: int, seed: int) -> dict[str, Any]:
-    """The upstream file; returns the figures the import must reproduce."""
+def generate(path: Path, products: int, sales: int, lines: int, seed: int) -> None:
+    """The upstream file."""
     rng = random.Random(seed)
     db = UpstreamDb(path, "newer")
     conn = db.conn
@@ -69,7 +71,6 @@ def generate(path: Path, products: int, sales: int, lines: int, seed: int) -> di
     )
     start = datetime(2024, 12, 1, 8, 0, 0)
     span = 730 * 24 * 3600
-    total = 0.0
     sale_rows = []
     line_rows = []
     per_sale, extra = divmod(lines, sales)
@@ -84,7 +85,6 @@ def generate(path: Path, products: int, sales: int, lines: int, seed: int) -> di
         for item in items:
             qty = rng.randint(1, 4)
             line_rows.append((sid, item, qty, prices[item - 1], vendor))
-            total += qty * prices[item - 1]
     conn.executemany(
         "INSERT INTO sells (id, item_id, date, vendor_id, payment_method) VALUES (?, ?, ?, ?, ?)",
         sale_rows,
@@ -100,11 +100,52 @@ def generate(path: Path, products: int, sales: int, lines: int, seed: int) -> di
         [(row[3], row[0], row[2].replace(" ", "T") + ".000001") for row in sale_rows[::10]],
     )
     db.close()
-    return {"stock": sum(stock), "total": round(total, 2), "lines": len(line_rows)}
 
 
-def run_import(path: Path, database_url: str, *args: str) -> tuple[float, dict[str, Any]]:
+def figures(path: Path) -> dict[str, Any]:
+    """What the import must reproduce, read from the file itself."""
+    conn = sqlite3.connect(path)
+    stock = conn.execute("SELECT sum(max(quantity, 0)) FROM items").fetchone()[0]
+    lines, total = conn.execute(
+        "SELECT count(*), sum(d.quantity * CAST(round(d.price * 100) AS INTEGER)) FROM details d"
+        " JOIN sells s ON s.id = d.sell_id"
+    ).fetchone()
+    conn.close()
+    return {"stock": stock, "total_cents": total, "lines": lines}
+
+
+def _ticks(pid: int) -> int:
+    """CPU ticks of a process and of its children it has reaped (utime stime cutime cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15])
+
+
+def server_cpu(postmaster: int | None) -> float:
+    """CPU seconds the PostgreSQL server has used: the postmaster with every backend it reaped,
+    plus the backends still running. Independent of how busy the machine is, unlike wall time."""
+    if postmaster is None:
+        return 0.0
+    ticks = _ticks(postmaster)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster:
+                ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_import(
+    path: Path, database_url: str, *args: str, postmaster: int | None = None
+) -> tuple[float, dict[str, Any]]:
     env = {**os.environ, "DATABASE_URL": database_url}
+    cpu_before = client_cpu(), server_cpu(postmaster)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "stockmanager", "import-upstream", str(path), "--json", *args],
@@ -116,7 +157,12 @@ def run_import(path: Path, database_url: str, *args: str) -> tuple[float, dict[s
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"import failed ({done.returncode}): {done.stdout}\n{done.stderr}")
-    return elapsed, json.loads(done.stdout)
+    report: dict[str, Any] = json.loads(done.stdout)
+    report["cpu"] = {
+        "command": round(client_cpu() - cpu_before[0], 1),
+        "postgres": round(server_cpu(postmaster) - cpu_before[1], 1),
+    }
+    return elapsed, report
 
 
 def main() -> int:
@@ -125,20 +171,31 @@ def main() -> int:
     parser.add_argument("--sales", type=int, default=200_000)
     parser.add_argument("--lines", type=int, default=600_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--file", type=Path, help="keep the generated upstream file here (reused if present)"
+    )
     args = parser.parse_args()
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="import-bench-")))
-        path = work / "upstream.db"
+        path = args.file or work / "upstream.db"
         t0 = time.perf_counter()
-        expected = generate(path, args.products, args.sales, args.lines, args.seed)
-        print(f"generated {path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t0:.1f} s")
+        if not path.exists():
+            generate(path, args.products, args.sales, args.lines, args.seed)
+        expected = figures(path)
+        print(
+            f"generated {path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t0:.1f} s;"
+            f" load average {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
         server_url = os.environ.get("DATABASE_URL")
+        postmaster = None  # known (CPU measured) only for our own embedded server
         if not server_url:
             from stockmanager.embedded import EmbeddedPostgres
 
             server = EmbeddedPostgres(work / "postgres")
             server_url = server.start()
             stack.callback(server.stop)
+            postmaster = server.pid
         from stockmanager.cli import bootstrap_root, migrate
         from tests.support.isolated import fresh_database
 
@@ -148,10 +205,12 @@ def main() -> int:
         bootstrap_root("bench-root-password")
 
         print(f"database ready in {time.perf_counter() - t0:.1f} s", flush=True)
-        first, report = run_import(path, database_url)
+        first, report = run_import(path, database_url, postmaster=postmaster)
         print(f"first import {first:.1f} s: {report['seconds']:.1f} s inside", flush=True)
-        second, again = run_import(path, database_url)
-        dry, _ = run_import(path, database_url, "--dry-run")
+        print("phases (s): " + json.dumps(report["phases"]), flush=True)
+        print("CPU seconds: " + json.dumps(report["cpu"]), flush=True)
+        second, again = run_import(path, database_url, postmaster=postmaster)
+        dry, dry_report = run_import(path, database_url, "--dry-run", postmaster=postmaster)
         with psycopg.connect(database_url) as conn:
             stock, ledger = conn.execute(
                 "SELECT (SELECT sum(quantity) FROM products.items),"
@@ -165,12 +224,20 @@ def main() -> int:
         assert counts["sale_lines"]["imported"] == expected["lines"], counts
         assert all(c["imported"] == 0 for c in again["counts"].values()), again["counts"]
         assert stock == ledger == expected["stock"], (stock, ledger, expected)
-        assert float(total) == expected["total"], (total, expected)
+        assert int(total * 100) == expected["total_cents"], (total, expected)
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"machine: {os.cpu_count()} cores, load average now {load}")
         print(
             f"| {args.products:,} products, {args.sales:,} sales, {expected['lines']:,} lines"
             f" | first import {first:.1f} s (inside: {report['seconds']:.1f} s)"
             f" | second run (no-op) {second:.1f} s | --dry-run {dry:.1f} s |"
         )
+        for name, run in (("first", report), ("second", again), ("dry run", dry_report)):
+            cpu = run["cpu"]
+            print(
+                f"CPU of the {name} import: command {cpu['command']} s,"
+                f" PostgreSQL {cpu['postgres']} s"
+            )
     return 0
 
 

@@ -1,8 +1,9 @@
 """`stockmanager import-upstream`: the products schema's part (docs/upgrading-from-stockmanager.md).
 
 Upstream products are merged into local ones by barcode (the local product, stock included, is
-left as it is); the rest are inserted with their stock and a ledger row with reason `import`
-for it, so the ledger explains every unit. Runs in the import's one transaction; never commits.
+left as it is); the rest are inserted with their stock and its first ledger row (reason
+`import`, `products.record_initial_stock`), so the ledger explains every unit. Runs in the
+import's one transaction; never commits.
 """
 
 from __future__ import annotations
@@ -71,34 +72,32 @@ async def import_products(
             "barcode_matched", "products", upstream_id, f"barcode {barcode} = local #{local_id}"
         )
     await staging.assign_ids(conn, STAGING, "products.items", report, "products")
-    # New products arrive with their stock and, in the same statement, the ledger row that
-    # explains it (reason `import`). Not through apply_stock_movements: its per-item loop
-    # updates each row once more (every index of products.items, trigram ones included, gets a
-    # new entry per update), measured at 1.4 ms per product (docs/upgrading-from-stockmanager.md,
-    # bench/results/import.md); its locking, guard and low-stock crossing have nothing to do for
-    # rows no other transaction can see yet. The ledger row is the one the function writes.
-    await conn.execute(
+    # New products are inserted with their stock, and `products.record_initial_stock` writes
+    # the ledger row the stock function would have written (migration products_0004: moving
+    # the stock of empty rows would write every new row twice, in all of its indexes).
+    cursor = await conn.execute(
         f"""
-        WITH inserted AS (
-            INSERT INTO products.items (id, barcode, name, description, quantity, min_quantity,
-                                        price, expiration_date, status, created_at, updated_at)
-            SELECT local_id, barcode, name, description, quantity, min_quantity, price,
-                   expiration_date, status, created_at, updated_at
-              FROM {STAGING} WHERE state IN ('new', 'renumbered')
-            RETURNING id, quantity
-        )
-        INSERT INTO products.stock_movements
-            (item_id, delta, quantity_after, reason, reference, actor_id, actor_username)
-        SELECT id, quantity, quantity, %s, %s, %s, %s FROM inserted WHERE quantity > 0
-         ORDER BY id
-        """,
-        (
-            IMPORT_REASON,
-            f"upstream StockManager {source}"[:REFERENCE_MAX],
-            actor.user_id,
-            actor.username,
-        ),
+        INSERT INTO products.items (id, barcode, name, description, quantity, min_quantity,
+                                    price, expiration_date, status, created_at, updated_at)
+        SELECT local_id, barcode, name, description, quantity, min_quantity, price,
+               expiration_date, status, created_at, updated_at
+          FROM {STAGING} WHERE state IN ('new', 'renumbered')
+         ORDER BY local_id
+        RETURNING id
+        """
     )
+    new_ids = [int(row[0]) for row in await cursor.fetchall()]
+    if new_ids:
+        await conn.execute(
+            "SELECT products.record_initial_stock(CAST(%s AS bigint[]), %s, %s, %s, %s)",
+            (
+                new_ids,
+                IMPORT_REASON,
+                f"upstream StockManager {source}"[:REFERENCE_MAX],
+                actor.user_id,
+                actor.username,
+            ),
+        )
     await staging.count_states(conn, STAGING, report, "products")
     await staging.record_map(conn, STAGING, SCHEMA, source, KIND)
     return await staging.id_map(conn, STAGING)

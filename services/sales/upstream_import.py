@@ -69,28 +69,33 @@ async def import_sales(
           FROM {STAGING} WHERE state IN ('new', 'renumbered')
         """
     )
+    cursor = await conn.execute(f"SELECT upstream_id, local_id, state FROM {STAGING}")
+    rows = await cursor.fetchall()
+    ids = {int(upstream): int(local) for upstream, local, _ in rows}
+    inserted = {int(upstream) for upstream, _, state in rows if state in ("new", "renumbered")}
+    # Only the lines of the sales inserted now (a second run stages none of them).
     await staging.stage(
         conn,
         "upstream_lines",
-        "sale_upstream_id bigint, item_id bigint, item_name text, quantity integer,"
+        "sale_id bigint, item_id bigint, item_name text, quantity integer,"
         " unit_price numeric(12,2)",
         (
             (
-                line.sale_upstream_id,
+                ids[line.sale_upstream_id],
                 items[line.item_upstream_id],
                 line.item_name,
                 line.quantity,
                 line.unit_price,
             )
             for line in lines
+            if line.sale_upstream_id in inserted
         ),
+        analyze=False,  # read once, in full
     )
     cursor = await conn.execute(
-        f"""
+        """
         INSERT INTO sales.sale_lines (sale_id, item_id, item_name, quantity, unit_price)
-        SELECT s.local_id, l.item_id, l.item_name, l.quantity, l.unit_price
-          FROM upstream_lines l JOIN {STAGING} s ON s.upstream_id = l.sale_upstream_id
-         WHERE s.state IN ('new', 'renumbered')
+        SELECT sale_id, item_id, item_name, quantity, unit_price FROM upstream_lines
         """
     )
     lines_counts = report.counts["sale_lines"]
@@ -98,7 +103,4 @@ async def import_sales(
     lines_counts.already += len(lines) - cursor.rowcount
     await staging.count_states(conn, STAGING, report, "sales")
     await staging.record_map(conn, STAGING, SCHEMA, source, KIND)
-    cursor = await conn.execute(f"SELECT upstream_id, local_id, state FROM {STAGING}")
-    rows = await cursor.fetchall()
-    ids = {int(upstream): int(local) for upstream, local, _ in rows}
-    return ids, {int(upstream) for upstream, _, state in rows if state in ("new", "renumbered")}
+    return ids, inserted

@@ -27,14 +27,21 @@ STATES_TO_MAP = ("new", "renumbered", "matched")
 
 
 async def stage(
-    conn: psycopg.AsyncConnection[Any], name: str, columns: str, rows: Iterable[Sequence[Any]]
+    conn: psycopg.AsyncConnection[Any],
+    name: str,
+    columns: str,
+    rows: Iterable[Sequence[Any]],
+    *,
+    analyze: bool = True,
 ) -> None:
-    """`CREATE TEMP TABLE name (columns)` (dropped at commit) filled by COPY."""
+    """`CREATE TEMP TABLE name (columns)` (dropped at commit) filled by COPY; analyzed when it
+    will be joined (temporary tables get no statistics otherwise)."""
     await conn.execute(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
     async with conn.cursor().copy(f"COPY {name} FROM STDIN") as copy:
         for row in rows:
             await copy.write_row(row)
-    await conn.execute(f"ANALYZE {name}")
+    if analyze:
+        await conn.execute(f"ANALYZE {name}")
 
 
 def id_columns() -> str:
