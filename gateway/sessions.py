@@ -12,6 +12,8 @@ them.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import secrets
 import time
@@ -34,6 +36,10 @@ class Session:
     username: str
     role: str
     created_at: float
+
+
+# A GETEX in flight for one session key, and the cache generation it started at.
+SharedRead = tuple[int, "asyncio.Future[Session | None]"]
 
 
 def _hash(token: str) -> str:
@@ -59,6 +65,7 @@ class SessionStore:
         self.absolute_timeout = absolute_timeout
         # No cache (tests, tools): every lookup reads Redis.
         self.cache = cache or SessionCache(0)
+        self._reads: dict[str, SharedRead] = {}
 
     async def create(self, user_id: int, username: str, role: str) -> str:
         token = secrets.token_urlsafe(32)
@@ -85,8 +92,30 @@ class SessionStore:
         cached = self.cache.get(key)
         if cached is not None and time.time() - cached.created_at <= self.absolute_timeout:
             return cached
-        # Taken before the read: an invalidation arriving meanwhile keeps this read uncached.
+        if not self.cache.ttl:
+            return await self._read(key, self.cache.generation)
+        # One read per session at a time: when a cached copy expires under concurrent requests,
+        # they share the read instead of each sending a GETEX (as if they all had read it then).
+        # Only a read started since the latest invalidation is shared: a request arriving after a
+        # logout must not get the answer of a read that began before it.
         generation = self.cache.generation
+        shared = self._reads.get(key)
+        if shared is None or shared[0] != generation:
+            shared = (generation, asyncio.ensure_future(self._read(key, generation)))
+            self._reads[key] = shared
+            shared[1].add_done_callback(functools.partial(self._read_done, key, shared))
+        return await asyncio.shield(shared[1])
+
+    def _read_done(self, key: str, shared: SharedRead, _future: object) -> None:
+        if self._reads.get(key) is shared:
+            del self._reads[key]
+        read = shared[1]
+        if not read.cancelled():
+            read.exception()  # retrieved: every waiter may have gone (client disconnected)
+
+    async def _read(self, key: str, generation: int) -> Session | None:
+        """GETEX (read and refresh the idle timer); the session is cached when still live and
+        no invalidation came since `generation` (taken before the read)."""
         try:
             raw = await self.redis.getex(_PREFIX + key, ex=self.idle_timeout)
         except ResponseError as exc:  # WRONGTYPE: a session in an older format; log in again

@@ -132,6 +132,46 @@ async def test_a_read_racing_with_a_revocation_is_not_cached(
     assert await reader.get(token) is None
 
 
+async def test_concurrent_requests_share_one_read(
+    replica: Replica, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16 requests of one session arriving while its copy is not cached: one GETEX; and a
+    request arriving after a logout does not get the answer of a read started before it."""
+    store = await replica()
+    token = await store.create(7006, "shared", "vendedor")
+    read_done, deliver = asyncio.Event(), asyncio.Event()
+    real_getex = store.redis.getex
+
+    async def delayed_reply(*args: Any, **kwargs: Any) -> Any:
+        value = await real_getex(*args, **kwargs)
+        read_done.set()
+        await deliver.wait()
+        return value
+
+    monkeypatch.setattr(store.redis, "getex", delayed_reply)
+    before = await getex_calls(redis)
+    waiting = [asyncio.create_task(store.get(token)) for _ in range(16)]
+    await read_done.wait()
+    deliver.set()
+    results = await asyncio.gather(*waiting)
+    assert all(result is not None for result in results)
+    assert await getex_calls(redis) - before == 1
+
+    # Not cached any more (logout elsewhere dropped it), a read in flight, then a logout here.
+    store.cache.clear()
+    read_done.clear()
+    deliver.clear()
+    first = asyncio.create_task(store.get(token))
+    await read_done.wait()
+    assert results[0] is not None
+    await store.delete_key(7006, results[0].key)
+    deliver.set()  # the later read must not wait on (nor share) the first one
+    assert await store.get(token) is None
+    assert await first is not None  # it read a live session before the logout
+    monkeypatch.undo()
+    assert await store.get(token) is None
+
+
 async def test_without_the_subscription_nothing_is_served_from_the_cache(
     replica: Replica, redis: Redis
 ) -> None:
