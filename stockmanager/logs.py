@@ -137,6 +137,70 @@ class CentralLogShipper(logging.Handler):
             await asyncio.sleep(0.1)
 
 
+class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stdout lines written in batches: one write (and one wake-up of whoever reads the pipe,
+    e.g. `stockmanager up`'s supervisor) per `delay` seconds instead of one per record, which
+    was a system call per request in every process (its access line).
+
+    Only lines logged on a thread running an event loop wait, at most `delay`; WARNING and
+    above, anything logged without a running loop (start-up, shutdown, other threads) and a
+    full batch go out at once together with what is waiting. `logging.shutdown()` at exit
+    flushes the rest."""
+
+    def __init__(self, stream: Any = None, *, delay: float = 0.05, max_lines: int = 256) -> None:
+        super().__init__(stream)
+        self.delay = delay
+        self.max_lines = max_lines
+        self._pending: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING or len(self._pending) >= self.max_lines:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._timer is None:
+            self._timer = loop.call_later(self.delay, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self.acquire()
+        try:
+            self._timer = None
+            self._write_pending()
+        finally:
+            self.release()
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        text, self._pending = "".join(self._pending), []
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stdout must not break the process
+            pass
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            if self._timer is not None:
+                with contextlib.suppress(Exception):  # its loop may be closed (at exit)
+                    self._timer.cancel()
+                self._timer = None
+            self._write_pending()
+        finally:
+            self.release()
+
+
 def configure_logging(process_name: str, level: str = "INFO") -> None:
     # Nothing we write reads the caller's file/line/function, thread or process fields
     # (JsonFormatter skips them), so the logging module need not collect them for every record:
@@ -146,7 +210,7 @@ def configure_logging(process_name: str, level: str = "INFO") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stdout)
+    handler = BatchedStreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(process_name))
     root = logging.getLogger()
     root.handlers[:] = [handler]
