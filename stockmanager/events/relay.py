@@ -1,8 +1,11 @@
 """Moves committed outbox rows to the Redis stream.
 
 Rows are claimed with `FOR UPDATE SKIP LOCKED`, so every replica of a service can run a relay
-and they share the work. A row is marked published only after Redis accepted it; if marking
-fails the event is published again, which consumers tolerate (they are idempotent on event id).
+and they share the work. One statement per batch claims the oldest unpublished rows and marks
+them published, returning their JSON as text (sent to Redis as it is, never parsed here); the
+transaction commits only after Redis accepted the batch, so a failed publish rolls the marks
+back, and a commit that fails after the publish publishes the events again, which consumers
+tolerate (they are idempotent on event id).
 The relay holds its row locks while it talks to Redis: that is the price of cooperation between
 replicas, and it only ever happens on this background task, never on a request path.
 """
@@ -13,10 +16,10 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
+from functools import cache
 
-import orjson
 from redis.asyncio import Redis
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, TextClause, select, text
 from sqlalchemy.sql import func
 
 from stockmanager.db import Database
@@ -37,6 +40,7 @@ class OutboxRelay:
         maxlen: int,
         poll_interval: float = 0.5,
         batch_size: int = 200,
+        linger: float = 0.025,
     ) -> None:
         self.db = db
         self.redis = redis
@@ -45,6 +49,10 @@ class OutboxRelay:
         self.maxlen = maxlen
         self.poll_interval = poll_interval
         self.batch_size = batch_size
+        # After publishing a short batch, wait this long before looking again, so that under
+        # load the commits of the next few ms go out as one batch (one transaction, one
+        # pipeline) instead of one each; an event after a quiet spell still goes out at once.
+        self.linger = linger
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -73,6 +81,8 @@ class OutboxRelay:
         cleanup_due = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping:
+            # Cleared before looking, so a poke that lands while we publish is never lost.
+            self._wakeup.clear()
             try:
                 published = await self.publish_batch()
                 failures = 0
@@ -90,42 +100,31 @@ class OutboxRelay:
                 continue
             if published >= self.batch_size:
                 continue  # more waiting: keep draining
-            self._wakeup.clear()
+            if published and self.linger:
+                await asyncio.sleep(self.linger)
+                continue  # pokes meanwhile are covered by the next publish_batch
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self.poll_interval)
 
     async def publish_batch(self) -> int:
-        outbox = self.outbox
         async with self.db.transaction() as conn:
-            rows = (
-                await conn.execute(
-                    select(outbox.c.id, outbox.c.payload)
-                    .where(outbox.c.published_at.is_(None))
-                    .order_by(outbox.c.seq)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            claimed = await conn.execute(_claim_statement(self.outbox), {"limit": self.batch_size})
+            rows = sorted(claimed.all(), key=lambda row: row.seq)  # RETURNING has no order
             if not rows:
                 return 0
             async with self.redis.pipeline(transaction=False) as pipe:
                 for row in rows:
                     pipe.xadd(
                         self.stream,
-                        {"event": orjson.dumps(row.payload), "type": row.payload["type"]},
+                        {"event": row.event, "type": row.type},
                         maxlen=self.maxlen,
                         approximate=True,
                     )
                 await pipe.execute()
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_([row.id for row in rows]))
-                .values(published_at=func.now())
-            )
         self.published_total += len(rows)
         return len(rows)
 
-    async def delete_old_published(self) -> None:
+    async def delete_old_published(self) -> None:  # every 10 minutes: SQLAlchemy Core is fine
         async with self.db.transaction() as conn:
             await conn.execute(
                 self.outbox.delete().where(
@@ -141,3 +140,24 @@ class OutboxRelay:
                 .where(self.outbox.c.published_at.is_(None))
             )
         return int(value or 0)
+
+
+@cache
+def _claim_statement(outbox: Table) -> TextClause:
+    """Claim (lock, skipping rows another relay holds) and mark the oldest unpublished rows."""
+    name = outbox.fullname
+    return text(
+        f"""
+        WITH claimed AS (
+            SELECT id FROM {name}
+             WHERE published_at IS NULL
+             ORDER BY seq
+             LIMIT :limit
+               FOR UPDATE SKIP LOCKED
+        )
+        UPDATE {name} AS o SET published_at = now()
+          FROM claimed
+         WHERE o.id = claimed.id
+        RETURNING o.seq, o.type, CAST(o.payload AS text) AS event
+        """
+    )
