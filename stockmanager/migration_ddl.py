@@ -30,7 +30,6 @@ def event_tables_ddl(schema: str) -> str:
     """
 
 
-
 def upstream_ids_ddl(schema: str) -> str:
     """Where `stockmanager import-upstream` records which upstream row became which local row.
 
@@ -48,6 +47,7 @@ def upstream_ids_ddl(schema: str) -> str:
         PRIMARY KEY (source, kind, upstream_id)
     );
     """
+
 
 def unicode_fold_expression(bind: Connection) -> str:
     """Unicode case folding that does not depend on the database's locale.
