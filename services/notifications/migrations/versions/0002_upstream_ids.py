@@ -1,4 +1,4 @@
-"""notifications schema: upstream_ids, the map of rows brought over by `stockmanager import-upstream`
+"""notifications schema: upstream_ids, the map of rows brought over by import-upstream
 
 Revision ID: notifications_0002
 Revises: notifications_0001
