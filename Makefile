@@ -46,7 +46,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# make bench NAME=sales [ARGS="--requests 2000"]   (products, sales, notifications, metrics, faults, webhooks)
+# make bench NAME=sales [ARGS="--requests 2000"]   (products, sales, notifications, metrics, faults, webhooks, import)
 # ARGS="--baseline REV" (sales, products): REV's stack too, from a cached git worktree + venv
 # (bench/baseline.py, /tmp/stockmanager-baselines/<sha>), interleaved in the same run; ratios.
 bench: $(STAMP)
