@@ -73,6 +73,7 @@ def test_central_logs_hold_lines_from_several_processes(stack: Stack) -> None:
         "metrics": "/api/stats",
         "notifications": "/api/notifications/unread",
         "audit": "/api/all",
+        "webhooks": "/api/webhooks",
     }
     expected = {"gateway"} | installed
     with stack.root() as root:
