@@ -47,7 +47,15 @@ def empty_database(database_url: str) -> Iterator[str]:
 
 
 def test_every_service_has_a_schema_to_check() -> None:
-    assert set(SCHEMAS) == {"users", "products", "sales", "notifications", "audit", "metrics"}
+    assert set(SCHEMAS) == {
+        "users",
+        "products",
+        "sales",
+        "notifications",
+        "audit",
+        "metrics",
+        "webhooks",
+    }
 
 
 def test_fresh_database_fails_naming_every_schema_and_migrates_nothing(empty_database: str) -> None:
@@ -79,12 +87,12 @@ def test_at_head_passes_and_an_older_revision_fails(empty_database: str) -> None
     assert f"{len(SCHEMAS)} schemas at head" in result.stdout
 
     # One schema whose version table is behind its head (as after deploying code with a new
-    # migration: every service has a single revision so far, so "behind" is "at base").
+    # migration); emptying the version table puts it at base, whatever its head is.
     with psycopg.connect(empty_database, autocommit=True) as conn:
         conn.execute("DELETE FROM sales.alembic_version")
     result = check(empty_database)
     assert result.returncode != 0
-    assert "sales (none -> sales_0001)" in result.stderr
+    assert "sales (none -> sales_" in result.stderr
     assert "users (" not in result.stderr
     with psycopg.connect(empty_database) as conn:
         versions = conn.execute("SELECT version_num FROM sales.alembic_version").fetchall()
