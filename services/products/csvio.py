@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
-from services.products.validation import FIELD_CHECKS, error_message
+from services.products.validation import FIELD_CHECKS, FIELD_ORDER, error_message
 from stockmanager.errors import UnsupportedMediaType, ValidationFailed
 
 REQUIRED_COLUMNS = ("barcode", "name", "quantity", "price")
@@ -214,16 +214,9 @@ def _cell(cells: list[str], header: dict[str, int], name: str) -> str | None:
     return _unformula(cells[index])
 
 
-# Validation order of a row (upstream's: the first failing field is the one reported).
-ROW_FIELDS = (
-    "barcode",
-    "description",
-    "name",
-    "quantity",
-    "min_quantity",
-    "price",
-    "expiration_date",
-)
+# Validation order of a row: the API's (upstream's: the first failing field is the one
+# reported); a CSV row has no status column.
+ROW_FIELDS = tuple(name for name in FIELD_ORDER if name != "status")
 
 # (name, column index, check, optional) for each field the header has, in ROW_FIELDS order.
 FieldPlan = list[tuple[str, int, Callable[[Any], Any], bool]]
