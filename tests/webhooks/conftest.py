@@ -22,6 +22,7 @@ WEBHOOK_ENV = {
     # Never within a test: receivers that are down or hang must not get their subscription
     # disabled (the auto-disable test has a stack of its own, `disabling_stack`).
     "STOCKMANAGER_WEBHOOKS_DISABLE_AFTER_FAILURES": "1000000",
+    "STOCKMANAGER_WEBHOOKS_DISABLE_AFTER_SECONDS": "0",
     "STOCKMANAGER_WEBHOOKS_ROTATION_GRACE_SECONDS": "3600",
 }
 
