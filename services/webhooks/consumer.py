@@ -1,7 +1,7 @@
 """The `webhooks` consumer group: deliverable events in, one pending delivery per matching
-subscription out, written in the consumer's transaction (idempotent: the kernel records the
-event id, and a (subscription, event) pair is unique). The delivery worker is woken after the
-commit; it sends them (delivery.py)."""
+subscription out, written in the consumer's transaction by one set-based statement per batch
+(idempotent: the kernel records the event ids, and a (subscription, event) pair is unique). The
+delivery worker is woken after the commit; it sends them (delivery.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class WebhooksConsumer(EventConsumer):
             types=DELIVERABLE,
             db=db,
             processed=processed_events,
-            handler=self._handle,
+            batch_handler=self._handle,
             reclaim_idle_ms=settings.event_reclaim_idle_ms,
             # A new group reads the stream from its start (the kernel's default), not from "$":
             # the group is created by a task after the service is ready, and an event published
@@ -41,8 +41,8 @@ class WebhooksConsumer(EventConsumer):
         self.settings = settings
         self.worker = worker
 
-    async def _handle(self, conn: AsyncConnection, event: Event) -> None:
-        await service.deliveries_for_event(conn, self.settings, event)
+    async def _handle(self, conn: AsyncConnection, events: list[Event]) -> None:
+        await service.deliveries_for_events(conn, self.settings, events)
 
     async def after_commit(self, applied: list[Event]) -> None:
         self.worker.wake()

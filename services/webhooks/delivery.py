@@ -35,16 +35,10 @@ from services.webhooks.events import webhook_disabled
 from services.webhooks.settings import WebhooksSettings
 from services.webhooks.signing import signature_header
 from services.webhooks.tables import outbox
-from services.webhooks.targets import (
-    GuardedResolver,
-    TargetRefused,
-    literal_address,
-    resolve_checked,
-)
+from services.webhooks.targets import GuardedResolver, TargetRefused, check_literal
 from stockmanager.db import Database
 from stockmanager.events import write_event
 from stockmanager.events.relay import OutboxRelay
-from stockmanager.http import dumps
 
 log = logging.getLogger("stockmanager.webhooks")
 
@@ -95,6 +89,7 @@ class DeliveryWorker:
         self._in_flight: dict[asyncio.Task[Outcome], int] = {}
         self._done: list[Outcome] = []
         self._secrets: dict[str, str] = {}
+        self._literals: dict[str, str] = {}  # url -> why its IP literal is refused ("": it is not)
         self._session: aiohttp.ClientSession | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -111,6 +106,7 @@ class DeliveryWorker:
             trust_env=False,  # never through an environment proxy (it would resolve for us)
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=self.settings.webhooks_timeout_seconds),
         )
         self._task = asyncio.get_running_loop().create_task(self.run(), name="webhook-delivery")
 
@@ -140,10 +136,10 @@ class DeliveryWorker:
             # Cleared before looking for work: a wake-up from here on is never lost.
             self._wake.clear()
             try:
-                claimed = await self._round()
+                more = await self._round()
                 failures = 0
-                if claimed:
-                    continue  # there may be more due work: claim again while slots are free
+                if more:
+                    continue  # the claim filled every free slot: more may be due
                 await self._sleep()
             except asyncio.CancelledError:
                 raise
@@ -161,12 +157,13 @@ class DeliveryWorker:
             # all (and claims their successors), instead of one per delivery.
             await asyncio.sleep(self.settings.webhooks_batch_linger_seconds)
 
-    async def _round(self) -> int:
-        """One transaction: record finished attempts, claim due deliveries for the free slots."""
+    async def _round(self) -> bool:
+        """One transaction: record finished attempts, claim due deliveries for the free slots.
+        True if the claim took as many as there were free slots (more may be due)."""
         done, self._done = self._done, []
         free = self.settings.webhooks_max_in_flight - len(self._in_flight)
         if not done and free <= 0:
-            return 0
+            return False
         busy = Counter(self._in_flight.values())
         disabled = False
         try:
@@ -196,7 +193,7 @@ class DeliveryWorker:
             attempt = loop.create_task(self._attempt(row))
             self._in_flight[attempt] = int(row.subscription_id)
             attempt.add_done_callback(self._finished)
-        return len(rows)
+        return free > 0 and len(rows) >= free
 
     def _finished(self, attempt: asyncio.Task[Outcome]) -> None:
         self._in_flight.pop(attempt, None)
@@ -212,16 +209,12 @@ class DeliveryWorker:
         excerpt: str | None = None
         error: str | None = None
         try:
-            body = dumps(row.payload)
+            body = row.body.encode()  # the stored payload's JSON text, sent as is
             headers = self._headers(row, body)
-            await self._check_literal(row.url)
+            self._check_literal(row.url)
             assert self._session is not None
             async with self._session.post(
-                row.url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self.settings.webhooks_timeout_seconds),
+                row.url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
                 raw = await response.content.read(self.settings.webhooks_max_response_bytes)
@@ -256,7 +249,7 @@ class DeliveryWorker:
         expires = row.previous_secret_expires_at
         if row.previous_secret_encrypted and expires is not None and expires > now:
             in_use.append(self._secret(row.previous_secret_encrypted))
-        message_id = str(row.payload["id"])
+        message_id = str(row.event_id)  # the payload's `id`
         return {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
@@ -274,14 +267,24 @@ class DeliveryWorker:
             self._secrets[token] = secret
         return secret
 
-    async def _check_literal(self, url: str) -> None:
-        # aiohttp connects to an IP literal without asking the resolver: check it here.
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if literal_address(host) is not None:
-            await resolve_checked(
-                host, parts.port or 0, allow_private=self.settings.webhooks_allow_private_targets
-            )
+    def _check_literal(self, url: str) -> None:
+        # aiohttp connects to an IP literal without asking the resolver: check it here. A
+        # literal's verdict involves no DNS and never changes, so it is kept per URL.
+        refusal = self._literals.get(url)
+        if refusal is None:
+            try:
+                check_literal(
+                    urlsplit(url).hostname or "",
+                    allow_private=self.settings.webhooks_allow_private_targets,
+                )
+                refusal = ""
+            except TargetRefused as exc:
+                refusal = str(exc)
+            if len(self._literals) > 10_000:
+                self._literals.clear()
+            self._literals[url] = refusal
+        if refusal:
+            raise TargetRefused(refusal)
 
     # --- outcomes -----------------------------------------------------------------------------
 
@@ -290,9 +293,11 @@ class DeliveryWorker:
         successes = [o for o in done if o.ok]
         await repository.record_successes(
             conn,
-            [(o.delivery_id, o.status or 0, o.latency_ms, o.excerpt or "") for o in successes],
+            [
+                (o.delivery_id, o.subscription_id, o.status or 0, o.latency_ms, o.excerpt or "")
+                for o in successes
+            ],
         )
-        await repository.reset_failures(conn, sorted({o.subscription_id for o in successes}))
         disabled = False
         for outcome in done:
             if not outcome.ok:

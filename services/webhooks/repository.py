@@ -75,39 +75,34 @@ async def delete_subscription(conn: AsyncConnection, subscription_id: int) -> An
 
 # --- deliveries: creation ---------------------------------------------------------------------
 
+# One statement per consumer batch: every (event, active subscription wanting its type or `*`)
+# pair, in stream order. The batch's payloads travel as one JSON array (each payload holds its
+# event's `id` and `type`): a text[] of JSON documents cost more to quote, client-side, than
+# the rest of the consumer's work together (bench/results/webhooks.md).
 _FAN_OUT = text(
     """
     INSERT INTO webhooks.deliveries
         (subscription_id, event_id, event_type, payload, next_attempt_at, retry_until)
-    SELECT s.id, CAST(:event_id AS uuid), :event_type, CAST(:payload AS jsonb), now(),
+    SELECT s.id, CAST(e.payload->>'id' AS uuid), e.payload->>'type', e.payload, now(),
            now() + make_interval(secs => :window)
-      FROM webhooks.subscriptions s
-     WHERE s.active AND s.events && CAST(:wanted AS varchar(64)[])
+      FROM jsonb_array_elements(CAST(:payloads AS jsonb)) WITH ORDINALITY AS e(payload, n)
+      JOIN webhooks.subscriptions s
+        ON s.active
+       AND s.events && ARRAY[CAST(e.payload->>'type' AS varchar(64)), CAST(:all AS varchar(64))]
+     ORDER BY e.n, s.id
     ON CONFLICT ON CONSTRAINT uq_deliveries_subscription_event DO NOTHING
     """
 )
 
 
 async def fan_out(
-    conn: AsyncConnection,
-    *,
-    event_id: str,
-    event_type: str,
-    payload_json: str,
-    wanted: Sequence[str],
-    window_seconds: float,
+    conn: AsyncConnection, payloads_json: str, *, all_events: str, window_seconds: float
 ) -> int:
-    """One pending delivery per active subscription whose events overlap `wanted` (the type and
-    `*`); a second call for the same event adds nothing."""
+    """One pending delivery per (event, active subscription whose events hold the event's type
+    or `all_events`); `payloads_json` is a JSON array of webhook payloads (events.py), whose
+    `id` and `type` are the event's. Calling it again for the same events adds nothing."""
     result = await conn.execute(
-        _FAN_OUT,
-        {
-            "event_id": event_id,
-            "event_type": event_type,
-            "payload": payload_json,
-            "wanted": list(wanted),
-            "window": window_seconds,
-        },
+        _FAN_OUT, {"payloads": payloads_json, "all": all_events, "window": window_seconds}
     )
     return int(result.rowcount or 0)
 
@@ -139,6 +134,8 @@ async def insert_delivery(
 
 # --- deliveries: the worker -------------------------------------------------------------------
 
+# The payload comes back as JSON text, the body sent as is (decoding it to re-encode it was a
+# tenth of the worker's CPU in bench/webhooks_bench.py).
 # Due deliveries of active subscriptions, at most `per_sub - busy` per subscription (`busy`: this
 # process's attempts in flight), leased: `next_attempt_at` moves to the lease's end, so a process
 # killed mid-attempt leaves the row due again once the lease has expired.
@@ -171,7 +168,8 @@ _CLAIM = text(
            last_attempt_at = now()
       FROM picked, webhooks.subscriptions s
      WHERE d.id = picked.id AND s.id = d.subscription_id
-    RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.payload, d.attempts,
+    RETURNING d.id, d.subscription_id, CAST(d.event_id AS text) AS event_id, d.event_type,
+              CAST(d.payload AS text) AS body, d.attempts,
               d.retry_until, s.url, s.secret_encrypted, s.previous_secret_encrypted,
               s.previous_secret_expires_at
     """
@@ -200,42 +198,47 @@ async def claim_due(
     ).all()
 
 
+# Successful attempts recorded, and their subscriptions' failure streaks ended, in one statement
+# (a data-modifying CTE runs whether or not the outer statement reads it).
 _SUCCEEDED = text(
     """
-    UPDATE webhooks.deliveries d
-       SET status = 'succeeded', delivered_at = now(), next_attempt_at = NULL,
-           lease_until = NULL, response_status = u.status, latency_ms = u.latency,
-           response_body = u.body, last_error = NULL
-      FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS integer[]),
-                  CAST(:latencies AS integer[]), CAST(:bodies AS text[]))
-           AS u(id, status, latency, body)
-     WHERE d.id = u.id AND d.status = 'pending'
+    WITH delivered AS (
+        UPDATE webhooks.deliveries d
+           SET status = 'succeeded', delivered_at = now(), next_attempt_at = NULL,
+               lease_until = NULL, response_status = u.status, latency_ms = u.latency,
+               response_body = u.body, last_error = NULL
+          FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS integer[]),
+                      CAST(:latencies AS integer[]), CAST(:bodies AS text[]))
+               AS u(id, status, latency, body)
+         WHERE d.id = u.id AND d.status = 'pending'
+    )
+    UPDATE webhooks.subscriptions s
+       SET consecutive_failures = 0, failing_since = NULL
+     WHERE s.id = ANY(CAST(:subscription_ids AS bigint[])) AND s.consecutive_failures <> 0
     """
 )
 
 
 async def record_successes(
-    conn: AsyncConnection, outcomes: Sequence[tuple[int, int, int, str]]
+    conn: AsyncConnection, outcomes: Sequence[tuple[int, int, int, int, str]]
 ) -> None:
-    """(delivery id, response status, latency ms, response excerpt) of successful attempts."""
+    """(delivery id, subscription id, response status, latency ms, response excerpt) of
+    successful attempts: the deliveries succeeded, their subscriptions' failure streaks end."""
     if not outcomes:
         return
-    ids, statuses, latencies, bodies = (list(column) for column in zip(*outcomes, strict=True))
-    await conn.execute(
-        _SUCCEEDED, {"ids": ids, "statuses": statuses, "latencies": latencies, "bodies": bodies}
+    ids, subscription_ids, statuses, latencies, bodies = (
+        list(column) for column in zip(*outcomes, strict=True)
     )
-
-
-async def reset_failures(conn: AsyncConnection, subscription_ids: Sequence[int]) -> None:
-    if subscription_ids:
-        await conn.execute(
-            update(subscriptions)
-            .where(
-                subscriptions.c.id.in_(subscription_ids),
-                subscriptions.c.consecutive_failures != 0,
-            )
-            .values(consecutive_failures=0, failing_since=None)
-        )
+    await conn.execute(
+        _SUCCEEDED,
+        {
+            "ids": ids,
+            "subscription_ids": sorted(set(subscription_ids)),
+            "statuses": statuses,
+            "latencies": latencies,
+            "bodies": bodies,
+        },
+    )
 
 
 async def record_failure(

@@ -205,15 +205,14 @@ async def redeliver(
     return int(row.id)
 
 
-async def deliveries_for_event(
-    conn: AsyncConnection, settings: WebhooksSettings, event: Event
+async def deliveries_for_events(
+    conn: AsyncConnection, settings: WebhooksSettings, events: list[Event]
 ) -> int:
-    """The consumer's handler: one pending delivery per active subscription that wants it."""
+    """The consumer's batch handler: one pending delivery per (event, active subscription that
+    wants it), for the whole batch in one statement."""
     return await repository.fan_out(
         conn,
-        event_id=event.id,
-        event_type=event.type,
-        payload_json=dumps(webhook_payload(event)).decode(),
-        wanted=(event.type, ALL_EVENTS),
+        dumps([webhook_payload(e) for e in events]).decode(),
+        all_events=ALL_EVENTS,
         window_seconds=settings.webhooks_retry_window_seconds,
     )

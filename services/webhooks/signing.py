@@ -12,6 +12,7 @@ import base64
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
@@ -43,4 +44,10 @@ def signature_header(
 ) -> str:
     """`webhook-signature`: one `v1,<base64>` per secret, space-separated (Standard Webhooks
     lets a receiver accept any of them, which is how a rotation's grace period works)."""
-    return " ".join(Webhook(secret).sign(message_id, timestamp, body) for secret in secrets_in_use)
+    return " ".join(_signer(secret).sign(message_id, timestamp, body) for secret in secrets_in_use)
+
+
+@lru_cache(maxsize=1024)
+def _signer(secret: str) -> Webhook:
+    # One per secret (it decodes the secret once), not one per request.
+    return Webhook(secret)

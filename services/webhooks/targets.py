@@ -83,12 +83,20 @@ def literal_address(host: str) -> IPAddress | None:
         return None
 
 
+def check_literal(host: str, *, allow_private: bool) -> IPAddress | None:
+    """The address if `host` is an IP literal (refused with TargetRefused if it may not be
+    reached), None for a name. No I/O: a literal's verdict never changes, so callers may cache
+    it."""
+    literal = literal_address(host)
+    if literal is not None and not allow_private and refused_address(literal):
+        raise TargetRefused(f"La URL apunta a una dirección no permitida ({literal})")
+    return literal
+
+
 async def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[ResolveResult]:
     """Every address of `host`, refused (TargetRefused) if any of them is not public."""
-    literal = literal_address(host)
+    literal = check_literal(host, allow_private=allow_private)
     if literal is not None:
-        if not allow_private and refused_address(literal):
-            raise TargetRefused(f"La URL apunta a una dirección no permitida ({literal})")
         family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
         return [_result(host, str(literal), port, family)]
     try:
