@@ -113,10 +113,10 @@ async def _list(
 ) -> Response:
     page = parse_page(page_number, limit, default_limit=default_limit, max_limit=MAX_LIMIT)
     async with reading(runtime) as conn:
-        rows, total = await repository.list_page(
+        data, total = await repository.list_page(
             conn, query, limit=page.limit, offset=page.offset, tz=runtime.settings.timezone
         )
-    return json_response(page.envelope([schemas.product(row) for row in rows], total))
+    return schemas.page_response(data, total, page)
 
 
 @router.get(

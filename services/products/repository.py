@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Text,
     and_,
     bindparam,
     case,
@@ -160,16 +161,83 @@ def _count_statement(shape: Shape) -> Select[Any]:
     return select(func.count()).select_from(items).where(*_where(shape))
 
 
+def _json_string(value: ColumnElement[Any]) -> ColumnElement[str]:
+    """A text value as a JSON string, `null` for NULL. PostgreSQL's escaping (`"`, `\\`,
+    `\\b\\f\\n\\r\\t`, other control characters as `\\u00xx`, the rest as UTF-8) is
+    orjson's, byte for byte (tests/products/test_lists.py)."""
+    return func.coalesce(cast(func.to_json(value), Text), literal_column("'null'"))
+
+
+def _json_float(money: ColumnElement[Any]) -> ColumnElement[str]:
+    """numeric(12,2) as the JSON text of the equal Python float: the shortest decimal with at
+    least one fractional digit (`12.5`, `100.0`), which is what `orjson.dumps(float(...))`
+    writes for every value of 12 digits or fewer."""
+    trimmed = cast(func.trim_scale(money), Text)
+    return case(
+        (func.scale(func.trim_scale(money)) == literal_column("0"), trimmed.concat(".0")),
+        else_=trimmed,
+    )
+
+
+# The wire names of a product's fields, in `display_columns` order (upstream's `stock`,
+# `min_stock`); `schemas.product` zips rows with them, `product_json` writes them in SQL.
+PRODUCT_KEYS = (
+    "id",
+    "barcode",
+    "name",
+    "description",
+    "stock",
+    "min_stock",
+    "price",
+    "status",
+    "expiration_date",
+    "created_at",
+    "updated_at",
+)
+
+
+def product_json() -> ColumnElement[str]:
+    """The product object of `schemas.product` (keys `PRODUCT_KEYS`, the values of
+    `display_columns`) as compact JSON text built by PostgreSQL: a page then costs no per-row
+    work in Python (no row objects, dicts or serialisation)."""
+    tz_time = [
+        func.to_char(func.timezone(TZ, column), LOCAL_FORMAT)
+        for column in (
+            items.c.created_at,
+            items.c.updated_at,
+        )
+    ]
+    values: list[ColumnElement[Any]] = [
+        cast(items.c.id, Text),
+        _json_string(items.c.barcode),
+        _json_string(items.c.name),
+        _json_string(items.c.description),
+        cast(items.c.quantity, Text),
+        cast(items.c.min_quantity, Text),
+        _json_float(items.c.price),
+        cast(items.c.status, Text),
+        _json_string(func.to_char(items.c.expiration_date, "YYYY-MM-DD")),
+        _json_string(tz_time[0]),
+        _json_string(tz_time[1]),
+    ]
+    parts: list[Any] = []
+    for index, (key, value) in enumerate(zip(PRODUCT_KEYS, values, strict=True)):
+        opener = "{" if index == 0 else ","
+        parts += [literal_column(f"'{opener}\"{key}\":'"), value]
+    return func.concat(*parts, literal_column("'}'"))
+
+
 @lru_cache(maxsize=256)
 def _page_statement(shape: Shape) -> Select[Any]:
-    """One page and the total in one statement, in plan shapes that stay fast on large
-    catalogues (bench/results/products.md).
+    """One page (as a JSON array text, in the page's order) and the total in one statement,
+    in plan shapes that stay fast on large catalogues (bench/results/products.md). A page past
+    the end has no row: both are NULL then.
 
     With a search term the trigram indexes find the matches once (a materialized CTE), and
     both the total and the sorted page come from that set. The fence matters: the planner
     misjudges how many rows match `'%term%'` and would otherwise walk the sort index filtering
     row by row (30 ms instead of 2 ms on 50,000 products). Without a search the page's ids
-    are found first (index-only scans on the sort and partial low-stock indexes, cheap even
+    are found first (index-only scans on the sort and partial view-mode indexes, cheap even
     for deep offsets), the count uses the same indexes, and only the page's rows are fetched.
     """
     limit, offset = bindparam("limit", type_=BigInteger), bindparam("offset", type_=BigInteger)
@@ -180,7 +248,7 @@ def _page_statement(shape: Shape) -> Select[Any]:
             .cte("hits")
             .prefix_with("MATERIALIZED")
         )
-        total = select(func.count()).select_from(hits).scalar_subquery()
+        total: Any = select(func.count()).select_from(hits).scalar_subquery()
         page = (
             select(hits.c.hit_id, hits.c.hit_key)
             .order_by(*_order_by(shape, hits.c.hit_key, hits.c.hit_id))
@@ -188,24 +256,25 @@ def _page_statement(shape: Shape) -> Select[Any]:
             .offset(offset)
             .subquery("page")
         )
-        return (
-            select(*display_columns(), total.label("total"))
-            .join(page, items.c.id == page.c.hit_id)
-            .order_by(*_order_by(shape, page.c.hit_key, page.c.hit_id))
+        order = _order_by(shape, page.c.hit_key, page.c.hit_id)
+        joined = items.join(page, items.c.id == page.c.hit_id)
+    else:
+        page = (
+            select(items.c.id.label("page_id"))
+            .where(*_where(shape))
+            .order_by(*_order_by(shape))
+            .limit(limit)
+            .offset(offset)
+            .subquery("page")
         )
-    page_ids = (
-        select(items.c.id.label("page_id"))
-        .where(*_where(shape))
-        .order_by(*_order_by(shape))
-        .limit(limit)
-        .offset(offset)
-        .subquery("page")
-    )
-    return (
-        select(*display_columns(), _count_statement(shape).scalar_subquery().label("total"))
-        .join(page_ids, items.c.id == page_ids.c.page_id)
-        .order_by(*_order_by(shape))
-    )
+        total = _count_statement(shape).scalar_subquery()
+        order = _order_by(shape)
+        joined = items.join(page, items.c.id == page.c.page_id)
+    rows = func.string_agg(product_json(), aggregate_order_by(literal_column("','"), *order))
+    return select(
+        literal_column("'['").concat(rows).concat(literal_column("']'")).label("data"),
+        func.max(total).label("total"),
+    ).select_from(joined)
 
 
 APOSTROPHE: ColumnElement[str] = literal_column("''''")  # SQL text literal: one apostrophe
@@ -267,14 +336,15 @@ def page_statement(query: ProductQuery, *, limit: int, offset: int, tz: str) -> 
 
 async def list_page(
     conn: AsyncConnection, query: ProductQuery, *, limit: int, offset: int, tz: str
-) -> tuple[Sequence[Any], int]:
+) -> tuple[str, int]:
+    """One page of `query` as a JSON array (text; `product_json` objects) and the total."""
     values = {**query.params(), "limit": limit, "offset": offset, "tz": tz}
-    rows = (await conn.execute(_page_statement(query.shape), values)).all()
-    if rows:
-        return rows, int(rows[0].total)
+    data, total = (await conn.execute(_page_statement(query.shape), values)).one()
+    if data is not None:
+        return data, int(total)
     # A page past the end carries no row to read the total from.
     total = await conn.scalar(_count_statement(query.shape), query.params())
-    return rows, int(total or 0)
+    return "[]", int(total or 0)
 
 
 async def export_csv(conn: AsyncConnection, query: ProductQuery, tz: str) -> str:

@@ -16,7 +16,9 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, model_validator
+from starlette.responses import Response
 
+from services.products.repository import PRODUCT_KEYS
 from services.products.validation import (
     MIN_QUANTITY_MAX,
     PRICE_MAX,
@@ -43,6 +45,7 @@ from stockmanager.contracts.fields import (
     parse_money,
 )
 from stockmanager.contracts.validation import ErrorBody, RequestBody
+from stockmanager.pagination import Page, pages_for
 from stockmanager.timefmt import local_str
 
 # Messages (upstream wording).
@@ -352,21 +355,6 @@ def iso_date(value: date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-PRODUCT_KEYS = (
-    "id",
-    "barcode",
-    "name",
-    "description",
-    "stock",
-    "min_stock",
-    "price",
-    "status",
-    "expiration_date",
-    "created_at",
-    "updated_at",
-)
-
-
 def product(row: Any) -> dict[str, Any]:
     """The list object of `products_all` / `products` (and, with `status`, the detail).
 
@@ -374,6 +362,17 @@ def product(row: Any) -> dict[str, Any]:
     a trailing `total` column is ignored).
     """
     return dict(zip(PRODUCT_KEYS, row, strict=False))
+
+
+def page_response(data: str, total: int, page: Page) -> Response:
+    """`page.envelope(...)` of a list whose `data` PostgreSQL already wrote as a JSON array
+    (`repository.product_json`): the same bytes `json_response` would send, without decoding
+    and encoding the page again."""
+    body = (
+        f'{{"data":{data},"total":{total},"page":{page.page},'
+        f'"pages":{pages_for(total, page.limit)},"limit":{page.limit}}}'
+    )
+    return Response(body.encode(), media_type="application/json")
 
 
 def item(row: Any) -> dict[str, Any]:

@@ -116,6 +116,38 @@ def test_view_modes(seller: ApiClient, admin: ApiClient) -> None:
     assert mode("/api/products_all", "low_stock") == {at_min, one}
 
 
+def test_list_objects_are_the_detail_objects_byte_for_byte(
+    seller: ApiClient, admin: ApiClient
+) -> None:
+    """List pages are JSON written by PostgreSQL (repository.product_json), the detail is
+    serialised by orjson in Python: both must write every value the same way (floats with a
+    fractional digit, escapes, non-ASCII text, nulls)."""
+    tag = unique("js")[:12]
+    made = tagged(
+        admin,
+        tag,
+        [
+            {"price": 0, "description": 'comillas " y barra \\ y tab\tfin'},
+            {"price": 100, "expiration_date": "2031-02-03", "description": "ñandú 🍞 <b>&"},
+            {"price": "12.5", "description": ""},
+            {"price": "0.05", "expiration_date": None},
+            {"price": "999999.99"},
+            {"price": 1000000},
+            {"price": "1234.56", "name": f'{tag}"\\é'},
+        ],
+    )
+    for path in ("/api/products_all", "/api/products"):
+        listed = seller.get(path, params={"search": tag, "limit": 250})
+        assert listed.headers["content-type"] == "application/json"
+        assert len(listed.json()["data"]) == len(made)
+        for product in listed.json()["data"]:
+            detail = seller.get(f"/api/products/{product['id']}")
+            assert detail.json() == product
+            assert detail.content in listed.content, (detail.content, listed.content)
+    prices = {p["id"]: p["price"] for p in made}
+    assert sorted(prices.values()) == [0.0, 0.05, 12.5, 100.0, 1234.56, 999999.99, 1000000.0]
+
+
 def test_search_fields(seller: ApiClient, admin: ApiClient) -> None:
     token = unique("fld")[:12]
     by_name = create_product(admin, name=f"x{token}")
