@@ -30,8 +30,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from bench.common import BenchStack, LoadResult, _drive, bench_stack, machine
-from bench.sales_bench import Checkout, create_seller, seed_products
+from bench.common import BenchStack, CpuMeter, LoadResult, _drive, bench_stack, machine
+from bench.sales_bench import Checkout, create_seller, seed_products, whole_stack_meter
 from stockmanager.embedded import free_port
 
 RESULTS = Path(__file__).parent / "results" / "webhooks.md"
@@ -92,6 +92,9 @@ class Round:
     subscribed: bool
     load: LoadResult
     created: dict[int, float]  # sale id -> wall time of its 201
+    # CPU ms per sale of each process, from the round's start until its last sale's 201 (no
+    # subscriber) or until its last delivery arrived (5 subscribers): what the work cost.
+    cpu_ms: dict[str, float] | None = None
 
 
 async def checkout_round(
@@ -173,14 +176,21 @@ def run(args: argparse.Namespace) -> list[str]:
         )
         try:
             assert receivers.stdout is not None and receivers.stdout.readline().strip() == "ready"
-            return asyncio.run(_measure(bench, args, rng, ports, output))
+            meter = whole_stack_meter(bench)
+            meter.pids["receivers (bench)"] = (receivers.pid, False)
+            return asyncio.run(_measure(bench, args, rng, ports, output, meter))
         finally:
             receivers.terminate()
             receivers.wait(10)
 
 
 async def _measure(
-    bench: BenchStack, args: argparse.Namespace, rng: random.Random, ports: list[int], output: Path
+    bench: BenchStack,
+    args: argparse.Namespace,
+    rng: random.Random,
+    ports: list[int],
+    output: Path,
+    meter: CpuMeter,
 ) -> list[str]:
     stack = bench.stack
     products = seed_products(bench.database_url, args.products, rng)
@@ -213,6 +223,7 @@ async def _measure(
                         )
                         made.raise_for_status()
                         ids.append(made.json()["id"])
+                before = meter.sample()
                 result = await checkout_round(
                     url,
                     seller.cookies,
@@ -224,6 +235,8 @@ async def _measure(
                 rounds.append(result)
                 if subscribed:
                     seen = wait_for(output, result.created, timeout=300)
+                result.cpu_ms = meter.per_request_ms(before, meter.sample(), args.requests)
+                if subscribed:
                     delivery_ms += [
                         (seen[(index, sale)] - done) * 1000
                         for sale, done in result.created.items()
@@ -270,6 +283,11 @@ def report(
     plain = LoadResult.merge([r.load for r in rounds if not r.subscribed])
     hooked = LoadResult.merge([r.load for r in rounds if r.subscribed])
     ratio = hooked.throughput / plain.throughput
+    cpu = {
+        subscribed: mean_cpu([r.cpu_ms or {} for r in rounds if r.subscribed is subscribed])
+        for subscribed in (False, True)
+    }
+    processes = sorted(set(cpu[False]) | set(cpu[True]), key=lambda name: -cpu[True].get(name, 0))
     lines = [
         "# Webhooks benchmark",
         "",
@@ -305,8 +323,26 @@ def report(
             f"| {n} | {a:.0f} | {b:.0f} | {c:.0f} | {d:.0f} |"
             for n, (a, b, c, d) in enumerate(stages, start=1)
         ),
+        "",
+        "CPU per sale by process (ms, from /proc; no subscriber: until the round's last 201; 5 "
+        "subscribers: until the last delivery arrived, so every delivery's work is counted):",
+        "",
+        "| process | no subscriber | 5 subscribers | added |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {name} | {cpu[False].get(name, 0):.2f} | {cpu[True].get(name, 0):.2f} | "
+            f"{cpu[True].get(name, 0) - cpu[False].get(name, 0):+.2f} |"
+            for name in processes
+        ),
+        f"| **total** | **{sum(cpu[False].values()):.2f}** | **{sum(cpu[True].values()):.2f}** | "
+        f"**{sum(cpu[True].values()) - sum(cpu[False].values()):+.2f}** |",
     ]
     return lines
+
+
+def mean_cpu(samples: list[dict[str, float]]) -> dict[str, float]:
+    names = {name for sample in samples for name in sample}
+    return {name: sum(s.get(name, 0.0) for s in samples) / len(samples) for name in names}
 
 
 def main(argv: list[str] | None = None) -> int:

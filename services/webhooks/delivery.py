@@ -5,6 +5,9 @@
   when their lease ends (timeout + margin).
 - Concurrency is bounded in total and per subscription, so a receiver that hangs holds only its
   own slots, each for at most the timeout, and never delays the others.
+- Each round also claims a bounded number of deliveries ahead of the free slots, queued here per
+  subscription: a slot that frees starts the next one at once. A queued delivery whose lease
+  could end before its attempt would is given back (due again at once) instead of sent late.
 - Requests go through `GuardedResolver` (targets.py): the addresses checked are the ones
   connected to. No redirects are followed and at most `max_response_bytes` of an answer is read.
 - A 2xx answer is a success; anything else (another status, a timeout, a refused or failed
@@ -21,7 +24,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +32,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography.fernet import Fernet, InvalidToken
+from prometheus_client import Counter as MetricCounter
+from prometheus_client import Gauge
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.webhooks import repository
 from services.webhooks.events import webhook_disabled
@@ -43,6 +49,16 @@ from stockmanager.events.relay import OutboxRelay
 log = logging.getLogger("stockmanager.webhooks")
 
 USER_AGENT = "StockManager-Webhooks/1"
+
+ATTEMPTS = MetricCounter(
+    "stockmanager_webhook_attempts", "Delivery attempts made, by outcome", ["outcome"]
+)
+GIVEN_BACK = MetricCounter(
+    "stockmanager_webhook_claims_given_back",
+    "Deliveries claimed ahead and given back unsent (their lease would have ended first)",
+)
+IN_FLIGHT = Gauge("stockmanager_webhook_attempts_in_flight", "Delivery attempts in flight")
+QUEUED = Gauge("stockmanager_webhook_claimed_ahead", "Deliveries claimed ahead, waiting for a slot")
 RESPONSE_EXCERPT = 500
 ERROR_MAX = 500
 
@@ -58,6 +74,12 @@ class Outcome:
     error: str | None
     attempts: int
     retry_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    row: Any  # repository.claim_due's row
+    lease_ends: float  # time.monotonic() when its lease ends (a little before, in fact)
 
 
 def retry_delay(settings: WebhooksSettings, attempts: int) -> float:
@@ -86,7 +108,10 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._in_flight: dict[asyncio.Task[Outcome], int] = {}
+        self._in_flight: dict[asyncio.Task[Outcome], int] = {}  # attempt -> subscription id
+        self._flying: Counter[int] = Counter()  # subscription id -> attempts in flight
+        self._queued: dict[int, deque[Claimed]] = {}  # claimed ahead, per subscription
+        self._released: list[int] = []  # claimed, never attempted: given back next round
         self._done: list[Outcome] = []
         self._secrets: dict[str, str] = {}
         self._literals: dict[str, str] = {}  # url -> why its IP literal is refused ("": it is not)
@@ -108,6 +133,8 @@ class DeliveryWorker:
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=self.settings.webhooks_timeout_seconds),
         )
+        IN_FLIGHT.set_function(lambda: len(self._in_flight))
+        QUEUED.set_function(lambda: sum(len(queue) for queue in self._queued.values()))
         self._task = asyncio.get_running_loop().create_task(self.run(), name="webhook-delivery")
 
     async def stop(self) -> None:
@@ -121,6 +148,7 @@ class DeliveryWorker:
             attempt.cancel()  # their leases expire and another process retries them
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=2.0)
+        await self._give_back_queued()
         if self._session is not None:
             await self._session.close()
 
@@ -158,48 +186,131 @@ class DeliveryWorker:
             await asyncio.sleep(self.settings.webhooks_batch_linger_seconds)
 
     async def _round(self) -> bool:
-        """One transaction: record finished attempts, claim due deliveries for the free slots.
-        True if the claim took as many as there were free slots (more may be due)."""
+        """One transaction: record finished attempts, give back what waited too long, claim
+        due deliveries for the free slots and the queue behind them. True if the claim took
+        as many as it could hold (more may be due)."""
+        settings = self.settings
+        self._expire_queued()
         done, self._done = self._done, []
-        free = self.settings.webhooks_max_in_flight - len(self._in_flight)
-        if not done and free <= 0:
+        released, self._released = self._released, []
+        held = self._flying + Counter({sub: len(q) for sub, q in self._queued.items() if q})
+        room = settings.webhooks_max_in_flight + settings.webhooks_claim_ahead - held.total()
+        if not done and not released and room <= 0:
             return False
-        busy = Counter(self._in_flight.values())
+        lease = settings.webhooks_timeout_seconds + settings.webhooks_lease_margin_seconds
         disabled = False
         try:
             async with self.db.transaction() as conn:
                 if done:
                     disabled = await self._record(conn, done)
+                if released:
+                    await repository.release(conn, released)
+                claimed_at = time.monotonic()
                 rows = (
                     await repository.claim_due(
                         conn,
-                        total=max(free, 0),
-                        per_subscription=self.settings.webhooks_max_in_flight_per_subscription,
-                        busy=busy,
-                        lease_seconds=self.settings.webhooks_timeout_seconds
-                        + self.settings.webhooks_lease_margin_seconds,
+                        total=room,
+                        per_subscription=settings.webhooks_max_in_flight_per_subscription
+                        + settings.webhooks_claim_ahead_per_subscription,
+                        busy=held,
+                        lease_seconds=lease,
                     )
-                    if free > 0
+                    if room > 0
                     else []
                 )
         except BaseException:
             self._done = done + self._done  # recorded on the next round (leases are long)
+            self._released = released + self._released
             raise
+        GIVEN_BACK.inc(len(released))
         if disabled and self.relay is not None:
             self.relay.poke()
         self._log_failures(done)
-        loop = asyncio.get_running_loop()
+        # The lease was set by the database a little after `claimed_at`: ending it here at
+        # `claimed_at + lease` errs on the early side.
+        if rows and self._queued:
+            # Only if a round came later than a lease's end could a claim take a delivery
+            # still queued here; the fresh claim replaces the stale copy.
+            again = {int(row.id) for row in rows}
+            for queue in self._queued.values():
+                for stale in [c for c in queue if int(c.row.id) in again]:
+                    queue.remove(stale)
         for row in rows:
-            attempt = loop.create_task(self._attempt(row))
-            self._in_flight[attempt] = int(row.subscription_id)
-            attempt.add_done_callback(self._finished)
-        return free > 0 and len(rows) >= free
+            queue = self._queued.setdefault(int(row.subscription_id), deque())
+            queue.append(Claimed(row, claimed_at + lease))
+        self._dispatch()
+        return room > 0 and len(rows) >= room
+
+    def _sendable(self, claimed: Claimed) -> bool:
+        # Sent only if the attempt, timeout included, ends inside the lease (so a queued
+        # delivery waits at most the lease margin): otherwise another process could claim and
+        # send it at the same time.
+        return time.monotonic() + self.settings.webhooks_timeout_seconds < claimed.lease_ends
+
+    def _expire_queued(self) -> None:
+        """Queued deliveries that could no longer be sent inside their lease are given back
+        (before the lease ends, so that no claim, this process's included, takes them twice)."""
+        for subscription_id, queue in list(self._queued.items()):
+            # In claim order, so in lease order: the expiring ones are at the front.
+            while queue and not self._sendable(queue[0]):
+                self._released.append(int(queue.popleft().row.id))
+            if not queue:
+                del self._queued[subscription_id]
+
+    def _dispatch(self) -> None:
+        """Start queued deliveries while there are free slots, in all and per subscription."""
+        settings = self.settings
+        for subscription_id, queue in list(self._queued.items()):
+            while (
+                queue
+                and len(self._in_flight) < settings.webhooks_max_in_flight
+                and self._flying[subscription_id] < settings.webhooks_max_in_flight_per_subscription
+            ):
+                self._start(queue.popleft())
+            if not queue:
+                del self._queued[subscription_id]
+            if len(self._in_flight) >= settings.webhooks_max_in_flight:
+                return
+
+    def _start(self, claimed: Claimed) -> None:
+        row = claimed.row
+        if not self._sendable(claimed):
+            self._released.append(int(row.id))
+            self._wake.set()
+            return
+        subscription_id = int(row.subscription_id)
+        attempt = asyncio.get_running_loop().create_task(self._attempt(row))
+        self._in_flight[attempt] = subscription_id
+        self._flying[subscription_id] += 1
+        attempt.add_done_callback(self._finished)
 
     def _finished(self, attempt: asyncio.Task[Outcome]) -> None:
-        self._in_flight.pop(attempt, None)
+        subscription_id = self._in_flight.pop(attempt, None)
+        if subscription_id is not None:
+            self._flying[subscription_id] -= 1
+            if self._flying[subscription_id] <= 0:
+                del self._flying[subscription_id]
         if not attempt.cancelled() and attempt.exception() is None:
-            self._done.append(attempt.result())
+            outcome = attempt.result()
+            ATTEMPTS.labels("succeeded" if outcome.ok else "failed").inc()
+            self._done.append(outcome)
+        if not self._stopping:
+            self._dispatch()  # the freed slot takes the next queued delivery now
         self._wake.set()
+
+    async def _give_back_queued(self) -> None:
+        """On a clean stop: what was claimed ahead and never attempted is due again at once
+        (after a crash, its lease ends instead)."""
+        ids = self._released + [int(c.row.id) for q in self._queued.values() for c in q]
+        self._queued.clear()
+        self._released = []
+        if not ids:
+            return
+        try:
+            async with asyncio.timeout(2.0), self.db.transaction() as conn:
+                await repository.release(conn, ids)
+        except (SQLAlchemyError, OSError, TimeoutError):
+            log.warning("could not give back %d claimed deliveries (leases end)", len(ids))
 
     # --- one attempt --------------------------------------------------------------------------
 

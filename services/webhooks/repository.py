@@ -267,6 +267,19 @@ async def record_failure(
     )
 
 
+async def release(conn: AsyncConnection, delivery_ids: Sequence[int]) -> None:
+    """Claimed deliveries never attempted: due again at once, their claim not counted."""
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(delivery_ids), deliveries.c.status == "pending")
+        .values(
+            next_attempt_at=func.now(),
+            lease_until=None,
+            attempts=func.greatest(deliveries.c.attempts - 1, 0),
+        )
+    )
+
+
 async def count_failure(conn: AsyncConnection, subscription_id: int) -> Any | None:
     """One more failure in a row for the subscription; its row after that (None: deleted)."""
     return (

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import httpx
 
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
@@ -93,6 +96,54 @@ def test_a_hanging_receiver_times_out_and_never_delays_the_others(hooks_stack: S
 
     assert all(r.verified for r in slow.snapshot() + fast.snapshot())
     assert max(d["attempts"] for d in deliveries(root, slow_sub["id"])) >= 2
+
+
+def test_deliveries_claimed_ahead_behind_a_hanging_receiver_are_given_back_not_sent_late(
+    hooks_stack: Stack,
+) -> None:
+    # 20 sales made while the webhooks process is down, so that its first round claims them
+    # together: 8 attempts in flight (the per-subscription cap), 12 claimed ahead and queued in
+    # the worker. When the 8 time out (1 s), the queued ones' leases (timeout + 1 s margin,
+    # counted from the claim) could end before an attempt would: they are given back to the
+    # database (their claim uncounted) and claimed again, never sent on an expiring lease.
+    # (The log's attempts are not compared with the receiver's count: a request the client
+    # gave up on can be reset before this receiver reads it.)
+    root = hooks_stack.root()
+    clear_subscriptions(root)
+    product_id = create_product(root)
+    with receiving("hang") as hook:
+        created = subscribe(root, hook.url, ["sale.created"])
+        hook.secret = created["secret"]
+        hooks_stack.supervisor.kill("webhooks")
+        sold = {sell(root, product_id) for _ in range(20)}
+        hooks_stack.supervisor.restart("webhooks")
+        hooks_stack.supervisor.wait_ready(timeout=90, names=["webhooks"])
+
+        def timed_out() -> bool:
+            return any(
+                "timeout" in (d["last_error"] or "") for d in deliveries(root, created["id"])
+            )
+
+        eventually(timed_out, timeout=90, what="a timed-out attempt")
+        hook.release()
+        eventually(lambda: _sale_ids(hook) >= sold, timeout=90, what="every sale")
+        eventually(
+            lambda: _log_statuses(root, created["id"], hook, sold) == {"succeeded"},
+            timeout=90,
+            what="the log",
+        )
+
+    assert all(r.verified for r in hook.snapshot())
+    assert max(d["attempts"] for d in deliveries(root, created["id"])) >= 2  # retried
+    assert _given_back(hooks_stack) > 0  # counted since the restart
+
+
+def _given_back(stack: Stack) -> float:
+    (url,) = stack.service_urls["webhooks"]
+    metrics = httpx.get(url + "/metrics", timeout=5).text
+    found = re.search(r"^stockmanager_webhook_claims_given_back_total (\S+)$", metrics, re.M)
+    assert found is not None, "the webhooks service exports no given-back counter"
+    return float(found.group(1))
 
 
 def test_the_delivering_process_killed_mid_batch_loses_nothing(hooks_stack: Stack) -> None:
