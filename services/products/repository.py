@@ -30,6 +30,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.products import csvio
@@ -229,38 +231,40 @@ def product_json() -> ColumnElement[str]:
 
 @lru_cache(maxsize=256)
 def _page_statement(shape: Shape) -> Select[Any]:
-    """One page (as a JSON array text, in the page's order) and the total in one statement,
-    in plan shapes that stay fast on large catalogues (bench/results/products.md). A page past
-    the end has no row: both are NULL then.
+    """One page (a JSON array text of `product_json` objects in the page's order, `[]` past
+    the end) and the total, in one statement whose every plan stays fast on large catalogues,
+    custom or generic (bench/results/products.md):
 
-    With a search term the trigram indexes find the matches once (a materialized CTE), and
-    both the total and the sorted page come from that set. The fence matters: the planner
-    misjudges how many rows match `'%term%'` and would otherwise walk the sort index filtering
-    row by row (30 ms instead of 2 ms on 50,000 products). Without a search the page's ids
-    are found first (index-only scans on the sort and partial view-mode indexes, cheap even
-    for deep offsets), the count uses the same indexes, and only the page's rows are fetched.
+    - the page's ids (and sort keys) come first: without a search an index-only walk of the
+      sort index (partial per view mode where one exists, products_0001/0007), cheap even for
+      deep offsets; with a search from the matches, which the trigram indexes find once (a
+      materialized CTE: the planner misjudges how many rows match `'%term%'` and would
+      otherwise walk the sort index filtering row by row, 30 ms instead of 2 ms);
+    - each page row's object is a subquery by primary key, so no plan can join the page to
+      the whole table (a generic plan, which does not know LIMIT, would otherwise hash-join
+      it with a sequential scan);
+    - the total is a separate subquery (the search's matches, or the same indexes), outside
+      the aggregate so that a page past the end still carries it.
     """
     limit, offset = bindparam("limit", type_=BigInteger), bindparam("offset", type_=BigInteger)
     if shape[0]:
         hits = (
-            select(items.c.id.label("hit_id"), _sort_key(shape).label("hit_key"))
+            select(items.c.id.label("page_id"), _sort_key(shape).label("page_key"))
             .where(*_where(shape))
             .cte("hits")
             .prefix_with("MATERIALIZED")
         )
         total: Any = select(func.count()).select_from(hits).scalar_subquery()
         page = (
-            select(hits.c.hit_id, hits.c.hit_key)
-            .order_by(*_order_by(shape, hits.c.hit_key, hits.c.hit_id))
+            select(hits.c.page_id, hits.c.page_key)
+            .order_by(*_order_by(shape, hits.c.page_key, hits.c.page_id))
             .limit(limit)
             .offset(offset)
             .subquery("page")
         )
-        order = _order_by(shape, page.c.hit_key, page.c.hit_id)
-        joined = items.join(page, items.c.id == page.c.hit_id)
     else:
         page = (
-            select(items.c.id.label("page_id"))
+            select(items.c.id.label("page_id"), _sort_key(shape).label("page_key"))
             .where(*_where(shape))
             .order_by(*_order_by(shape))
             .limit(limit)
@@ -268,13 +272,14 @@ def _page_statement(shape: Shape) -> Select[Any]:
             .subquery("page")
         )
         total = _count_statement(shape).scalar_subquery()
-        order = _order_by(shape)
-        joined = items.join(page, items.c.id == page.c.page_id)
-    rows = func.string_agg(product_json(), aggregate_order_by(literal_column("','"), *order))
-    return select(
-        literal_column("'['").concat(rows).concat(literal_column("']'")).label("data"),
-        func.max(total).label("total"),
-    ).select_from(joined)
+    row = select(product_json()).where(items.c.id == page.c.page_id).scalar_subquery()
+    order = _order_by(shape, page.c.page_key, page.c.page_id)
+    rows = func.string_agg(row, aggregate_order_by(literal_column("','"), *order))
+    data = func.coalesce(
+        literal_column("'['").concat(rows).concat(literal_column("']'")),
+        literal_column("'[]'"),
+    )
+    return select(data.label("data"), total.label("total")).select_from(page)
 
 
 APOSTROPHE: ColumnElement[str] = literal_column("''''")  # SQL text literal: one apostrophe
@@ -334,17 +339,56 @@ def page_statement(query: ProductQuery, *, limit: int, offset: int, tz: str) -> 
     return _page_statement(query.shape).params(values)
 
 
+@lru_cache(maxsize=256)
+def _page_sql(shape: Shape) -> tuple[str, dict[str, Any]]:
+    """`_page_statement` compiled once for psycopg: its SQL and the values of its constant
+    binds (format strings); list_page sends it on the driver connection, so a page costs no
+    SQLAlchemy statement or result machinery."""
+    compiled = _page_statement(shape).compile(dialect=psycopg_dialect())  # type: ignore[no-untyped-call]
+    return str(compiled), {k: v for k, v in compiled.params.items() if v is not None}
+
+
+# Transaction-local, so the connection's own setting (force_custom_plan, services/products/
+# app.py) is back when the list's transaction ends, however it ends.
+_GENERIC_PLAN = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+
+
 async def list_page(
     conn: AsyncConnection, query: ProductQuery, *, limit: int, offset: int, tz: str
 ) -> tuple[str, int]:
-    """One page of `query` as a JSON array (text; `product_json` objects) and the total."""
-    values = {**query.params(), "limit": limit, "offset": offset, "tz": tz}
-    data, total = (await conn.execute(_page_statement(query.shape), values)).one()
-    if data is not None:
-        return data, int(total)
-    # A page past the end carries no row to read the total from.
-    total = await conn.scalar(_count_statement(query.shape), query.params())
-    return "[]", int(total or 0)
+    """One page of `query` as a JSON array (text; `product_json` objects) and the total.
+
+    Lists without a search run on a generic plan, made once per connection: the statement is
+    shaped so that the generic plan is the custom one (index-only page walks, subqueries by
+    primary key; products_0007 covers every view mode's sorts), and planning it anew cost
+    more than running it (0.3-0.9 ms of 1-2 ms: the table's many partial indexes). A search
+    is planned with its term: a term too short for trigrams must not take the trigram index.
+    One round trip either way (pipeline), on the `reading` autocommit connection.
+    """
+    sql, constants = _page_sql(query.shape)
+    values = {**constants, **query.params(), "limit": limit, "offset": offset, "tz": tz}
+    driver = await _driver(conn)
+    try:
+        if query.search:
+            cursor = await driver.execute(sql, values)
+        else:
+            async with driver.pipeline():
+                await driver.execute("BEGIN")
+                await driver.execute(_GENERIC_PLAN)
+                cursor = await driver.execute(sql, values, prepare=True)
+                await driver.execute("COMMIT")
+        row = await cursor.fetchone()
+    except BaseException as exc:
+        # Whatever state the statement left (an aborted transaction, a pipeline cut short),
+        # the pool must not hand this connection out again.
+        await conn.invalidate()
+        if isinstance(exc, psycopg.Error):
+            # As SQLAlchemy raises it: the error handlers answer 503 when the database went
+            # away, 500 otherwise (stockmanager.error_handlers).
+            raise DBAPIError.instance(sql, values, exc, psycopg.Error) from exc
+        raise
+    assert row is not None  # an aggregate without GROUP BY: always one row
+    return str(row[0]), int(row[1])
 
 
 async def export_csv(conn: AsyncConnection, query: ProductQuery, tz: str) -> str:

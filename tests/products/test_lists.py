@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from services.products import repository
+from services.products.repository import ProductQuery
 from stockmanager.db import Database
 from tests.products.conftest import create_product
 from tests.support.stack import ApiClient, unique
@@ -250,3 +253,27 @@ def test_bad_query_parameters_never_fail(seller: ApiClient, path: str) -> None:
         },
     )
     assert response.status_code == 200, response.text
+
+
+async def test_lists_on_generic_plans_leave_the_connection_setting_alone(db: Database) -> None:
+    """Lists without a search run on generic plans set for their own transaction only; the
+    connection keeps force_custom_plan (services/products/app.py) afterwards, and a list that
+    fails takes its connection out of the pool instead of leaving it mid-transaction."""
+    query = ProductQuery(view_mode="all", sort="price", order="desc")
+    async with db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(
+            text(
+                "INSERT INTO products.items (barcode, name, price)"
+                " VALUES (:barcode, 'generic plan', 1)"
+            ),
+            {"barcode": unique("gp")[:20]},
+        )
+        await conn.execute(text("SET plan_cache_mode = force_custom_plan"))
+        data, total = await repository.list_page(conn, query, limit=1, offset=0, tz="UTC")
+        assert total >= 1 and data.startswith('[{"id":')
+        setting = await conn.scalar(text("SELECT current_setting('plan_cache_mode')"))
+        assert setting == "force_custom_plan"
+        with pytest.raises(DBAPIError, match="time zone"):
+            await repository.list_page(conn, query, limit=1, offset=0, tz="Nowhere/Nothing")
+        assert conn.invalidated
