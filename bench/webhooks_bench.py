@@ -105,6 +105,7 @@ async def checkout_round(
     requests: int,
     concurrency: int,
     subscribed: bool,
+    rate: float | None = None,
 ) -> Round:
     created: dict[int, float] = {}
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -124,10 +125,27 @@ async def checkout_round(
             return (time.perf_counter() - started) * 1000
 
         began = time.perf_counter()
-        latencies = await _drive(send, concurrency, requests)
+        if rate is None:
+            latencies = await _drive(send, concurrency, requests)
+        else:
+            latencies = await paced(send, rate, requests)
         elapsed = time.perf_counter() - began
     label = "5 subscribers" if subscribed else "no subscriber"
     return Round(subscribed, LoadResult(label, requests, elapsed, latencies), created)
+
+
+async def paced(send: Callable[[int], Awaitable[float]], rate: float, total: int) -> list[float]:
+    """Open loop: request i starts at i / rate seconds whatever the earlier ones are doing (a
+    shop's tills do not wait for each other), so the sale rate is the same in both rounds and
+    what subscribers cost shows in the checkout's latency instead."""
+    start = time.perf_counter()
+    tasks = []
+    for index in range(total):
+        delay = start + index / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(send(index)))
+    return list(await asyncio.gather(*tasks))
 
 
 def wait_for(output: Path, sales: dict[int, float], timeout: float) -> dict[tuple[int, int], float]:
@@ -231,6 +249,7 @@ async def _measure(
                     requests=args.requests,
                     concurrency=args.concurrency,
                     subscribed=subscribed,
+                    rate=args.rate,
                 )
                 rounds.append(result)
                 if subscribed:
@@ -291,9 +310,15 @@ def report(
     lines = [
         "# Webhooks benchmark",
         "",
-        f"`python -m bench.webhooks_bench --requests {args.requests} --concurrency "
-        f"{args.concurrency} --rounds {args.rounds}` ({machine()}; one stack, rounds interleaved "
-        "A B A B: without subscriptions, then with five on `sale.created`).",
+        f"`python -m bench.webhooks_bench --requests {args.requests} "
+        + (f"--rate {args.rate:g}" if args.rate else f"--concurrency {args.concurrency}")
+        + f" --rounds {args.rounds}` ({machine()}; one stack, rounds interleaved "
+        "A B A B: without subscriptions, then with five on `sale.created`; "
+        + (
+            f"open loop: a sale starts every {1000 / args.rate:g} ms whatever the others do)."
+            if args.rate
+            else f"closed loop: {args.concurrency} clients, each sells again once answered)."
+        ),
         "",
         "Checkout (`POST /api/sales/bulk` through the gateway, 3 lines per sale):",
         "",
@@ -349,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="sales per second, open loop (default: closed loop at --concurrency)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--products", type=int, default=500)
     parser.add_argument("--output", type=Path, default=RESULTS)
