@@ -1,4 +1,4 @@
-"""The stock function's work grows linearly with the number of items, whatever the plans.
+"""The stock functions' work grows linearly with the number of items, whatever the plans.
 
 products_0005 planned its refusal check (`... ORDER BY id LIMIT 1` over a join) as a nested
 loop that rescanned the movement list for every item: n² rows for a CSV import's n stock
@@ -90,18 +90,9 @@ async def _log_plans(conn: AsyncConnection) -> list[str]:
     return plans
 
 
-@pytest.mark.parametrize(
-    "plan_cache_mode",
-    [
-        "force_custom_plan",  # the products service's sessions (services/products/app.py)
-        "force_generic_plan",  # a plan made without the values: 10 items assumed
-    ],
-)
-async def test_a_big_call_touches_a_bounded_number_of_rows_per_item(
-    conn: AsyncConnection, plan_cache_mode: str
-) -> None:
-    # Just inserted in this transaction: no statistics describe these rows yet, as after an
-    # import that created the products.
+async def _new_items(conn: AsyncConnection) -> tuple[list[int], int]:
+    """ITEMS products just inserted in this transaction (no statistics describe them yet, as
+    after an import that created them) and how many products the table holds now."""
     prefix = unique("pl")[:8]
     ids = list(
         (
@@ -117,9 +108,29 @@ async def test_a_big_call_touches_a_bounded_number_of_rows_per_item(
     )
     catalogue = await conn.scalar(text("SELECT count(*) FROM products.items"))
     assert isinstance(catalogue, int)
-    await conn.execute(
-        text("SELECT set_config('plan_cache_mode', :mode, true)"), {"mode": plan_cache_mode}
-    )
+    return ids, catalogue
+
+
+async def _set_plan_cache_mode(conn: AsyncConnection, mode: str) -> None:
+    await conn.execute(text("SELECT set_config('plan_cache_mode', :mode, true)"), {"mode": mode})
+
+
+async def _plan_cache_mode(conn: AsyncConnection) -> str | None:
+    return await conn.scalar(text("SELECT current_setting('plan_cache_mode')"))
+
+
+@pytest.mark.parametrize(
+    "plan_cache_mode",
+    [
+        "force_custom_plan",  # the products service's sessions (services/products/app.py)
+        "force_generic_plan",  # a plan made without the values: 10 items assumed
+    ],
+)
+async def test_a_big_call_touches_a_bounded_number_of_rows_per_item(
+    conn: AsyncConnection, plan_cache_mode: str
+) -> None:
+    ids, catalogue = await _new_items(conn)
+    await _set_plan_cache_mode(conn, plan_cache_mode)
     plans = await _log_plans(conn)
 
     rows = (
@@ -135,3 +146,25 @@ async def test_a_big_call_touches_a_bounded_number_of_rows_per_item(
     assert [row.quantity_after for row in rows] == [101] * ITEMS
     assert any("products.stock_movements" in plan for plan in plans)  # nested plans logged
     assert plan_work(plans) <= WORK_PER_ROW * (ITEMS + catalogue)
+    # The function sets its own plan caching for the call only (products_0006).
+    assert await _plan_cache_mode(conn) == plan_cache_mode
+
+
+async def test_recording_initial_stock_touches_a_bounded_number_of_rows_per_item(
+    conn: AsyncConnection,
+) -> None:
+    ids, catalogue = await _new_items(conn)
+    await _set_plan_cache_mode(conn, "force_custom_plan")  # as the products service
+    plans = await _log_plans(conn)
+
+    written = await conn.scalar(
+        text(
+            "SELECT products.record_initial_stock(CAST(:ids AS bigint[]), 'import', 'plans',"
+            " NULL, NULL)"
+        ),
+        {"ids": ids},
+    )
+
+    assert written == ITEMS
+    assert plan_work(plans) <= WORK_PER_ROW * (ITEMS + catalogue)
+    assert await _plan_cache_mode(conn) == "force_custom_plan"
