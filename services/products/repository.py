@@ -349,7 +349,7 @@ def _page_sql(shape: Shape) -> tuple[str, dict[str, Any]]:
 
 
 # Transaction-local, so the connection's own setting (force_custom_plan, services/products/
-# app.py) is back when the list's transaction ends, however it ends.
+# app.py) is back when the list's (implicit) transaction ends, however it ends.
 _GENERIC_PLAN = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 
 
@@ -372,11 +372,10 @@ async def list_page(
         if query.search:
             cursor = await driver.execute(sql, values)
         else:
+            # Both in one round trip and one implicit transaction (the pipeline's one Sync).
             async with driver.pipeline():
-                await driver.execute("BEGIN")
                 await driver.execute(_GENERIC_PLAN)
                 cursor = await driver.execute(sql, values, prepare=True)
-                await driver.execute("COMMIT")
         row = await cursor.fetchone()
     except BaseException as exc:
         # Whatever state the statement left (an aborted transaction, a pipeline cut short),
@@ -568,21 +567,74 @@ async def _copy_into(
     """`CREATE TEMP TABLE table (columns)` (dropped at commit) filled by one COPY stream."""
     driver = await _driver(conn)
     await driver.execute(f"CREATE TEMP TABLE {table} ({columns}) ON COMMIT DROP")
+    await _copy(driver, table, rows)
+
+
+async def _copy(
+    driver: psycopg.AsyncConnection[Any], table: str, rows: Iterable[Sequence[Any]]
+) -> None:
     async with driver.cursor().copy(f"COPY {table} FROM STDIN") as copy:
         for row in rows:
             await copy.write_row(row)
 
 
-async def stage_import(conn: AsyncConnection, rows: Iterable[Sequence[Any]]) -> None:
-    """The file's valid rows: (line, *`_IMPORT_COLUMNS`); None: optional cell not given."""
-    await _copy_into(
-        conn,
-        IMPORT_STAGING,
-        "line integer NOT NULL, barcode text PRIMARY KEY, name text NOT NULL,"
-        " description text, quantity integer NOT NULL, min_quantity integer,"
-        " price numeric(12,2) NOT NULL, expiration_date date",
-        rows,
-    )
+# A staged row: (line, *`_IMPORT_COLUMNS`); None: optional cell not given.
+_STAGED_COLUMNS = (
+    "line integer NOT NULL, barcode text PRIMARY KEY, name text NOT NULL,"
+    " description text, quantity integer NOT NULL, min_quantity integer,"
+    " price numeric(12,2) NOT NULL, expiration_date date"
+)
+_IMPORT_CHUNK = "import_chunk"
+
+
+async def begin_import(conn: AsyncConnection) -> None:
+    """The import's temporary tables (dropped at commit): `import_chunk` holds the rows being
+    written, `IMPORT_STAGING` collects those whose barcode already exists."""
+    driver = await _driver(conn)
+    for table in (IMPORT_STAGING, _IMPORT_CHUNK):
+        await driver.execute(f"CREATE TEMP TABLE {table} ({_STAGED_COLUMNS}) ON COMMIT DROP")
+
+
+_BARCODE_EXISTS = "EXISTS (SELECT 1 FROM products.items AS it WHERE it.barcode = s.barcode)"
+_STAGE_EXISTING = (
+    f"INSERT INTO {IMPORT_STAGING} SELECT * FROM {_IMPORT_CHUNK} AS s WHERE {_BARCODE_EXISTS}"
+)
+_INSERT_NEW = (
+    f"INSERT INTO products.items ({_IMPORT_COLUMNS}, status)"
+    " SELECT s.barcode, s.name, coalesce(s.description, ''), s.quantity,"
+    f" coalesce(s.min_quantity, {DEFAULT_MIN_QUANTITY}), s.price, s.expiration_date, 1"
+    f" FROM {_IMPORT_CHUNK} AS s WHERE NOT {_BARCODE_EXISTS}"
+    " ORDER BY s.line"  # ids in the file's order, as row-by-row inserts gave them
+    " RETURNING id"
+)
+_RECORD_INITIAL_STOCK = (
+    "SELECT products.record_initial_stock(%s::bigint[], %s, %s, %s, %s)"
+)
+
+
+async def import_chunk(
+    conn: AsyncConnection,
+    rows: Iterable[Sequence[Any]],
+    *,
+    reason: str,
+    reference: str | None,
+    actor_id: int | None,
+    actor_username: str | None,
+) -> int:
+    """Write some of the file's valid rows (`begin_import` first): those whose barcode exists
+    are kept in `IMPORT_STAGING` for later; the others are inserted as new products with their
+    stock, which `products.record_initial_stock` (migration products_0004) records in the
+    ledger. Returns how many products were created."""
+    driver = await _driver(conn)
+    await _copy(driver, _IMPORT_CHUNK, rows)
+    await driver.execute(_STAGE_EXISTING)
+    ids = [row[0] for row in await (await driver.execute(_INSERT_NEW)).fetchall()]
+    if ids:
+        await driver.execute(
+            _RECORD_INITIAL_STOCK, (ids, reason, reference, actor_id, actor_username)
+        )
+    await driver.execute(f"TRUNCATE {_IMPORT_CHUNK}")
+    return len(ids)
 
 
 _LOCK_STAGED = text(
@@ -596,46 +648,6 @@ async def lock_staged_products(conn: AsyncConnection) -> dict[str, Any]:
     """The products the staged rows name (by barcode), locked in id order (the stock
     function's order: no deadlocks), by barcode."""
     return {row.barcode: row for row in (await conn.execute(_LOCK_STAGED)).all()}
-
-
-_INSERT_STAGED = text(
-    f"INSERT INTO products.items ({_IMPORT_COLUMNS}, status)"
-    " SELECT s.barcode, s.name, coalesce(s.description, ''), s.quantity,"
-    f" coalesce(s.min_quantity, {DEFAULT_MIN_QUANTITY}), s.price, s.expiration_date, 1"
-    f" FROM {IMPORT_STAGING} AS s"
-    " WHERE NOT EXISTS (SELECT 1 FROM products.items AS it WHERE it.barcode = s.barcode)"
-    " ORDER BY s.line"  # ids in the file's order, as row-by-row inserts gave them
-    " RETURNING id"
-)
-_RECORD_INITIAL_STOCK = text(
-    "SELECT products.record_initial_stock(CAST(:ids AS bigint[]), :reason, :reference,"
-    " :actor_id, :actor_username)"
-)
-
-
-async def insert_staged_products(
-    conn: AsyncConnection,
-    *,
-    reason: str,
-    reference: str | None,
-    actor_id: int | None,
-    actor_username: str | None,
-) -> int:
-    """Insert the staged rows whose barcode is new, with their stock, and record that stock in
-    the ledger (`products.record_initial_stock`, migration products_0004); returns how many."""
-    ids = [row[0] for row in (await conn.execute(_INSERT_STAGED)).all()]
-    if ids:
-        await conn.execute(
-            _RECORD_INITIAL_STOCK,
-            {
-                "ids": ids,
-                "reason": reason,
-                "reference": reference,
-                "actor_id": actor_id,
-                "actor_username": actor_username,
-            },
-        )
-    return len(ids)
 
 
 async def update_products_from(

@@ -274,6 +274,15 @@ async def test_lists_on_generic_plans_leave_the_connection_setting_alone(db: Dat
         assert total >= 1 and data.startswith('[{"id":')
         setting = await conn.scalar(text("SELECT current_setting('plan_cache_mode')"))
         assert setting == "force_custom_plan"
+        plans = (
+            await conn.execute(
+                text(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement LIKE '%string_agg%'"
+                )
+            )
+        ).one()
+        assert tuple(plans) == (1, 0)
         with pytest.raises(DBAPIError, match="time zone"):
             await repository.list_page(conn, query, limit=1, offset=0, tz="Nowhere/Nothing")
         assert conn.invalidated
