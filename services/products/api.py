@@ -8,7 +8,6 @@ Handlers answer with `json_response(...)`; `response_model=` documents that body
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -268,14 +267,10 @@ async def import_products(
 ) -> Response:
     raw = csvio.extract_csv(await request.body(), request.headers.get("content-type"))
     skip = (skip_invalid or "").lower() in ("1", "true", "yes")
-    max_rows = runtime.settings.import_max_rows
-    parsed = await asyncio.to_thread(
-        lambda: csvio.parse_import(csvio.decode(raw), max_rows=max_rows)
-    )
-    if not skip:
-        importer.reject_invalid(parsed)
     async with runtime.transaction() as conn:
-        result = await importer.import_rows(conn, caller, parsed)
+        result = await importer.import_csv(
+            conn, caller, raw, max_rows=runtime.settings.import_max_rows, skip_invalid=skip
+        )
     return json_response(result.body())
 
 

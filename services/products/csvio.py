@@ -137,15 +137,21 @@ def _unformula(cell: str) -> str:
     return cell
 
 
-def parse_import(text: str, *, max_rows: int) -> ParsedImport:
-    """Validate every row with the API's rules; the first failing field of a row is reported."""
+def read_import(
+    raw: bytes, *, max_rows: int, chunk_rows: int, parsed: ParsedImport
+) -> Iterator[list[ImportRow]]:
+    """The file's valid rows, `chunk_rows` at a time, validated with the API's rules (the first
+    failing field of a row is reported). Every row also goes to `parsed.rows`, every invalid
+    one to `parsed.errors`; a file-level problem raises `ValidationFailed`."""
     try:
-        return _parse_import(text, max_rows=max_rows)
+        yield from _read_import(decode(raw), max_rows, chunk_rows, parsed)
     except csv.Error as exc:
         raise ValidationFailed(MALFORMED, detail=str(exc)) from None
 
 
-def _parse_import(text: str, *, max_rows: int) -> ParsedImport:
+def _read_import(
+    text: str, max_rows: int, chunk_rows: int, parsed: ParsedImport
+) -> Iterator[list[ImportRow]]:
     if not text.strip():
         raise ValidationFailed(EMPTY_FILE)
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
@@ -153,8 +159,8 @@ def _parse_import(text: str, *, max_rows: int) -> ParsedImport:
     header = _header(reader)
     width = header["__width__"]
     fields = _field_plan(header)
-    parsed = ParsedImport()
     seen: dict[str, int] = {}
+    chunk: list[ImportRow] = []
     count = 0
     # Up to 50,000 rows per request: this loop is kept lean (no per-cell helper calls for what
     # a comparison does), the checks themselves are the API's (validation.FIELD_CHECKS).
@@ -182,8 +188,14 @@ def _parse_import(text: str, *, max_rows: int) -> ParsedImport:
                 {"row": line, "barcode": (raw_barcode or "").strip() or None, "error": message}
             )
             continue
-        parsed.rows.append(ImportRow(line=line, values=values))
-    return parsed
+        row = ImportRow(line=line, values=values)
+        parsed.rows.append(row)
+        chunk.append(row)
+        if len(chunk) == chunk_rows:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _header(reader: Iterator[list[str]]) -> dict[str, int]:

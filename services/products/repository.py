@@ -607,9 +607,7 @@ _INSERT_NEW = (
     " ORDER BY s.line"  # ids in the file's order, as row-by-row inserts gave them
     " RETURNING id"
 )
-_RECORD_INITIAL_STOCK = (
-    "SELECT products.record_initial_stock(%s::bigint[], %s, %s, %s, %s)"
-)
+_RECORD_INITIAL_STOCK = "SELECT products.record_initial_stock(%s::bigint[], %s, %s, %s, %s)"
 
 
 async def import_chunk(
