@@ -149,6 +149,44 @@ def test_import_upserts_by_barcode(admin: ApiClient) -> None:
     )
 
 
+async def test_import_announces_each_product_it_takes_to_its_minimum(
+    admin: ApiClient, db: Database
+) -> None:
+    dropping = create_product(admin, quantity=10, min_quantity=4)
+    raised_min = create_product(admin, quantity=10, min_quantity=2)
+    already_low = create_product(admin, quantity=2, min_quantity=5)
+    disabled = create_product(admin, quantity=10, min_quantity=4)
+    admin.delete(f"/api/products/{disabled['id']}")
+    content = (
+        "barcode,name,quantity,price,min_quantity\n"
+        f"{dropping['barcode']},{dropping['name']},3,1,\n"  # 10 -> 3, minimum 4
+        f"{raised_min['barcode']},Otro nombre,5,1,6\n"  # 10 -> 5, minimum 2 -> 6
+        f"{already_low['barcode']},{already_low['name']},1,1,\n"  # was low already
+        f"{disabled['barcode']},{disabled['name']},0,1,\n"  # not active
+    )
+    response = admin.post("/api/products/import", content=content, headers=CSV)
+    assert response.status_code == 200, response.text
+    assert response.json()["updated"] == 4
+    async with db.connect() as conn:
+        announced = (
+            await conn.execute(
+                text(
+                    "SELECT payload->'data' FROM products.outbox WHERE type = 'product.stock_low'"
+                    " AND payload->>'request_id' = :rid"
+                    " ORDER BY (payload->'data'->>'item_id')::bigint"
+                ),
+                {"rid": response.headers["x-request-id"]},
+            )
+        ).scalars()
+        assert [
+            (data["item_id"], data["name"], data["quantity"], data["min_quantity"])
+            for data in announced
+        ] == [
+            (dropping["id"], dropping["name"], 3, 4),
+            (raised_min["id"], "Otro nombre", 5, 6),
+        ]
+
+
 def test_import_multipart_semicolons_decimal_comma_and_windows_1252(admin: ApiClient) -> None:
     code = unique("mp")[:20]
     content = f"Barcode;Name;Quantity;Price\r\n{code};Café con leche;3;1234,50\r\n"
