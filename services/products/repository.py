@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    column,
     func,
     insert,
     literal_column,
@@ -29,12 +30,15 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import (
+    table as sql_table,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.products import csvio
+from services.products import csvio, search_cache
 from services.products.tables import items, stock_movements
 from services.products.validation import DEFAULT_MIN_QUANTITY
 from stockmanager.sqltext import LIKE_ESCAPE, like_contains
@@ -279,7 +283,45 @@ def _page_statement(shape: Shape) -> Select[Any]:
         literal_column("'['").concat(rows).concat(literal_column("']'")),
         literal_column("'[]'"),
     )
-    return select(data.label("data"), total.label("total")).select_from(page)
+    columns = [data.label("data"), total.label("total")]
+    if shape[0]:
+        # What the search cache keeps (search_cache.py): the page's ids, in order, and the
+        # version of what searches can see that this answer was computed at.
+        ids = func.array_agg(aggregate_order_by(page.c.page_id, *order))
+        columns += [SEARCH_VERSION.label("version"), ids.label("ids")]
+    return select(*columns).select_from(page)
+
+
+# products_0008: bumped by every change to which products a search by name finds, and in
+# which order; read in the same statement as the rows it vouches for.
+_search_version = sql_table("search_version", column("version", BigInteger), schema="products")
+SEARCH_VERSION: Any = select(_search_version.c.version).scalar_subquery()
+
+
+@lru_cache(maxsize=1)
+def _rows_by_id_statement() -> Select[Any]:
+    """The rows of a remembered page (`:ids`, in that order) as a JSON array, with the search
+    version they are read at."""
+    page = (
+        func.unnest(bindparam("ids", type_=ARRAY(BigInteger)))
+        .table_valued("page_id", with_ordinality="ordinal")
+        .render_derived(name="page")
+    )
+    row = select(product_json()).where(items.c.id == page.c.page_id).scalar_subquery()
+    rows = func.string_agg(row, aggregate_order_by(literal_column("','"), page.c.ordinal))
+    data = func.coalesce(
+        literal_column("'['").concat(rows).concat(literal_column("']'")),
+        literal_column("'[]'"),
+    )
+    return select(data.label("data"), SEARCH_VERSION.label("version")).select_from(page)
+
+
+def reusable(shape: Shape) -> bool:
+    """Whether a search's answer (which products, in which order) depends only on what
+    products_0008's version tracks: a search sorted by name, without a stock filter."""
+    searching, view_mode, sort, _, active_only = shape
+    unfiltered = view_mode == "all" or (active_only and view_mode == "low_stock")
+    return searching and sort == "name" and unfiltered
 
 
 APOSTROPHE: ColumnElement[str] = literal_column("''''")  # SQL text literal: one apostrophe
@@ -339,13 +381,22 @@ def page_statement(query: ProductQuery, *, limit: int, offset: int, tz: str) -> 
     return _page_statement(query.shape).params(values)
 
 
+def _compiled(statement: Select[Any]) -> tuple[str, dict[str, Any]]:
+    """`statement` compiled once for psycopg: its SQL and the values of its constant binds
+    (format strings). Lists and searches send it on the driver connection, so a page costs no
+    SQLAlchemy statement or result machinery."""
+    compiled = statement.compile(dialect=psycopg_dialect())  # type: ignore[no-untyped-call]
+    return str(compiled), {k: v for k, v in compiled.params.items() if v is not None}
+
+
 @lru_cache(maxsize=256)
 def _page_sql(shape: Shape) -> tuple[str, dict[str, Any]]:
-    """`_page_statement` compiled once for psycopg: its SQL and the values of its constant
-    binds (format strings); list_page sends it on the driver connection, so a page costs no
-    SQLAlchemy statement or result machinery."""
-    compiled = _page_statement(shape).compile(dialect=psycopg_dialect())  # type: ignore[no-untyped-call]
-    return str(compiled), {k: v for k, v in compiled.params.items() if v is not None}
+    return _compiled(_page_statement(shape))
+
+
+@lru_cache(maxsize=1)
+def _rows_by_id_sql() -> tuple[str, dict[str, Any]]:
+    return _compiled(_rows_by_id_statement())
 
 
 # Transaction-local, so the connection's own setting (force_custom_plan, services/products/
@@ -353,29 +404,24 @@ def _page_sql(shape: Shape) -> tuple[str, dict[str, Any]]:
 _GENERIC_PLAN = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 
 
-async def list_page(
-    conn: AsyncConnection, query: ProductQuery, *, limit: int, offset: int, tz: str
-) -> tuple[str, int]:
-    """One page of `query` as a JSON array (text; `product_json` objects) and the total.
+async def _one_row(
+    conn: AsyncConnection, sql: str, values: dict[str, Any], *, generic: bool
+) -> Any:
+    """The one row of an aggregate statement, sent on `conn`'s driver connection.
 
-    Lists without a search run on a generic plan, made once per connection: the statement is
-    shaped so that the generic plan is the custom one (index-only page walks, subqueries by
-    primary key; products_0007 covers every view mode's sorts), and planning it anew cost
-    more than running it (0.3-0.9 ms of 1-2 ms: the table's many partial indexes). A search
-    is planned with its term: a term too short for trigrams must not take the trigram index.
-    One round trip either way (pipeline), on the `reading` autocommit connection.
+    `generic`: run on a generic plan, made once per connection, for statements shaped so that
+    it is the custom one; planning them anew cost more than running them (0.3-0.9 ms of 1-2
+    ms: the table's many partial indexes). One round trip either way (pipeline).
     """
-    sql, constants = _page_sql(query.shape)
-    values = {**constants, **query.params(), "limit": limit, "offset": offset, "tz": tz}
     driver = await _driver(conn)
     try:
-        if query.search:
-            cursor = await driver.execute(sql, values)
-        else:
+        if generic:
             # Both in one round trip and one implicit transaction (the pipeline's one Sync).
             async with driver.pipeline():
                 await driver.execute(_GENERIC_PLAN)
                 cursor = await driver.execute(sql, values, prepare=True)
+        else:
+            cursor = await driver.execute(sql, values)
         row = await cursor.fetchone()
     except BaseException as exc:
         # Whatever state the statement left (an aborted transaction, a pipeline cut short),
@@ -387,7 +433,40 @@ async def list_page(
             raise DBAPIError.instance(sql, values, exc, psycopg.Error) from exc
         raise
     assert row is not None  # an aggregate without GROUP BY: always one row
-    return str(row[0]), int(row[1])
+    return row
+
+
+async def list_page(
+    conn: AsyncConnection, query: ProductQuery, *, limit: int, offset: int, tz: str
+) -> tuple[str, int]:
+    """One page of `query` as a JSON array (text; `product_json` objects) and the total.
+
+    Lists without a search run on a generic plan (`_page_statement` is shaped so that it is
+    the custom one: index-only page walks, subqueries by primary key; products_0007 covers
+    every view mode's sorts). A search is planned with its term (a term too short for
+    trigrams must not take the trigram index); a `reusable` one is answered from the search
+    cache while products_0008's version says its answer still holds: only the page's rows
+    are read then, by primary key, fresh (stock, price).
+    """
+    shape = query.shape
+    sql, constants = _page_sql(shape)
+    values = {**constants, **query.params(), "limit": limit, "offset": offset, "tz": tz}
+    if not query.search:
+        data, total = await _one_row(conn, sql, values, generic=True)
+        return str(data), int(total)
+    key = (shape, query.search, limit, offset)
+    known = search_cache.ANSWERS.get(key) if reusable(shape) else None
+    if known is not None:
+        by_id, by_id_constants = _rows_by_id_sql()
+        data, version = await _one_row(
+            conn, by_id, {**by_id_constants, "ids": known.ids, "tz": tz}, generic=True
+        )
+        if version == known.version:
+            return str(data), known.total
+    data, total, version, ids = await _one_row(conn, sql, values, generic=False)
+    if reusable(shape):
+        search_cache.ANSWERS.put(key, search_cache.Answer(int(version), list(ids or []), total))
+    return str(data), int(total)
 
 
 async def export_csv(conn: AsyncConnection, query: ProductQuery, tz: str) -> str:

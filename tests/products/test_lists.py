@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.products import repository
 from services.products.repository import ProductQuery
+from stockmanager.contracts.stock import StockMovements, apply_stock_movements
 from stockmanager.db import Database
 from tests.products.conftest import create_product
 from tests.support.stack import ApiClient, unique
@@ -286,3 +287,72 @@ async def test_lists_on_generic_plans_leave_the_connection_setting_alone(db: Dat
         with pytest.raises(DBAPIError, match="time zone"):
             await repository.list_page(conn, query, limit=1, offset=0, tz="Nowhere/Nothing")
         assert conn.invalidated
+
+
+def test_search_answers_follow_every_change_to_what_matches(
+    seller: ApiClient, admin: ApiClient
+) -> None:
+    """The service reuses a search's answer (search_cache.py) only while nothing that decides
+    which products match, or their order by name, has changed: each change below must show in
+    the very next search, and the rows themselves are always current."""
+    tag = unique("sc")[:12]
+    a, b, c = tagged(admin, tag, [{}, {}, {}])
+
+    def search(path: str = "/api/products") -> tuple[list[int], int]:
+        body = seller.get(path, params={"search": tag}).json()
+        return [p["id"] for p in body["data"]], body["total"]
+
+    assert search() == search() == ([a["id"], b["id"], c["id"]], 3)
+    assert admin.put(f"/api/products/{b['id']}", json={"name": "renamed"}).status_code == 200
+    assert search() == ([a["id"], c["id"]], 2)
+    first = create_product(admin, name=f"{tag}0")
+    assert search() == ([first["id"], a["id"], c["id"]], 3)
+    assert admin.delete(f"/api/products/{a['id']}").status_code == 200
+    assert search() == ([first["id"], c["id"]], 2)
+    assert search("/api/products_all") == ([first["id"], a["id"], c["id"]], 3)
+    assert admin.post(f"/api/products/{a['id']}/activate").status_code == 200
+    assert search() == ([first["id"], a["id"], c["id"]], 3)
+    # A barcode and a description can make a product match too.
+    by_barcode = create_product(admin, barcode=f"{tag}bc", name="zz barcode")
+    assert search() == ([first["id"], a["id"], c["id"], by_barcode["id"]], 4)
+    assert admin.put(f"/api/products/{by_barcode['id']}", json={"barcode": "x" + tag[1:]})
+    assert search() == ([first["id"], a["id"], c["id"]], 3)
+    by_text = create_product(admin, name="zz description", description="-")
+    admin.put(f"/api/products/{by_text['id']}", json={"description": f"about {tag}"})
+    assert search("/api/products_all")[0][-1] == by_text["id"]
+    # Stock changes keep the answer, and the page shows the current stock.
+    assert admin.put(f"/api/products/{c['id']}", json={"quantity": 77}).status_code == 200
+    rows = seller.get("/api/products", params={"search": tag}).json()["data"]
+    assert [p["stock"] for p in rows if p["id"] == c["id"]] == [77]
+
+
+async def test_search_version_moves_with_names_not_with_stock(db: Database) -> None:
+    """products_0008: every statement that can change what a search finds bumps the version
+    (inserts, name/barcode/description/status updates, deletes); stock changes do not."""
+
+    async def version() -> int:
+        async with db.engine.connect() as conn:
+            value = await conn.scalar(text("SELECT version FROM products.search_version"))
+        return int(value)
+
+    async def run(sql: str, **values: Any) -> Any:
+        async with db.transaction() as conn:
+            result = await conn.execute(text(sql), values)
+            return result.scalar() if result.returns_rows else None
+
+    start = await version()
+    item = await run(
+        "INSERT INTO products.items (barcode, name, price) VALUES (:b, 'version', 1) RETURNING id",
+        b=unique("sv")[:20],
+    )
+    assert await version() == start + 1
+    async with db.transaction() as conn:
+        await apply_stock_movements(conn, StockMovements({item: 5}, "bulk_stock", None, None, None))
+    await run("UPDATE products.items SET price = 2, min_quantity = 1 WHERE id = :i", i=item)
+    assert await version() == start + 1
+    for column in ("name", "barcode", "description", "status"):
+        await run(f"UPDATE products.items SET {column} = {column} WHERE id = :i", i=item)
+    assert await version() == start + 5
+    await run("DELETE FROM products.stock_movements WHERE item_id = :i", i=item)
+    await run("DELETE FROM products.items WHERE id = :i", i=item)
+    assert await version() == start + 6
