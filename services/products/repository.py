@@ -455,7 +455,7 @@ async def list_page(
         data, total = await _one_row(conn, sql, values, generic=True)
         return str(data), int(total)
     key = (shape, query.search, limit, offset)
-    known = search_cache.ANSWERS.get(key) if reusable(shape) else None
+    known = search_cache.answers().get(key) if reusable(shape) else None
     if known is not None:
         by_id, by_id_constants = _rows_by_id_sql()
         data, version = await _one_row(
@@ -465,7 +465,7 @@ async def list_page(
             return str(data), known.total
     data, total, version, ids = await _one_row(conn, sql, values, generic=False)
     if reusable(shape):
-        search_cache.ANSWERS.put(key, search_cache.Answer(int(version), list(ids or []), total))
+        search_cache.answers().put(key, search_cache.Answer(int(version), list(ids or []), total))
     return str(data), int(total)
 
 

@@ -8,15 +8,17 @@ with the page's rows (in the same statement, so the same snapshot) is still the 
 computed at, so a reused answer is exactly what running the search again would give. The rows
 themselves are always read fresh.
 
-Bounded: the oldest answer is dropped first. One process, no locks (one event loop).
+Bounded (`search_cache_size`; 0 keeps none): the oldest answer is dropped first. One process,
+no locks (one event loop).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-MAX_ANSWERS = 2048
+from services.products.settings import products_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +29,7 @@ class Answer:
 
 
 class Answers:
-    def __init__(self, size: int = MAX_ANSWERS) -> None:
+    def __init__(self, size: int) -> None:
         self.size = size
         self._answers: dict[Any, Answer] = {}
 
@@ -35,10 +37,15 @@ class Answers:
         return self._answers.get(key)
 
     def put(self, key: Any, answer: Answer) -> None:
+        if self.size == 0:
+            return
         self._answers.pop(key, None)
         if len(self._answers) >= self.size:
             del self._answers[next(iter(self._answers))]  # the oldest (insertion order)
         self._answers[key] = answer
 
 
-ANSWERS = Answers()
+@cache
+def answers() -> Answers:
+    """This process's answers (sized by its settings on first use)."""
+    return Answers(products_settings().search_cache_size)

@@ -33,6 +33,8 @@ class ProductsSettings(KernelSettings):
     )
     # Largest CSV import accepted, in rows (the gateway caps the body at 10 MiB).
     import_max_rows: int = 50_000
+    # Search answers kept per process for reuse while still exact (search_cache.py); 0: none.
+    search_cache_size: int = Field(2048, ge=0)
 
 
 @lru_cache(maxsize=1)
