@@ -107,6 +107,16 @@ async def fan_out(
     return int(result.rowcount or 0)
 
 
+async def wanted_types(conn: AsyncConnection) -> set[str]:
+    """The event types the active subscriptions want (`*` among them if one wants all)."""
+    rows = await conn.execute(
+        select(func.unnest(subscriptions.c.events).label("type"))
+        .where(subscriptions.c.active)
+        .distinct()
+    )
+    return {str(row.type) for row in rows}
+
+
 async def insert_delivery(
     conn: AsyncConnection,
     *,

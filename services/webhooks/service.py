@@ -205,6 +205,12 @@ async def redeliver(
     return int(row.id)
 
 
+async def wanted_types(conn: AsyncConnection) -> frozenset[str] | None:
+    """What the consumer must turn into deliveries now (None: every deliverable type)."""
+    wanted = await repository.wanted_types(conn)
+    return None if ALL_EVENTS in wanted else frozenset(wanted)
+
+
 async def deliveries_for_events(
     conn: AsyncConnection, settings: WebhooksSettings, events: list[Event]
 ) -> int:

@@ -217,6 +217,13 @@ class EventConsumer:
                 unwanted.append(message_id)
             else:
                 ready.append((message_id, fields, event))
+        if ready:
+            wanted = await self.currently_wanted()
+            if wanted is not None:
+                unwanted += [
+                    message_id for message_id, _, event in ready if event.type not in wanted
+                ]
+                ready = [entry for entry in ready if entry[2].type in wanted]
         if unwanted:
             await self.redis.xack(self.stream, self.group, *unwanted)
         if len(ready) <= 1 or self.stateless_handler is not None:
@@ -243,6 +250,16 @@ class EventConsumer:
             self._failures.pop(_key(message_id), None)
         self.processed_total += len(ready)
 
+    async def currently_wanted(self) -> frozenset[str] | None:
+        """The types a handler wants at this moment, among `types` (None: all of them).
+
+        Asked once per batch, after it was read: a consumer whose interest changes at run time
+        (webhooks: the types the active subscriptions want) acknowledges the rest without a
+        transaction. Asking after the read is what makes it safe: an event published after the
+        interest began is read after it began, so the answer already includes it.
+        """
+        return None
+
     def _unwanted_type(self, fields: dict[Any, Any]) -> bool:
         """The entry's `type` field (written by the relay) names a type we skip. Entries
         without one are decoded and filtered on the envelope's type."""
@@ -265,6 +282,10 @@ class EventConsumer:
             await self._dead_letter(key, fields)
             return
         if self.types is not None and event.type not in self.types:
+            await self.redis.xack(self.stream, self.group, message_id)
+            return
+        wanted = await self.currently_wanted()
+        if wanted is not None and event.type not in wanted:
             await self.redis.xack(self.stream, self.group, message_id)
             return
         try:

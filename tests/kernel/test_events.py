@@ -414,3 +414,87 @@ async def test_a_crash_between_commit_and_ack_redelivers_the_batch_without_doubl
     assert seen == []  # every id was in processed_events: skipped, only acknowledged
     applied = await applied_notes(db)
     assert all(applied.count(note) == 1 for note in notes)
+
+
+class Interested(EventConsumer):
+    """A consumer whose interest changes at run time (as webhooks' does with subscriptions)."""
+
+    wanted: frozenset[str] | None = frozenset()
+
+    async def currently_wanted(self) -> frozenset[str] | None:
+        return self.wanted
+
+
+async def test_events_outside_the_current_interest_are_acknowledged_without_a_transaction(
+    db: Database, redis: Redis, tables: MetaData
+) -> None:
+    stream = f"test-stream-{uuid.uuid4().hex}"
+    consumer = Interested(
+        redis,
+        stream=stream,
+        group="g-interest",
+        types=None,
+        db=db,
+        processed=tables.tables[f"{SCHEMA}.processed_events"],
+        batch_handler=record_batch,
+        consumer_name="interested",
+        block_ms=50,
+    )
+
+    def typed(kind: str) -> Event:
+        return new_event(
+            kind,
+            identity=identity(),
+            entity_type="thing",
+            entity_id=1,
+            data={"note": f"{kind}-{uuid.uuid4().hex}"},
+        )
+
+    async def publish(events: list[Event]) -> str:
+        last = b""
+        for event in events:
+            last = await redis.xadd(stream, {"event": event.to_json(), "type": event.type})
+        return last.decode()
+
+    async def consumed(last_id: str) -> bool:
+        groups = await redis.xinfo_groups(stream)
+        delivered = groups[0]["last-delivered-id"]
+        delivered = delivered.decode() if isinstance(delivered, bytes) else delivered
+        return delivered == last_id and (await redis.xpending(stream, "g-interest"))["pending"] == 0
+
+    async def processed(events: list[Event]) -> int:
+        async with db.connect() as conn:
+            return int(
+                await conn.scalar(
+                    text(
+                        f"SELECT count(*) FROM {SCHEMA}.processed_events"
+                        " WHERE event_id = ANY(CAST(:ids AS uuid[]))"
+                    ),
+                    {"ids": [e.id for e in events]},
+                )
+                or 0
+            )
+
+    await consumer.ensure_group()
+    consumer.start()
+    try:
+        ignored = [typed("test.happened") for _ in range(5)] + [
+            typed("test.other") for _ in range(5)
+        ]
+        first_last = await publish(ignored)
+        await wait_for(lambda: consumed(first_last), within=20)
+        consumer.wanted = frozenset({"test.happened"})
+        wanted = [typed("test.happened") for _ in range(3)]
+        others = [typed("test.other") for _ in range(3)]
+        second_last = await publish(
+            [wanted[0], others[0], wanted[1], others[1], others[2], wanted[2]]
+        )
+        await wait_for(lambda: consumed(second_last), within=20)
+    finally:
+        await consumer.stop()
+    applied = set(await applied_notes(db))
+    assert {e.data["note"] for e in wanted} <= applied
+    assert not {e.data["note"] for e in ignored + others} & applied
+    # Nothing was written for the events nobody wanted: not even the processed-event record.
+    assert await processed(ignored + others) == 0
+    assert await processed(wanted) == 3
