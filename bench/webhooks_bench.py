@@ -1,6 +1,7 @@
 """Webhooks benchmark: 5 subscribers on `sale.created`, 2,000 sales through the gateway.
 
     python -m bench.webhooks_bench [--requests 2000 --concurrency 16 --rounds 2]
+    python -m bench.webhooks_bench --rate 150     # open loop: 150 sales/s in both rounds
     make bench NAME=webhooks
 
 One stack (embedded PostgreSQL and Redis, every process real, as bench/sales_bench.py). Five
@@ -10,7 +11,8 @@ without any subscription, then N sales with the five subscriptions (ABAB..., so 
 hits both alike). Reported: checkout sales/s and latency of both, their ratio, and for the
 subscribed rounds the time from each sale's 201 to its arrival at each receiver (p50/p95/p99
 over sales × receivers), after checking every sale arrived at every receiver. Writes
-`bench/results/webhooks.md`.
+`bench/results/webhooks.md`. Also reported: CPU per sale of every process (the receivers' own
+included), from each round's start until its last delivery arrived.
 """
 
 from __future__ import annotations
