@@ -6,6 +6,7 @@ import csv
 import io
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from stockmanager.db import Database
@@ -59,6 +60,27 @@ def test_import_with_invalid_rows_reports_them_and_writes_nothing(admin: ApiClie
             "error": "Fecha de expiración: Formato inválido (use AAAA-MM-DD)",
         },
     ]
+    assert total_for(admin, tag) == 0
+
+
+@pytest.mark.parametrize(
+    ("bad_cell", "expected"),
+    [
+        ("-4", "El archivo contiene filas inválidas; no se importó nada"),  # an invalid row
+        ("9" * (128 * 1024 + 1), "El archivo CSV no es válido"),  # over the csv module's limit
+    ],
+)
+def test_a_file_refused_after_its_first_rows_were_written_writes_nothing(
+    admin: ApiClient, bad_cell: str, expected: str
+) -> None:
+    # More rows than the import writes per chunk (importer.CHUNK_ROWS): the first chunk is in
+    # the database when the bad row is read.
+    tag = unique("ck")[:12]
+    lines = ["barcode,name,quantity,price"]
+    lines += [f"{tag}{i:05d},{tag}{i:05d},{i % 50},1.5" for i in range(6000)]
+    lines.insert(5800, f"{tag}bad,{tag}bad,{bad_cell},1")
+    response = admin.post("/api/products/import", content="\n".join(lines) + "\n", headers=CSV)
+    error_of(response, 400, expected)
     assert total_for(admin, tag) == 0
 
 
