@@ -31,6 +31,10 @@ def _log_statuses(root: Any, webhook_id: int, hook: Receiver, sold: set[int]) ->
     return {d["status"] for d in deliveries(root, webhook_id) if d["event_id"] in ours}
 
 
+def _timed_out(root: Any, webhook_id: int) -> bool:
+    return any("timeout" in (d["last_error"] or "") for d in deliveries(root, webhook_id))
+
+
 def test_a_receiver_down_for_a_while_gets_everything_once_back(hooks_stack: Stack) -> None:
     root = hooks_stack.root()
     clear_subscriptions(root)
@@ -75,12 +79,7 @@ def test_a_hanging_receiver_times_out_and_never_delays_the_others(hooks_stack: S
         # Every one of them arrived while the slow receiver still held its requests.
         assert slow.snapshot() == []
 
-        def timed_out() -> bool:
-            return any(
-                "timeout" in (d["last_error"] or "") for d in deliveries(root, slow_sub["id"])
-            )
-
-        eventually(timed_out, timeout=90, what="a timed-out attempt")
+        eventually(lambda: _timed_out(root, slow_sub["id"]), timeout=90, what="a timed-out attempt")
         slow.release()
         eventually(lambda: _sale_ids(slow) >= sold, timeout=90, what="the slow receiver")
         # Still listening: a released request the worker had already given up on is recorded
@@ -119,12 +118,7 @@ def test_deliveries_claimed_ahead_behind_a_hanging_receiver_are_given_back_not_s
         hooks_stack.supervisor.restart("webhooks")
         hooks_stack.supervisor.wait_ready(timeout=90, names=["webhooks"])
 
-        def timed_out() -> bool:
-            return any(
-                "timeout" in (d["last_error"] or "") for d in deliveries(root, created["id"])
-            )
-
-        eventually(timed_out, timeout=90, what="a timed-out attempt")
+        eventually(lambda: _timed_out(root, created["id"]), timeout=90, what="a timed-out attempt")
         hook.release()
         eventually(lambda: _sale_ids(hook) >= sold, timeout=90, what="every sale")
         eventually(
