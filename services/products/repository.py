@@ -247,8 +247,8 @@ def _page_statement(shape: Shape) -> Select[Any]:
     - each page row's object is a subquery by primary key, so no plan can join the page to
       the whole table (a generic plan, which does not know LIMIT, would otherwise hash-join
       it with a sequential scan);
-    - the total is a separate subquery (the search's matches, or the same indexes), outside
-      the aggregate so that a page past the end still carries it.
+    - the total is a separate subquery (the search's matches, or products_0009's counts of
+      the list's buckets), outside the aggregate so that a page past the end still has it.
     """
     limit, offset = bindparam("limit", type_=BigInteger), bindparam("offset", type_=BigInteger)
     if shape[0]:
@@ -275,7 +275,7 @@ def _page_statement(shape: Shape) -> Select[Any]:
             .offset(offset)
             .subquery("page")
         )
-        total = _count_statement(shape).scalar_subquery()
+        total = _list_count(shape)
     row = select(product_json()).where(items.c.id == page.c.page_id).scalar_subquery()
     order = _order_by(shape, page.c.page_key, page.c.page_id)
     rows = func.string_agg(row, aggregate_order_by(literal_column("','"), *order))
@@ -284,12 +284,70 @@ def _page_statement(shape: Shape) -> Select[Any]:
         literal_column("'[]'"),
     )
     columns = [data.label("data"), total.label("total")]
-    if shape[0]:
+    if not shape[0]:
+        columns.append(LIST_COUNT_ROWS.label("count_rows"))
+    else:
         # What the search cache keeps (search_cache.py): the page's ids, in order, and the
         # version of what searches can see that this answer was computed at.
         ids = func.array_agg(aggregate_order_by(page.c.page_id, *order))
         columns += [SEARCH_VERSION.label("version"), ids.label("ids")]
     return select(*columns).select_from(page)
+
+
+# products_0009: signed per-bucket counts appended by the writers (status, stock class).
+_list_counts = sql_table(
+    "list_counts",
+    column("status", Integer),
+    column("stock_class", Integer),
+    column("n", BigInteger),
+    schema="products",
+)
+LIST_COUNT_ROWS: Any = select(func.count()).select_from(_list_counts).scalar_subquery()
+# Past this many rows the next list folds them back into one per bucket.
+COMPACT_LIST_COUNTS_AT = 500
+OUT_OF_STOCK, LOW_STOCK_CLASS, IN_STOCK = 0, 1, 2  # products.stock_class
+
+
+def _list_buckets(shape: Shape) -> list[ColumnElement[bool]]:
+    """`_where(shape)` of a list without a search, as products_0009's buckets."""
+    _, view_mode, _, _, active_only = shape
+    status, stock_class = _list_counts.c.status, _list_counts.c.stock_class
+    clauses: list[ColumnElement[bool]] = []
+    if active_only:
+        clauses.append(status == literal_column("1"))
+        if view_mode == "in_stock":  # quantity > 0
+            clauses.append(stock_class.in_([LOW_STOCK_CLASS, IN_STOCK]))
+        elif view_mode == "out_of_stock":
+            clauses.append(stock_class == OUT_OF_STOCK)
+    elif view_mode == "in_stock":  # quantity > min_quantity
+        clauses.append(stock_class == IN_STOCK)
+    elif view_mode == "low_stock":
+        clauses.append(stock_class == LOW_STOCK_CLASS)
+    elif view_mode == "out_of_stock":
+        clauses.append(stock_class == OUT_OF_STOCK)
+    return clauses
+
+
+def _list_count(shape: Shape) -> Any:
+    """The exact number of products in a list without a search: its buckets' sum, in the
+    reader's snapshot (what `_count_statement` counts, without reading the products)."""
+    total = func.coalesce(func.sum(_list_counts.c.n), 0)
+    return select(cast(total, BigInteger)).where(*_list_buckets(shape)).scalar_subquery()
+
+
+_COMPACT_LIST_COUNTS = text(
+    "WITH gone AS (DELETE FROM products.list_counts RETURNING status, stock_class, n)"
+    " INSERT INTO products.list_counts (status, stock_class, n)"
+    " SELECT status, stock_class, sum(n) FROM gone GROUP BY 1, 2 HAVING sum(n) <> 0"
+)
+
+
+async def compact_list_counts(conn: AsyncConnection) -> None:
+    """Fold products_0009's rows into one per bucket, in one statement (autocommit `conn`).
+    Rows appended by writers that commit meanwhile are not in this snapshot, so they are
+    neither deleted nor summed: they keep counting. Two foldings at once: the second finds
+    the rows gone and adds nothing."""
+    await conn.execute(_COMPACT_LIST_COUNTS)
 
 
 # products_0008: bumped by every change to which products a search by name finds, and in
@@ -443,7 +501,8 @@ async def list_page(
 
     Lists without a search run on a generic plan (`_page_statement` is shaped so that it is
     the custom one: index-only page walks, subqueries by primary key; products_0007 covers
-    every view mode's sorts). A search is planned with its term (a term too short for
+    every view mode's sorts) and take their total from products_0009's counts, folding those
+    when they have grown. A search is planned with its term (a term too short for
     trigrams must not take the trigram index); a `reusable` one is answered from the search
     cache while products_0008's version says its answer still holds: only the page's rows
     are read then, by primary key, fresh (stock, price).
@@ -452,14 +511,18 @@ async def list_page(
     sql, constants = _page_sql(shape)
     values = {**constants, **query.params(), "limit": limit, "offset": offset, "tz": tz}
     if not query.search:
-        data, total = await _one_row(conn, sql, values, generic=True)
+        data, total, count_rows = await _one_row(conn, sql, values, generic=True)
+        if count_rows > COMPACT_LIST_COUNTS_AT:
+            await compact_list_counts(conn)
         return str(data), int(total)
     key = (shape, query.search, limit, offset)
     known = search_cache.answers().get(key) if reusable(shape) else None
     if known is not None:
         by_id, by_id_constants = _rows_by_id_sql()
+        # Custom-planned: its plan is cheap to make, cheaper than the pipeline a generic one
+        # takes (0.09 ms of Python for 0.08 ms of PostgreSQL).
         data, version = await _one_row(
-            conn, by_id, {**by_id_constants, "ids": known.ids, "tz": tz}, generic=True
+            conn, by_id, {**by_id_constants, "ids": known.ids, "tz": tz}, generic=False
         )
         if version == known.version:
             return str(data), known.total

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from services.products import repository
@@ -356,3 +356,54 @@ async def test_search_version_moves_with_names_not_with_stock(db: Database) -> N
     await run("DELETE FROM products.stock_movements WHERE item_id = :i", i=item)
     await run("DELETE FROM products.items WHERE id = :i", i=item)
     assert await version() == start + 6
+
+
+async def test_list_totals_are_the_counts_of_their_lists(db: Database) -> None:
+    """products_0009: after writes of every kind (inserts, stock changes across the stock
+    classes, threshold and status changes, deletes), each list's total from the writers'
+    counts is the count of its products, before and after folding the counts."""
+
+    async def run(sql: str, **values: Any) -> list[Any]:
+        async with db.transaction() as conn:
+            result = await conn.execute(text(sql), values)
+            return list(result.scalars()) if result.returns_rows else []
+
+    prefix = unique("lc")[:10]
+    made = await run(
+        "INSERT INTO products.items (barcode, name, quantity, min_quantity, price, status)"
+        " SELECT :p || g, 'count ' || g, g % 7, 3, 1, (g % 5 > 0)::int"
+        " FROM generate_series(1, 40) AS g RETURNING id",
+        p=prefix,
+    )
+    async with db.transaction() as conn:  # all low (1 <= 3), then in (6, 11) or out (0)
+        await conn.execute(
+            text("UPDATE products.items SET quantity = 1 WHERE id = ANY(:ids)"), {"ids": made}
+        )
+        deltas = {item: (5, -1, 10)[index % 3] for index, item in enumerate(made[:30])}
+        await apply_stock_movements(conn, StockMovements(deltas, "bulk_stock", None, None, None))
+    await run("UPDATE products.items SET min_quantity = 20 WHERE id = ANY(:ids)", ids=made[:8])
+    await run("UPDATE products.items SET status = 1 - status WHERE id = ANY(:ids)", ids=made[5:15])
+    await run("DELETE FROM products.stock_movements WHERE item_id = ANY(:ids)", ids=made[-4:])
+    await run("DELETE FROM products.items WHERE id = ANY(:ids)", ids=made[-4:])
+
+    async def totals() -> list[tuple[Any, ...]]:
+        found = []
+        for view_mode in repository.VIEW_MODES:
+            for active_only in (False, True):
+                shape = ProductQuery(view_mode=view_mode, active_only=active_only).shape
+                counted = repository._count_statement(shape).scalar_subquery()
+                kept = repository._list_count(shape)
+                async with db.engine.connect() as conn:
+                    row = (await conn.execute(select(kept, counted))).one()
+                found.append((view_mode, active_only, *row))
+        return found
+
+    for view_mode, active_only, kept, counted in await totals():
+        assert kept == counted, (view_mode, active_only)
+    async with db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await repository.compact_list_counts(conn)
+        rows = await conn.scalar(text("SELECT count(*) FROM products.list_counts"))
+    assert rows <= 6  # one per (status, stock class)
+    for view_mode, active_only, kept, counted in await totals():
+        assert kept == counted, (view_mode, active_only)
