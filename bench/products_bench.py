@@ -29,6 +29,7 @@ import asyncio
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -239,14 +240,45 @@ def sql_of(statement: Select[Any]) -> str:
     return str(compiled).replace("%%", "%")
 
 
-def explain(database_url: str, title: str, statement: Select[Any]) -> str:
+def explain(database_url: str, title: str, statement: Select[Any], *, generic: bool = False) -> str:
+    """EXPLAIN ANALYZE of `statement` with its bound values; `generic`: as the service runs
+    lists without a search, on the generic plan of the prepared statement (repository.
+    list_page), else planned with its values (searches)."""
     sql = sql_of(statement)
     with psycopg.connect(database_url, autocommit=True) as conn:
+        if generic:
+            compiled = statement.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
+            names: list[str] = []
+
+            def number(match: re.Match[str]) -> str:
+                if match.group(1) not in names:
+                    names.append(match.group(1))
+                return f"${names.index(match.group(1)) + 1}"
+
+            conn.execute("PREPARE page AS " + re.sub(r"%\((\w+)\)s", number, str(compiled)))
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+            values = compiled.params
+            run = (
+                "EXECUTE page("
+                + ", ".join(str(postgresql_literal(values[name])) for name in names)
+                + ")"
+            )
+        else:
+            run = sql
         for _ in range(2):  # warm the cache like the load did
-            conn.execute(sql).fetchall()
-        plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql).fetchall()
+            conn.execute(run).fetchall()
+        plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + run).fetchall()
     body = "\n".join(row[0] for row in plan)
-    return f"#### {title}\n\n```sql\n{sql}\n```\n\n```\n{body}\n```\n"
+    how = "generic plan of the prepared statement" if generic else "planned with its values"
+    return f"#### {title} ({how})\n\n```sql\n{sql}\n```\n\n```\n{body}\n```\n"
+
+
+def postgresql_literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, list):
+        return "ARRAY[" + ",".join(str(int(item)) for item in value) + "]::bigint[]"
+    return str(int(value))
 
 
 def requests_for(
@@ -523,16 +555,24 @@ def report(
             *stacks,
             "## Query plans relied on (working tree)",
             "",
-            "Each list request is one statement: the page and its total (the statements the "
-            "service builds, shown here with literal values; the service binds them and plans "
-            "every execution with its values: `plan_cache_mode = force_custom_plan`). "
+            "Each list request is one statement: the page, as JSON text written by PostgreSQL, "
+            "and its total (the statements the service builds, shown here with literal values). "
+            "Lists without a search run on the generic plan of the prepared statement (made "
+            "once per connection; set for the statement's transaction only, the connections "
+            "otherwise keep `plan_cache_mode = force_custom_plan`): the page's ids come from an "
+            "index-only walk of the sort index (partial per view mode: products_0001 low stock, "
+            "products_0007 in stock and out of stock), each row from a subquery by primary key, "
+            "and the total from `products.list_counts` (products_0009: per status and stock "
+            "class, kept by the writers' triggers, summed in the reader's snapshot). "
             "`name_folded`/`barcode_folded` are stored Unicode case-folded copies "
             "(`products.search_fold`: `casefold(... COLLATE pg_unicode_fast)` on PostgreSQL 18) "
-            "with GIN trigram indexes, so `LIKE '%term%'` is an index search; a materialized "
-            "CTE makes the planner find the matches once and sort them, instead of walking the "
-            "name index and filtering. Lists without a search find the page's ids with an "
-            "index-only scan (the low-stock slice has partial indexes `WHERE quantity > 0 AND "
-            "quantity <= min_quantity` per sort column) and fetch only those rows.",
+            "with GIN trigram indexes, so `LIKE '%term%'` is an index search, planned with its "
+            "term; a materialized CTE makes the planner find the matches once and sort them, "
+            "instead of walking the name index and filtering. A search sorted by name without a "
+            "stock filter is then answered from the service's search cache while "
+            "`products.search_version` (products_0008) is unchanged: one statement reading the "
+            "page's rows by primary key (the last plan below). "
+            "`--env STOCKMANAGER_SEARCH_CACHE_SIZE=0` measures searches without that cache.",
             "",
             *plans,
         ]
@@ -542,13 +582,20 @@ def report(
 def query_plans(database_url: str, barcodes: list[str], low_pages: int) -> list[str]:
     low = ProductQuery(view_mode="low_stock", sort="price", order="desc")
     in_stock = ProductQuery(view_mode="in_stock", sort="stock", order="desc")
+    leche = ProductQuery(search="leche", active_only=True)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        remembered = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM products.items WHERE status = 1"
+                " AND name_folded LIKE '%leche%' ORDER BY name_folded, id LIMIT 24"
+            )
+        ]
     return [
         explain(
             database_url,
             "search 'leche' in active products, by name (page and total in one statement)",
-            repository.page_statement(
-                ProductQuery(search="leche", active_only=True), limit=24, offset=0, tz=TZ
-            ),
+            repository.page_statement(leche, limit=24, offset=0, tz=TZ),
         ),
         explain(
             database_url,
@@ -568,16 +615,24 @@ def query_plans(database_url: str, barcodes: list[str], low_pages: int) -> list[
             database_url,
             "low stock by price desc, first page",
             repository.page_statement(low, limit=50, offset=0, tz=TZ),
+            generic=True,
         ),
         explain(
             database_url,
             f"low stock by price desc, last page ({low_pages})",
             repository.page_statement(low, limit=50, offset=(low_pages - 1) * 50, tz=TZ),
+            generic=True,
         ),
         explain(
             database_url,
             f"in stock by stock desc, page {IN_STOCK_PAGES}",
             repository.page_statement(in_stock, limit=50, offset=(IN_STOCK_PAGES - 1) * 50, tz=TZ),
+            generic=True,
+        ),
+        explain(
+            database_url,
+            "search 'leche' again, answered from the search cache (the page's rows by id)",
+            repository.rows_by_id_statement(remembered, tz=TZ),
         ),
     ]
 

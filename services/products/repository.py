@@ -433,6 +433,11 @@ def count_statement(query: ProductQuery) -> Select[Any]:
     return _count_statement(query.shape).params(query.params())
 
 
+def rows_by_id_statement(ids: list[int], *, tz: str) -> Select[Any]:
+    """The search cache's statement with its values bound (for EXPLAIN in the benchmark)."""
+    return _rows_by_id_statement().params(ids=ids, tz=tz)
+
+
 def page_statement(query: ProductQuery, *, limit: int, offset: int, tz: str) -> Select[Any]:
     """The page statement with its values bound (for EXPLAIN in the benchmark)."""
     values = {**query.params(), "limit": limit, "offset": offset, "tz": tz}
