@@ -59,6 +59,13 @@ GIVEN_BACK = MetricCounter(
 )
 IN_FLIGHT = Gauge("stockmanager_webhook_attempts_in_flight", "Delivery attempts in flight")
 QUEUED = Gauge("stockmanager_webhook_claimed_ahead", "Deliveries claimed ahead, waiting for a slot")
+PRUNED = MetricCounter(
+    "stockmanager_webhook_log_pruned", "Finished deliveries deleted from the log (retention)"
+)
+# Log cleanup: rows per statement (short transactions; replicas skip each other's rows), and
+# statements per cleanup (whatever is left goes at the next one).
+PRUNE_BATCH = 5000
+PRUNE_BATCHES = 20
 RESPONSE_EXCERPT = 500
 ERROR_MAX = 500
 
@@ -108,6 +115,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._in_flight: dict[asyncio.Task[Outcome], int] = {}  # attempt -> subscription id
         self._flying: Counter[int] = Counter()  # subscription id -> attempts in flight
         self._queued: dict[int, deque[Claimed]] = {}  # claimed ahead, per subscription
@@ -135,12 +143,17 @@ class DeliveryWorker:
         )
         IN_FLIGHT.set_function(lambda: len(self._in_flight))
         QUEUED.set_function(lambda: sum(len(queue) for queue in self._queued.values()))
-        self._task = asyncio.get_running_loop().create_task(self.run(), name="webhook-delivery")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self.run(), name="webhook-delivery")
+        self._pruner = loop.create_task(self._prune_forever(), name="webhook-log-retention")
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
         task, self._task = self._task, None
+        pruner, self._pruner = self._pruner, None
+        if pruner is not None:
+            pruner.cancel()
         if task is not None:
             await asyncio.wait({task}, timeout=5.0)
             task.cancel()
@@ -311,6 +324,37 @@ class DeliveryWorker:
                 await repository.release(conn, ids)
         except (SQLAlchemyError, OSError, TimeoutError):
             log.warning("could not give back %d claimed deliveries (leases end)", len(ids))
+
+    # --- the log's retention ------------------------------------------------------------------
+
+    async def _prune_forever(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.settings.webhooks_log_cleanup_interval_seconds)
+            try:
+                await self.prune_log()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning(
+                    "webhook log cleanup failed, retrying later", extra={"error": repr(exc)}
+                )
+
+    async def prune_log(self) -> int:
+        """Delete finished deliveries past the retention period; how many were deleted."""
+        retention_days = self.settings.webhooks_log_retention_days
+        if retention_days <= 0:
+            return 0
+        age = retention_days * 86400
+        async with self.db.connect() as conn:
+            if not await repository.oldest_is_older_than(conn, age):
+                return 0
+        deleted = 0
+        for _ in range(PRUNE_BATCHES):
+            async with self.db.transaction() as conn:
+                batch = await repository.prune_log(conn, age_seconds=age, limit=PRUNE_BATCH)
+            deleted += batch
+            PRUNED.inc(batch)
+            if batch < PRUNE_BATCH:
+                break
+        return deleted
 
     # --- one attempt --------------------------------------------------------------------------
 

@@ -319,6 +319,45 @@ async def disable_failing(conn: AsyncConnection, subscription_id: int, reason: s
     ).first()
 
 
+# The oldest rows come first in id order (ids follow creation), so a batch walks the primary key
+# from its start and stops once it has `limit`; SKIP LOCKED lets replicas prune side by side.
+_PRUNE = text(
+    """
+    WITH doomed AS (
+        SELECT id FROM webhooks.deliveries
+         WHERE created_at < now() - make_interval(secs => :age) AND status <> 'pending'
+         ORDER BY id
+         LIMIT :limit
+           FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM webhooks.deliveries d USING doomed WHERE d.id = doomed.id
+    """
+)
+
+
+async def oldest_is_older_than(conn: AsyncConnection, age_seconds: float) -> bool:
+    """Whether the log's oldest delivery was created more than `age_seconds` ago (one index
+    probe: the usual answer, no, ends a cleanup there)."""
+    oldest = await conn.scalar(select(func.min(deliveries.c.id)))
+    if oldest is None:
+        return False
+    return bool(
+        await conn.scalar(
+            select(
+                deliveries.c.created_at
+                < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, age_seconds)
+            ).where(deliveries.c.id == oldest)
+        )
+    )
+
+
+async def prune_log(conn: AsyncConnection, *, age_seconds: float, limit: int) -> int:
+    """Delete up to `limit` finished deliveries created more than `age_seconds` ago; pending
+    ones stay whatever their age (they are still being retried)."""
+    result = await conn.execute(_PRUNE, {"age": age_seconds, "limit": limit})
+    return int(result.rowcount or 0)
+
+
 async def next_due_in(conn: AsyncConnection) -> float | None:
     """Seconds until the earliest pending delivery of an active subscription is due."""
     value = await conn.scalar(

@@ -63,6 +63,10 @@ class WebhooksSettings(KernelSettings):
     webhooks_poll_seconds: float = Field(0.5, gt=0)
     # After an attempt finishes, wait this long for others so one transaction records them all.
     webhooks_batch_linger_seconds: float = Field(0.01, ge=0)
+    # Finished deliveries (succeeded, or given up) leave the log this many days after they were
+    # created (0 keeps them forever); a worker looks for them every `cleanup_interval`.
+    webhooks_log_retention_days: float = Field(30.0, ge=0)
+    webhooks_log_cleanup_interval_seconds: float = Field(600.0, gt=0)
     # Grace period of the previous secret after a rotation, unless the request gives one.
     webhooks_rotation_grace_seconds: int = Field(24 * 3600, ge=0)
 

@@ -54,3 +54,15 @@ def disabling_stack(migrated: str, data_root: Path) -> Iterator[Stack]:
     env = {**WEBHOOK_ENV, "STOCKMANAGER_WEBHOOKS_DISABLE_AFTER_FAILURES": "6"}
     with webhooks_stack(migrated, data_root, "webhooks_disabling", env) as running:
         yield running
+
+
+@pytest.fixture(scope="package")
+def pruning_stack(migrated: str, data_root: Path) -> Iterator[Stack]:
+    """Finished deliveries leave the log one second after they were created."""
+    env = {
+        **WEBHOOK_ENV,
+        "STOCKMANAGER_WEBHOOKS_LOG_RETENTION_DAYS": str(1 / 86400),
+        "STOCKMANAGER_WEBHOOKS_LOG_CLEANUP_INTERVAL_SECONDS": "0.3",
+    }
+    with webhooks_stack(migrated, data_root, "webhooks_pruning", env) as running:
+        yield running
