@@ -10,9 +10,12 @@ the page's rows are always read fresh.
 The bump is transactional (one row, updated by a statement-level trigger in the writer's
 transaction), so a reader sees a new version exactly when it sees the change: a cached answer
 is never reused past a change it could see. Bumping more often than needed only costs a
-recomputation. ENABLE ALWAYS keeps the triggers active under session_replication_role =
-replica (bulk loads, restores). Writers of those columns queue on the version row until they
-commit: product edits and imports, not sales.
+recomputation. Each bump draws a new random value instead of counting up, so a version never
+comes back (a database restored or migrated again under a running service would otherwise
+meet versions it had already cached answers for); only equality is ever compared. ENABLE
+ALWAYS keeps the triggers active under session_replication_role = replica (bulk loads,
+restores). Writers of those columns queue on the version row until they commit: product edits
+and imports, not sales.
 
 Revision ID: products_0008
 Revises: products_0007
@@ -37,12 +40,17 @@ def upgrade() -> None:
                 CHECK (singleton),
             version   bigint  NOT NULL
         );
-        INSERT INTO products.search_version (version) VALUES (0);
+        -- A random 52-bit value per bump (random() has 52 bits): never the same twice in
+        -- practice, and nothing orders versions.
+        CREATE FUNCTION products.new_search_version() RETURNS bigint
+            LANGUAGE sql VOLATILE
+            AS $$ SELECT (random() * 4503599627370496)::bigint $$;
+        INSERT INTO products.search_version (version) VALUES (products.new_search_version());
 
         CREATE FUNCTION products.bump_search_version() RETURNS trigger
             LANGUAGE plpgsql AS $$
         BEGIN
-            UPDATE products.search_version SET version = version + 1;
+            UPDATE products.search_version SET version = products.new_search_version();
             RETURN NULL;
         END;
         $$;
@@ -68,5 +76,6 @@ def downgrade() -> None:
         DROP TRIGGER items_search_version_truncate ON products.items;
         DROP FUNCTION products.bump_search_version();
         DROP TABLE products.search_version;
+        DROP FUNCTION products.new_search_version();
         """
     )
