@@ -397,9 +397,9 @@ async def test_list_totals_are_the_counts_of_their_lists(db: Database) -> None:
         found = []
         for view_mode in repository.VIEW_MODES:
             for active_only in (False, True):
-                shape = ProductQuery(view_mode=view_mode, active_only=active_only).shape
-                counted = repository._count_statement(shape).scalar_subquery()
-                kept = repository._list_count(shape)
+                query = ProductQuery(view_mode=view_mode, active_only=active_only)
+                counted = repository.counted_total(query).scalar_subquery()
+                kept = repository.list_total(query.shape)
                 async with db.engine.connect() as conn:
                     row = (await conn.execute(select(kept, counted))).one()
                 found.append((view_mode, active_only, *row))
