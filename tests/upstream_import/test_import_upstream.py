@@ -73,6 +73,18 @@ def imported(import_stack: ImportStack, root: ApiClient, tmp_path_factory: Any) 
         },
     )
     assert product.status_code == 201, product.text
+    # The audit total counts records the audit consumer writes after the fact: wait for the
+    # two creations (the root's login before them is in the stream ahead of both) so that
+    # `before` does not move while the dry run runs.
+    for entity in (
+        f"user/{_user_id(root, LOCAL_USER)}",
+        f"product/{_product_id(root, LOCAL_BARCODE)}",
+    ):
+        eventually(
+            lambda entity=entity: bool(root.get(f"/api/entity/{entity}").json()["changes"]),
+            timeout=30,
+            what=f"the audit record of {entity}",
+        )
     path = older_shop(tmp_path_factory.mktemp("upstream") / "older.db")
     before = totals(root)
     dry_run = import_stack.run_json(path, "--dry-run")
