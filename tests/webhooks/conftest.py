@@ -29,14 +29,18 @@ WEBHOOK_ENV = {
 
 @contextmanager
 def webhooks_stack(
-    migrated: str, data_root: Path, name: str, env: dict[str, str]
+    migrated: str, data_root: Path, name: str, env: dict[str, str], replicas: int = 1
 ) -> Iterator[Stack]:
     log_dir = data_root / f"{name}-stack"
     log_dir.mkdir(exist_ok=True)
     with (
         isolated_backends(migrated, data_root, name) as (database_url, redis_url),
         start_stack(
-            database_url=database_url, redis_url=redis_url, log_dir=log_dir, extra_env=env
+            database_url=database_url,
+            redis_url=redis_url,
+            log_dir=log_dir,
+            extra_env=env,
+            replicas=replicas,
         ) as running,
     ):
         yield running
