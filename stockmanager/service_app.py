@@ -191,8 +191,11 @@ def create_service_app(
     resources: Callable[[SettingsT, Database, Redis], Awaitable[ResourcesT]],
     outbox: Table | None = None,
     consumers: ConsumerFactory[SettingsT, ResourcesT] | None = None,
+    measure: Callable[[ServiceRuntime[SettingsT, ResourcesT]], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    """The service's app. `resources` opens its own objects (their `close` runs at shutdown)."""
+    """The service's app. `resources` opens its own objects (their `close` runs at shutdown);
+    `measure` sets the service's own gauges when /metrics is scraped (bounded by 2 s; a failure
+    leaves them as they were, the scrape still answers)."""
     configure_logging(name, settings.log_level)
 
     @asynccontextmanager
@@ -255,7 +258,7 @@ def create_service_app(
     )
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(_ops_router(name))
+    app.include_router(_ops_router(name, measure))
     # Each operation's `x-access` (read by the gateway's OpenAPI document); imported here
     # because stockmanager.access reads this module's require_* guards.
     from stockmanager.access import annotate_access
@@ -266,7 +269,7 @@ def create_service_app(
     return app
 
 
-def _ops_router(name: str) -> APIRouter:
+def _ops_router(name: str, measure: Callable[[Any], Awaitable[None]] | None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/healthz", include_in_schema=False)
@@ -293,6 +296,9 @@ def _ops_router(name: str) -> APIRouter:
         if runtime.relay is not None:
             with contextlib.suppress(Exception):
                 OUTBOX_BACKLOG.set(await asyncio.wait_for(runtime.relay.backlog(), 2.0))
+        if measure is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(measure(runtime), 2.0)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

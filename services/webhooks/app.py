@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from services.webhooks.api import router
 from services.webhooks.consumer import WebhooksConsumer
-from services.webhooks.delivery import DeliveryWorker
+from services.webhooks.delivery import DeliveryWorker, measure_overdue
 from services.webhooks.runtime import WebhooksResources, WebhooksRuntime
 from services.webhooks.settings import WebhooksSettings, webhooks_settings
 from services.webhooks.signing import secret_cipher
@@ -30,6 +30,10 @@ def _consumers(runtime: WebhooksRuntime) -> list[EventConsumer]:
     return [WebhooksConsumer(runtime.settings, runtime.db, runtime.redis, worker)]
 
 
+async def _measure(runtime: WebhooksRuntime) -> None:
+    await measure_overdue(runtime.db)
+
+
 def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
     return create_service_app(
         "webhooks",
@@ -38,4 +42,5 @@ def create_app(settings: WebhooksSettings | None = None) -> FastAPI:
         resources=_open,
         outbox=outbox,
         consumers=_consumers,
+        measure=_measure,
     )

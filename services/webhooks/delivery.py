@@ -59,6 +59,13 @@ GIVEN_BACK = MetricCounter(
 )
 IN_FLIGHT = Gauge("stockmanager_webhook_attempts_in_flight", "Delivery attempts in flight")
 QUEUED = Gauge("stockmanager_webhook_claimed_ahead", "Deliveries claimed ahead, waiting for a slot")
+# Scraped: deliveries waiting past their due time unclaimed mean the workers cannot keep up or
+# are down (deploy/k8s/components/monitoring alerts on it).
+OVERDUE_AFTER_SECONDS = 60.0
+OVERDUE = Gauge(
+    "stockmanager_webhook_deliveries_overdue",
+    "Pending deliveries of active subscriptions due for more than a minute and not claimed",
+)
 PRUNED = MetricCounter(
     "stockmanager_webhook_log_pruned", "Finished deliveries deleted from the log (retention)"
 )
@@ -98,6 +105,12 @@ def retry_delay(settings: WebhooksSettings, attempts: int) -> float:
         settings.webhooks_retry_base_seconds * float(2**exponent),
     )
     return delay / 2 + random.uniform(0, delay / 2)
+
+
+async def measure_overdue(db: Database) -> None:
+    """Set the overdue gauge (the service's /metrics calls it at each scrape)."""
+    async with db.connect() as conn:
+        OVERDUE.set(await repository.count_overdue(conn, late_seconds=OVERDUE_AFTER_SECONDS))
 
 
 class DeliveryWorker:

@@ -358,6 +358,22 @@ async def prune_log(conn: AsyncConnection, *, age_seconds: float, limit: int) ->
     return int(result.rowcount or 0)
 
 
+async def count_overdue(conn: AsyncConnection, *, late_seconds: float) -> int:
+    """Pending deliveries of active subscriptions due for more than `late_seconds` that no
+    worker holds (a claimed one's due time is its lease's end, in the future)."""
+    value = await conn.scalar(
+        select(func.count())
+        .select_from(deliveries.join(subscriptions))
+        .where(
+            deliveries.c.status == "pending",
+            subscriptions.c.active,
+            deliveries.c.next_attempt_at
+            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, late_seconds),
+        )
+    )
+    return int(value or 0)
+
+
 async def next_due_in(conn: AsyncConnection) -> float | None:
     """Seconds until the earliest pending delivery of an active subscription is due."""
     value = await conn.scalar(

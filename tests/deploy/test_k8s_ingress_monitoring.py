@@ -923,6 +923,7 @@ def test_alerts_cover_the_issue_and_read_real_metrics(
         "StockManagerOutboxBacklog": {"stockmanager_outbox_backlog"},
         "StockManagerConsumerLag": {"stockmanager_event_consumer_lag"},
         "StockManagerDeadLetters": {"stockmanager_event_dead_letters"},
+        "StockManagerWebhookDeliveriesOverdue": {"stockmanager_webhook_deliveries_overdue"},
         "StockManagerDBPoolSaturated": {
             "stockmanager_db_pool_checked_out",
             "stockmanager_db_pool_size",

@@ -1,0 +1,55 @@
+"""The overdue gauge operators alert on: deliveries due for over a minute that no worker holds."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import psycopg
+
+from tests.support.stack import Stack
+from tests.support.waiting import eventually
+from tests.webhooks.receiver import receiving
+from tests.webhooks.support import clear_subscriptions, subscribe
+
+BACKLOG = 100
+
+
+def overdue(stack: Stack) -> float:
+    (url,) = stack.service_urls["webhooks"]
+    metrics = httpx.get(url + "/metrics", timeout=5).text
+    found = re.search(r"^stockmanager_webhook_deliveries_overdue (\S+)$", metrics, re.M)
+    assert found is not None, "the webhooks service exports no overdue gauge"
+    return float(found.group(1))
+
+
+def test_deliveries_waiting_unclaimed_past_due_are_counted_until_sent(
+    hooks_stack: Stack,
+) -> None:
+    root = hooks_stack.root()
+    clear_subscriptions(root)
+    with receiving("hang") as hook:
+        created = subscribe(root, hook.url, ["sale.created"])
+        hook.secret = created["secret"]
+        # A backlog two minutes late, as after an outage of every webhooks process. The worker
+        # holds at most 32 of one subscription's deliveries at a time (8 in flight + 24 ahead)
+        # and this receiver holds each attempt for the whole 1 s timeout: most stay unclaimed.
+        with psycopg.connect(hooks_stack.env["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute(
+                """
+                INSERT INTO webhooks.deliveries
+                    (subscription_id, event_id, event_type, payload, next_attempt_at, retry_until)
+                SELECT %(id)s, e.id, 'sale.created',
+                       jsonb_build_object('version', 1, 'id', e.id, 'type', 'sale.created',
+                                          'data', jsonb_build_object('sale_id', -e.n)),
+                       now() - interval '2 minutes', now() + interval '1 day'
+                  FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, %(n)s) n) e
+                """,
+                {"id": created["id"], "n": BACKLOG},
+            )
+        eventually(lambda: overdue(hooks_stack) >= BACKLOG - 32, timeout=10, what="the gauge")
+        hook.release()
+        eventually(lambda: overdue(hooks_stack) == 0, timeout=60, what="the backlog sent")
+        eventually(
+            lambda: len(hook.of_type("sale.created")) >= BACKLOG, timeout=60, what="arrivals"
+        )
