@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -65,3 +66,12 @@ def webhook(root: httpx.Client, webhook_id: int) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     found: dict[str, Any] = response.json()
     return found
+
+
+def service_metric(stack: Stack, name: str) -> float:
+    """A label-less metric of the (one) webhooks process, read from its /metrics."""
+    (url,) = stack.service_urls["webhooks"]
+    metrics = httpx.get(url + "/metrics", timeout=5).text
+    found = re.search(rf"^{re.escape(name)} (\S+)$", metrics, re.M)
+    assert found is not None, f"the webhooks service exports no {name}"
+    return float(found.group(1))

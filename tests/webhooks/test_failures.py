@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
-
-import httpx
 
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
@@ -15,6 +12,7 @@ from tests.webhooks.support import (
     create_product,
     deliveries,
     sell,
+    service_metric,
     subscribe,
     webhook,
 )
@@ -129,15 +127,8 @@ def test_deliveries_claimed_ahead_behind_a_hanging_receiver_are_given_back_not_s
 
     assert all(r.verified for r in hook.snapshot())
     assert max(d["attempts"] for d in deliveries(root, created["id"])) >= 2  # retried
-    assert _given_back(hooks_stack) > 0  # counted since the restart
-
-
-def _given_back(stack: Stack) -> float:
-    (url,) = stack.service_urls["webhooks"]
-    metrics = httpx.get(url + "/metrics", timeout=5).text
-    found = re.search(r"^stockmanager_webhook_claims_given_back_total (\S+)$", metrics, re.M)
-    assert found is not None, "the webhooks service exports no given-back counter"
-    return float(found.group(1))
+    given_back = service_metric(hooks_stack, "stockmanager_webhook_claims_given_back_total")
+    assert given_back > 0  # counted since the restart
 
 
 def test_the_delivering_process_killed_mid_batch_loses_nothing(hooks_stack: Stack) -> None:

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
-import httpx
 import psycopg
 
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 from tests.webhooks.receiver import receiving
-from tests.webhooks.support import clear_subscriptions, subscribe
+from tests.webhooks.support import clear_subscriptions, service_metric, subscribe
 
 BACKLOG = 100
 
 
 def overdue(stack: Stack) -> float:
-    (url,) = stack.service_urls["webhooks"]
-    metrics = httpx.get(url + "/metrics", timeout=5).text
-    found = re.search(r"^stockmanager_webhook_deliveries_overdue (\S+)$", metrics, re.M)
-    assert found is not None, "the webhooks service exports no overdue gauge"
-    return float(found.group(1))
+    return service_metric(stack, "stockmanager_webhook_deliveries_overdue")
 
 
 def test_deliveries_waiting_unclaimed_past_due_are_counted_until_sent(
