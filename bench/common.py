@@ -202,6 +202,12 @@ def signed_headers(
     return {IDENTITY_HEADER: sign_identity(identity, stack.env["STOCKMANAGER_INTERNAL_SECRET"])}
 
 
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank p-th percentile of `values`."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
 @dataclass(frozen=True)
 class LoadResult:
     label: str
@@ -224,9 +230,7 @@ class LoadResult:
         return self.requests / self.seconds
 
     def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
-        return ordered[index]
+        return percentile(self.latencies_ms, p)
 
     @property
     def p50(self) -> float:

@@ -35,7 +35,15 @@ import httptools
 import orjson
 import uvloop
 
-from bench.common import BenchStack, CpuMeter, LoadResult, _drive, bench_stack, machine
+from bench.common import (
+    BenchStack,
+    CpuMeter,
+    LoadResult,
+    _drive,
+    bench_stack,
+    machine,
+    percentile,
+)
 from bench.sales_bench import Checkout, create_seller, seed_products, whole_stack_meter
 from stockmanager.embedded import free_port
 
@@ -198,11 +206,6 @@ def wait_for(output: Path, sales: dict[int, float], timeout: float) -> dict[tupl
         if time.monotonic() > deadline:
             raise RuntimeError(f"{len(missing)} deliveries missing, e.g. {missing[:3]}")
         time.sleep(0.2)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 def run(args: argparse.Namespace) -> list[str]:

@@ -600,35 +600,10 @@ async def lock_products(conn: AsyncConnection, product_ids: Iterable[int]) -> di
     return {row.id: row for row in (await conn.execute(statement)).all()}
 
 
-async def lock_products_by_barcode(
-    conn: AsyncConnection, barcodes: Iterable[str]
-) -> dict[str, Any]:
-    codes = sorted(set(barcodes))
-    if not codes:
-        return {}
-    statement = (
-        select(*PRODUCT_COLUMNS)
-        .where(items.c.barcode.in_(codes))
-        .order_by(items.c.id)
-        .with_for_update()
-    )
-    return {row.barcode: row for row in (await conn.execute(statement)).all()}
-
-
 async def insert_product(conn: AsyncConnection, values: dict[str, Any]) -> int:
     new_id = await conn.scalar(insert(items).values(**values).returning(items.c.id))
     assert isinstance(new_id, int)
     return new_id
-
-
-async def insert_products(conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert many products; returns barcode → new id."""
-    if not rows:
-        return {}
-    result = await conn.execute(
-        insert(items).returning(items.c.id, items.c.barcode, sort_by_parameter_order=True), rows
-    )
-    return {row.barcode: row.id for row in result.all()}
 
 
 async def update_product(conn: AsyncConnection, product_id: int, values: dict[str, Any]) -> None:

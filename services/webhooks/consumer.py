@@ -43,7 +43,6 @@ class WebhooksConsumer(EventConsumer):
             # one query per batch (currently_wanted).
         )
         self.settings = settings
-        self.database = db
         self.worker = worker
 
     async def currently_wanted(self) -> frozenset[str] | None:
@@ -51,7 +50,8 @@ class WebhooksConsumer(EventConsumer):
         # case) are acknowledged without a transaction: 0.2-0.45 ms of CPU per sale before
         # (bench/results/sales.md). The kernel asks after reading the batch, so a
         # subscription sees every event published after it was created or enabled.
-        async with self.database.connect() as conn:
+        assert self.db is not None  # a transactional consumer always has one
+        async with self.db.connect() as conn:
             return await service.wanted_types(conn)
 
     async def _handle(self, conn: AsyncConnection, events: list[Event]) -> None:

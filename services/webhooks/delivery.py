@@ -130,7 +130,6 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self._in_flight: dict[asyncio.Task[Outcome], int] = {}  # attempt -> subscription id
-        self._flying: Counter[int] = Counter()  # subscription id -> attempts in flight
         self._queued: dict[int, deque[Claimed]] = {}  # claimed ahead, per subscription
         self._released: list[int] = []  # claimed, never attempted: given back next round
         self._done: list[Outcome] = []
@@ -219,7 +218,8 @@ class DeliveryWorker:
         self._expire_queued()
         done, self._done = self._done, []
         released, self._released = self._released, []
-        held = self._flying + Counter({sub: len(q) for sub, q in self._queued.items() if q})
+        held = Counter(self._in_flight.values())
+        held.update({sub: len(q) for sub, q in self._queued.items()})
         room = settings.webhooks_max_in_flight + settings.webhooks_claim_ahead - held.total()
         if not done and not released and room <= 0:
             return False
@@ -286,36 +286,34 @@ class DeliveryWorker:
     def _dispatch(self) -> None:
         """Start queued deliveries while there are free slots, in all and per subscription."""
         settings = self.settings
+        flying = Counter(self._in_flight.values())
         for subscription_id, queue in list(self._queued.items()):
             while (
                 queue
                 and len(self._in_flight) < settings.webhooks_max_in_flight
-                and self._flying[subscription_id] < settings.webhooks_max_in_flight_per_subscription
+                and flying[subscription_id] < settings.webhooks_max_in_flight_per_subscription
             ):
-                self._start(queue.popleft())
+                if self._start(queue.popleft()):
+                    flying[subscription_id] += 1
             if not queue:
                 del self._queued[subscription_id]
             if len(self._in_flight) >= settings.webhooks_max_in_flight:
                 return
 
-    def _start(self, claimed: Claimed) -> None:
+    def _start(self, claimed: Claimed) -> bool:
+        """Send a queued delivery (True), or give it back if its lease is too short (False)."""
         row = claimed.row
         if not self._sendable(claimed):
             self._released.append(int(row.id))
             self._wake.set()
-            return
-        subscription_id = int(row.subscription_id)
+            return False
         attempt = asyncio.get_running_loop().create_task(self._attempt(row))
-        self._in_flight[attempt] = subscription_id
-        self._flying[subscription_id] += 1
+        self._in_flight[attempt] = int(row.subscription_id)
         attempt.add_done_callback(self._finished)
+        return True
 
     def _finished(self, attempt: asyncio.Task[Outcome]) -> None:
-        subscription_id = self._in_flight.pop(attempt, None)
-        if subscription_id is not None:
-            self._flying[subscription_id] -= 1
-            if self._flying[subscription_id] <= 0:
-                del self._flying[subscription_id]
+        self._in_flight.pop(attempt, None)
         if not attempt.cancelled() and attempt.exception() is None:
             outcome = attempt.result()
             ATTEMPTS.labels("succeeded" if outcome.ok else "failed").inc()

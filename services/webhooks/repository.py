@@ -336,19 +336,16 @@ _PRUNE = text(
 
 
 async def oldest_is_older_than(conn: AsyncConnection, age_seconds: float) -> bool:
-    """Whether the log's oldest delivery was created more than `age_seconds` ago (one index
-    probe: the usual answer, no, ends a cleanup there)."""
-    oldest = await conn.scalar(select(func.min(deliveries.c.id)))
-    if oldest is None:
-        return False
-    return bool(
-        await conn.scalar(
-            select(
-                deliveries.c.created_at
-                < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, age_seconds)
-            ).where(deliveries.c.id == oldest)
+    """Whether the log's oldest delivery was created more than `age_seconds` ago (one probe
+    of the primary key: the usual answer, no, ends a cleanup there)."""
+    older = await conn.scalar(
+        select(
+            deliveries.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, age_seconds)
         )
+        .order_by(deliveries.c.id)
+        .limit(1)
     )
+    return bool(older)
 
 
 async def prune_log(conn: AsyncConnection, *, age_seconds: float, limit: int) -> int:
@@ -372,16 +369,6 @@ async def count_overdue(conn: AsyncConnection, *, late_seconds: float) -> int:
         )
     )
     return int(value or 0)
-
-
-async def next_due_in(conn: AsyncConnection) -> float | None:
-    """Seconds until the earliest pending delivery of an active subscription is due."""
-    value = await conn.scalar(
-        select(func.extract("epoch", func.min(deliveries.c.next_attempt_at) - func.now()))
-        .select_from(deliveries.join(subscriptions))
-        .where(deliveries.c.status == "pending", subscriptions.c.active)
-    )
-    return None if value is None else float(value)
 
 
 # --- deliveries: the log ----------------------------------------------------------------------

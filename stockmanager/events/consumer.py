@@ -230,7 +230,7 @@ class EventConsumer:
             for message_id, fields, _event in ready:
                 if self._stopping:
                     return
-                await self.process(message_id, fields)
+                await self.process(message_id, fields, interest_checked=True)
             return
         events = [event for _, _, event in ready]
         try:
@@ -242,7 +242,7 @@ class EventConsumer:
             for message_id, fields, _event in ready:
                 if self._stopping:
                     return
-                await self.process(message_id, fields)
+                await self.process(message_id, fields, interest_checked=True)
             return
         await self._after_commit_safely(applied)
         await self.redis.xack(self.stream, self.group, *[m for m, _, _ in ready])
@@ -271,7 +271,10 @@ class EventConsumer:
         kind = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
         return kind not in self.types
 
-    async def process(self, message_id: Any, fields: dict[Any, Any]) -> None:
+    async def process(
+        self, message_id: Any, fields: dict[Any, Any], *, interest_checked: bool = False
+    ) -> None:
+        """Apply one message. `interest_checked`: its batch already asked currently_wanted()."""
         key = _key(message_id)
         if self._unwanted_type(fields):
             await self.redis.xack(self.stream, self.group, message_id)
@@ -284,10 +287,11 @@ class EventConsumer:
         if self.types is not None and event.type not in self.types:
             await self.redis.xack(self.stream, self.group, message_id)
             return
-        wanted = await self.currently_wanted()
-        if wanted is not None and event.type not in wanted:
-            await self.redis.xack(self.stream, self.group, message_id)
-            return
+        if not interest_checked:
+            wanted = await self.currently_wanted()
+            if wanted is not None and event.type not in wanted:
+                await self.redis.xack(self.stream, self.group, message_id)
+                return
         try:
             await self.apply(event)
         except asyncio.CancelledError:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stockmanager.db import Database
 from tests.support.stack import ApiClient, Stack, unique
@@ -80,6 +82,15 @@ def seller(stack: Stack, migrated: str) -> Iterator[ApiClient]:
 def anon(stack: Stack) -> Iterator[ApiClient]:
     with stack.client() as client:
         yield client
+
+
+@pytest_asyncio.fixture
+async def conn(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A transaction rolled back after the test."""
+    async with db.connect() as connection:
+        transaction = await connection.begin()
+        yield connection
+        await transaction.rollback()
 
 
 def product_body(**overrides: Any) -> dict[str, Any]:

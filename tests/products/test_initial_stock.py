@@ -10,9 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.products.test_stock_function import apply, conn, diag, ledger, make_item
-
-__all__ = ["conn"]  # the rolled-back transaction fixture, shared with the stock function tests
+from tests.products.test_stock_function import apply, diag, ledger, make_item
 
 RECORD = text(
     "SELECT products.record_initial_stock(CAST(:ids AS bigint[]), :reason, :reference,"

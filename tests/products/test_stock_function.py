@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -78,15 +76,6 @@ async def ledger(conn: AsyncConnection, item_ids: list[int]) -> list[Any]:
 def diag(exc: DBAPIError) -> tuple[str | None, str | None, str | None]:
     orig: Any = exc.orig
     return orig.sqlstate, orig.diag.message_primary, orig.diag.message_detail
-
-
-@pytest_asyncio.fixture
-async def conn(db: Database) -> AsyncIterator[AsyncConnection]:
-    """A transaction rolled back after the test."""
-    async with db.connect() as connection:
-        transaction = await connection.begin()
-        yield connection
-        await transaction.rollback()
 
 
 async def test_sums_entries_per_item_and_writes_one_ledger_row_each(conn: AsyncConnection) -> None:

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stockmanager.db import Database
 from tests.support.stack import unique
 
 ITEMS = 2000
@@ -50,15 +47,6 @@ def plan_work(plans: list[str]) -> float:
             elif removed := _REMOVED.search(line):
                 total += float(removed.group(1)) * loops
     return total
-
-
-@pytest_asyncio.fixture
-async def conn(db: Database) -> AsyncIterator[AsyncConnection]:
-    """A transaction rolled back after the test."""
-    async with db.connect() as connection:
-        transaction = await connection.begin()
-        yield connection
-        await transaction.rollback()
 
 
 async def _log_plans(conn: AsyncConnection) -> list[str]:
