@@ -112,6 +112,28 @@ def test_two_http_servers_ready_prefixed_logs_and_clean_stop(
     sup.stop()  # idempotent
 
 
+def test_a_burst_of_output_is_relayed_whole_and_in_order(
+    make_supervisor: Callable[[list[ProcessSpec]], Supervisor], out: io.StringIO
+) -> None:
+    # More than a pipe holds, written at once, then a last line without a newline: the relay
+    # reads whatever has arrived in one go and must still write every line whole, prefixed.
+    chatty = script_spec(
+        "chatty",
+        """
+        import sys
+        sys.stdout.write("".join(f"line {n:05d} " + "x" * 60 + "\\n" for n in range(5000)))
+        sys.stdout.write("no newline at the end")
+        """,
+    )
+    sup = make_supervisor([chatty])
+    sup.start()
+    eventually(lambda: "no newline at the end" in out.getvalue(), what="the last line")
+    lines = out.getvalue().splitlines()
+    relayed = [line for line in lines if line.startswith("chatty")]
+    expected = [f"line {n:05d} " + "x" * 60 for n in range(5000)] + ["no newline at the end"]
+    assert [line.split(" | ", 1)[1] for line in relayed] == expected
+
+
 def test_wait_ready_reports_a_child_that_exits(
     make_supervisor: Callable[[list[ProcessSpec]], Supervisor],
 ) -> None:
