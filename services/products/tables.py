@@ -48,6 +48,20 @@ items = Table(
     ),
 )
 
+# Joins a product's searchable fields in `search_terms.terms` (migration products_0010). A
+# control character, so it is a word boundary for pg_trgm and never part of a typed term in
+# practice; a term that does contain it is matched field by field (repository._search).
+SEARCH_TERMS_SEPARATOR = "\x1f"
+
+# One row per product: its folded name, barcode and description joined by the separator, under
+# the catalogue's one trigram index. Written only by products_0010's triggers on `items`.
+search_terms = Table(
+    "search_terms",
+    metadata,
+    Column("item_id", BigInteger, primary_key=True),  # items.id; no foreign key (products_0010)
+    Column("terms", Text, nullable=False),
+)
+
 stock_movements = Table(
     "stock_movements",
     metadata,
