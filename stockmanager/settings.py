@@ -24,11 +24,14 @@ INTERNAL_SECRET_VARIABLE = "STOCKMANAGER_INTERNAL_SECRET"
 # PostgreSQL connections of one service process's SQLAlchemy engine: kept open, and opened (and
 # closed) on top of them under bursts. The only definition of these defaults (Database, the
 # settings, README and docs/operations.md quote them; tests/deploy/test_connection_budget.py
-# checks). Overflow connections are opened and closed per use, which measured ~4 ms of
-# PostgreSQL CPU per request under bursts: a steady pool instead (bench/results/products.md).
-# Budget: docs/operations.md, Scaling, "Database connections".
-DEFAULT_DB_POOL_SIZE = 8
-DEFAULT_DB_MAX_OVERFLOW = 2
+# checks). No overflow by default: an overflow connection is closed as soon as it is given back
+# while the pool is full, so any load above the pool size opened and closed one per request
+# (~4 ms of PostgreSQL CPU each; 8 + 2 opened 176 connections in one products benchmark at
+# 16 clients, 10 + 0 opened 9: bench/results/products.md). The same ten connections at most,
+# kept open; a request beyond them waits for one. Budget: docs/operations.md, Scaling,
+# "Database connections".
+DEFAULT_DB_POOL_SIZE = 10
+DEFAULT_DB_MAX_OVERFLOW = 0
 
 
 class KernelSettings(BaseSettings):

@@ -10,8 +10,8 @@ from stockmanager.settings import KernelSettings
 
 
 class ProductsSettings(KernelSettings):
-    # Connections: the kernel's defaults (stockmanager.settings.DEFAULT_DB_POOL_SIZE, 8 kept
-    # open), sized from this service's benchmark: with 4 (plus 4 overflow), more than 4
+    # Connections: the kernel's defaults (stockmanager.settings.DEFAULT_DB_POOL_SIZE, 10 kept
+    # open, no overflow), sized from this service's benchmark: with 4 (plus 4 overflow), more than 4
     # concurrent queries opened and closed an overflow connection per request, and a new
     # PostgreSQL backend costs ~4 ms of CPU, which doubled the CPU per list request at
     # concurrency 8 (bench/results/products.md). Requests hold a connection ~1-3 ms.
