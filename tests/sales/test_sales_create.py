@@ -190,6 +190,36 @@ async def test_bulk_sale_lists_every_disabled_product(
     await _nothing_written(db, seller, [ok, off1, off2], before)
 
 
+async def test_bulk_sale_refusals_follow_the_order_asked(
+    stack: Stack, db: Database, seller: Account
+) -> None:
+    # An unknown product wins over a disabled one, and the first unknown is the first asked
+    # (not the smallest id); disabled products are named in the order asked, not by id.
+    first, second = unique("Off"), unique("Off")
+    off1, off2 = await create_products(
+        db, {"name": first, "status": 0}, {"name": second, "status": 0}
+    )
+    before = await _snapshot(db, seller, [off1, off2])
+    high, low = 9_000_000_000_002, 9_000_000_000_001
+    unknown = seller.client.post(
+        "/api/sales/bulk",
+        json={
+            "items": [
+                {"item_id": off1, "quantity": 1},
+                {"item_id": high, "quantity": 1},
+                {"item_id": low, "quantity": 1},
+            ]
+        },
+    )
+    assert_error(unknown, 400, f"Producto con ID {high} no encontrado")
+    disabled = seller.client.post(
+        "/api/sales/bulk",
+        json={"items": [{"item_id": off2, "quantity": 1}, {"item_id": off1, "quantity": 1}]},
+    )
+    assert_error(disabled, 400, f"Los siguientes productos no están disponibles: {second}, {first}")
+    await _nothing_written(db, seller, [off1, off2], before)
+
+
 async def test_bulk_sale_insufficient_stock_counts_duplicates(
     stack: Stack, db: Database, seller: Account
 ) -> None:
