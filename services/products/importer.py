@@ -82,16 +82,16 @@ async def import_csv(
     All or nothing: the first invalid row stops the writing (the file is read on to report
     every invalid row) and the caller's transaction rolls back what was written."""
     parsed = ParsedImport()
-    chunks = read_import(raw, max_rows=max_rows, chunk_rows=CHUNK_ROWS, parsed=parsed)
+    chunks = _for_copy(read_import(raw, max_rows=max_rows, chunk_rows=CHUNK_ROWS, parsed=parsed))
     await repository.begin_import(conn)
     created = 0
     async with _ReadAhead(chunks) as reader:
-        while (rows := await reader.next()) is not None:
+        while (copy_rows := await reader.next()) is not None:
             if parsed.errors and not skip_invalid:
                 continue
             created += await repository.import_chunk(
                 conn,
-                (_staged(row) for row in rows),
+                copy_rows,
                 reason=IMPORT_REASON,
                 reference=stock_reference(caller),
                 actor_id=caller.user_id,
@@ -104,18 +104,25 @@ async def import_csv(
     return result
 
 
+def _for_copy(chunks: Iterator[list[ImportRow]]) -> Iterator[str]:
+    """Each chunk of valid rows as `repository.import_chunk` sends it (COPY text): formatted
+    where the chunk is parsed, in the worker thread."""
+    for rows in chunks:
+        yield repository.copy_text(_staged(row) for row in rows)
+
+
 class _ReadAhead:
     """Each chunk of `chunks` is computed in a worker thread while the caller works on the
     previous one."""
 
-    def __init__(self, chunks: Iterator[list[ImportRow]]) -> None:
+    def __init__(self, chunks: Iterator[str]) -> None:
         self._next = partial(next, chunks, None)
-        self._pending: asyncio.Future[list[ImportRow] | None] | None = None
+        self._pending: asyncio.Future[str | None] | None = None
 
     async def __aenter__(self) -> _ReadAhead:
         return self
 
-    async def next(self) -> list[ImportRow] | None:
+    async def next(self) -> str | None:
         if self._pending is None:
             self._pending = asyncio.ensure_future(asyncio.to_thread(self._next))
         rows = await self._pending

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -76,35 +77,43 @@ def contains(folded_column: ColumnElement[Any], pattern: Any = PATTERN) -> Colum
     return folded_column.like(fold(pattern), escape=LIKE_ESCAPE)
 
 
-# What a search of /api/products_all looks in; /api/products and the autocomplete look in the
-# first two only (name, barcode).
-SEARCHED_FIELDS = (items.c.name_folded, items.c.barcode_folded, items.c.description_folded)
+def _matches(*, name_or_barcode_only: bool) -> ColumnElement[bool]:
+    """A `search_terms` row (migration products_0010) whose product's name or barcode
+    (`name_or_barcode_only`: /api/products, the autocomplete), else name, barcode or
+    description (/api/products_all), contains the term of `:pattern` (`like_contains(term)`).
+
+    `terms` joins the three folded fields with SEARCH_TERMS_SEPARATOR under the trigram
+    index. A term without the separator is in the joined text exactly when one of the fields
+    holds it, so a search of every field needs nothing more; a term with the separator could
+    match across two fields, and a name-or-barcode search must not match descriptions: those
+    check the fields themselves among the index's candidates. Searches are planned with their
+    term (the service's custom plans), so `strpos(...) = 0` is a constant and, true, drops the
+    field checks from the plan.
+    """
+    terms = search_terms.c
+    by_name_or_barcode = or_(contains(terms.name_folded), contains(terms.barcode_folded))
+    if name_or_barcode_only:
+        return and_(contains(terms.terms), by_name_or_barcode)
+    without_separator = func.strpos(fold(PATTERN), SEARCH_TERMS_SEPARATOR) == literal_column("0")
+    by_description = terms.item_id.in_(
+        select(items.c.id).where(contains(items.c.description_folded))
+    )
+    return and_(contains(terms.terms), or_(without_separator, by_name_or_barcode, by_description))
 
 
 def _search(*, name_or_barcode_only: bool) -> ColumnElement[bool]:
-    """The product's name or barcode (`name_or_barcode_only`), else any of SEARCHED_FIELDS,
-    contains the term of `:pattern` (`like_contains(term)`).
+    """`_matches` as a condition on `items`: the matching ids as an array (`id = ANY(...)`).
 
-    The candidates come from `search_terms` (migration products_0010: the folded fields joined
-    by SEARCH_TERMS_SEPARATOR, under the catalogue's one trigram index). A term without the
-    separator is in the joined text exactly when one of the fields holds it, so a search of
-    every field needs nothing more; a term with the separator could match across two fields,
-    and a name-or-barcode search must not match descriptions: those check the fields
-    themselves among the candidates. Searches are planned with their term (the service's
-    custom plans), so `strpos(...) = 0` is a constant and, true, drops the field checks.
-
-    The candidates are an id array (`id = ANY(...)`), not a join: planned as a join, the
-    planner preferred hashing them against a sequential scan of `items` (20-25 ms for 2,000
-    matches of 50,000, against ~4 ms probing the primary key).
+    Not a join: planned as one, the planner preferred hashing the matches against a
+    sequential scan of `items` (20-25 ms for 2,000 matches of 50,000 products, against ~3 ms
+    probing the primary key). Still 1-2 ms per 1,000 matches more than products_0002's
+    indexes on `items` cost, which is why the searches sorted by name without a stock filter
+    take their matches from `search_terms` alone (`_page_statement`, `search_items`).
     """
-    fields = SEARCHED_FIELDS[:2] if name_or_barcode_only else SEARCHED_FIELDS
-    matching = select(func.array_agg(search_terms.c.item_id)).where(contains(search_terms.c.terms))
-    candidates = items.c.id == any_(cast(matching.scalar_subquery(), ARRAY(BigInteger)))
-    by_field = or_(*(contains(field) for field in fields))
-    if name_or_barcode_only:
-        return and_(candidates, by_field)
-    without_separator = func.strpos(fold(PATTERN), SEARCH_TERMS_SEPARATOR) == literal_column("0")
-    return and_(candidates, or_(without_separator, by_field))
+    matching = select(func.array_agg(search_terms.c.item_id)).where(
+        _matches(name_or_barcode_only=name_or_barcode_only)
+    )
+    return items.c.id == any_(cast(matching.scalar_subquery(), ARRAY(BigInteger)))
 
 
 # Written with literal constants so the planner can match the partial low-stock indexes.
@@ -263,6 +272,25 @@ def product_json() -> ColumnElement[str]:
     return func.concat(*parts, literal_column("'}'"))
 
 
+def _search_hits(shape: Shape) -> Select[Any]:
+    """A search's matches as (page_id, page_key). One sorted by name without a stock filter
+    (`reusable`: it depends only on the products' status, name, barcode and description) reads
+    `search_terms` alone, which holds all of that; the others read `items` for the stock,
+    price or filter, probing it by id for each match (`_search`)."""
+    if not reusable(shape):
+        return select(items.c.id.label("page_id"), _sort_key(shape).label("page_key")).where(
+            *_where(shape)
+        )
+    terms = search_terms.c
+    active_only = shape[4]
+    clauses = [_matches(name_or_barcode_only=active_only)]
+    if active_only:
+        clauses.append(terms.status == literal_column("1"))
+    return select(terms.item_id.label("page_id"), terms.name_folded.label("page_key")).where(
+        *clauses
+    )
+
+
 @lru_cache(maxsize=256)
 def _page_statement(shape: Shape) -> Select[Any]:
     """One page (a JSON array text of `product_json` objects in the page's order, `[]` past
@@ -282,12 +310,7 @@ def _page_statement(shape: Shape) -> Select[Any]:
     """
     limit, offset = bindparam("limit", type_=BigInteger), bindparam("offset", type_=BigInteger)
     if shape[0]:
-        hits = (
-            select(items.c.id.label("page_id"), _sort_key(shape).label("page_key"))
-            .where(*_where(shape))
-            .cte("hits")
-            .prefix_with("MATERIALIZED")
-        )
+        hits = _search_hits(shape).cte("hits").prefix_with("MATERIALIZED")
         total: Any = select(func.count()).select_from(hits).scalar_subquery()
         page = (
             select(hits.c.page_id, hits.c.page_key)
@@ -569,6 +592,31 @@ async def export_csv(conn: AsyncConnection, query: ProductQuery, tz: str) -> str
     return str(lines or "")
 
 
+def _autocomplete_order(exact: Any, prefix: Any, name: Any, item_id: Any) -> list[Any]:
+    return [exact.desc(), prefix.desc(), name, item_id]
+
+
+# The autocomplete's ten products are ranked in `search_terms` alone (status, folded name and
+# barcode are there); only they are read from `items`.
+_RANKED = (
+    select(
+        search_terms.c.item_id,
+        (search_terms.c.barcode_folded == fold(bindparam("term", type_=String))).label("exact"),
+        contains(search_terms.c.name_folded, bindparam("prefix", type_=String)).label("prefix"),
+        search_terms.c.name_folded,
+    )
+    .where(search_terms.c.status == literal_column("1"), _matches(name_or_barcode_only=True))
+    .order_by(
+        *_autocomplete_order(
+            literal_column("exact"),
+            literal_column("prefix"),
+            search_terms.c.name_folded,
+            search_terms.c.item_id,
+        )
+    )
+    .limit(bindparam("limit", type_=Integer))
+    .subquery("ranked")
+)
 _ITEMS_STATEMENT = (
     select(
         items.c.id,
@@ -578,17 +626,12 @@ _ITEMS_STATEMENT = (
         items.c.quantity,
         cast(items.c.price, Float).label("price"),
     )
-    .where(
-        items.c.status == literal_column("1"),
-        _search(name_or_barcode_only=True),
-    )
+    .join_from(_RANKED, items, items.c.id == _RANKED.c.item_id)
     .order_by(
-        (items.c.barcode_folded == fold(bindparam("term", type_=String))).desc(),
-        contains(items.c.name_folded, bindparam("prefix", type_=String)).desc(),
-        items.c.name_folded,
-        items.c.id,
+        *_autocomplete_order(
+            _RANKED.c.exact, _RANKED.c.prefix, _RANKED.c.name_folded, _RANKED.c.item_id
+        )
     )
-    .limit(bindparam("limit", type_=Integer))
 )
 
 
@@ -725,9 +768,37 @@ async def _copy(
             await copy.write_row(row)
 
 
-# A staged row: (line, *`_IMPORT_COLUMNS`); None: optional cell not given.
+# COPY's text format: these four characters are written as backslash escapes, NULL as \N.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+
+
+def copy_text(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows (ints, text, Decimals, dates or None) in COPY's text format, for `import_chunk`.
+
+    The import formats each chunk in its worker thread, where it overlaps PostgreSQL writing
+    the previous chunk; sending rows one by one (`write_row`) on the event loop left
+    PostgreSQL idle for 0.5-0.75 s of a 50,000-row import (bench/results/csv.md).
+    """
+    lines = []
+    for row in rows:
+        fields = []
+        for value in row:
+            if value is None:
+                fields.append("\\N")
+                continue
+            field = str(value)
+            fields.append(field.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(field) else field)
+        lines.append("\t".join(fields))
+    lines.append("")
+    return "\n".join(lines)
+
+
+# A staged row: (line, *`_IMPORT_COLUMNS`); None: optional cell not given. No key: a file's
+# barcodes are unique (csvio rejects a repeated one), and keeping a temporary index of them
+# cost 0.08 s of PostgreSQL CPU per 50,000 rows.
 _STAGED_COLUMNS = (
-    "line integer NOT NULL, barcode text PRIMARY KEY, name text NOT NULL,"
+    "line integer NOT NULL, barcode text NOT NULL, name text NOT NULL,"
     " description text, quantity integer NOT NULL, min_quantity integer,"
     " price numeric(12,2) NOT NULL, expiration_date date"
 )
@@ -742,38 +813,44 @@ async def begin_import(conn: AsyncConnection) -> None:
         await driver.execute(f"CREATE TEMP TABLE {table} ({_STAGED_COLUMNS}) ON COMMIT DROP")
 
 
-_BARCODE_EXISTS = "EXISTS (SELECT 1 FROM products.items AS it WHERE it.barcode = s.barcode)"
-_STAGE_EXISTING = (
-    f"INSERT INTO {IMPORT_STAGING} SELECT * FROM {_IMPORT_CHUNK} AS s WHERE {_BARCODE_EXISTS}"
-)
-_INSERT_NEW = (
-    f"INSERT INTO products.items ({_IMPORT_COLUMNS}, status)"
+# One pass over the chunk, one probe of the catalogue's barcodes per row: rows whose barcode
+# exists are put aside in IMPORT_STAGING, the others are inserted (ids in the file's order, as
+# row-by-row inserts gave them). Both parts see the catalogue in one snapshot, so a product
+# another transaction creates meanwhile makes the INSERT fail on the barcode instead of
+# leaving its row neither staged nor inserted. (Two statements, one probe each, cost 0.15 s
+# more PostgreSQL CPU per 50,000 existing rows.)
+_WRITE_CHUNK = (
+    "WITH chunk AS MATERIALIZED ("
+    " SELECT s.*, EXISTS (SELECT 1 FROM products.items AS it WHERE it.barcode = s.barcode)"
+    f" AS known FROM {_IMPORT_CHUNK} AS s),"
+    f" staged AS (INSERT INTO {IMPORT_STAGING}"
+    f" SELECT line, {_IMPORT_COLUMNS} FROM chunk WHERE known)"
+    f" INSERT INTO products.items ({_IMPORT_COLUMNS}, status)"
     " SELECT s.barcode, s.name, coalesce(s.description, ''), s.quantity,"
     f" coalesce(s.min_quantity, {DEFAULT_MIN_QUANTITY}), s.price, s.expiration_date, 1"
-    f" FROM {_IMPORT_CHUNK} AS s WHERE NOT {_BARCODE_EXISTS}"
-    " ORDER BY s.line"  # ids in the file's order, as row-by-row inserts gave them
-    " RETURNING id"
+    " FROM chunk AS s WHERE NOT s.known ORDER BY s.line RETURNING id"
 )
 _RECORD_INITIAL_STOCK = "SELECT products.record_initial_stock(%s::bigint[], %s, %s, %s, %s)"
 
 
 async def import_chunk(
     conn: AsyncConnection,
-    rows: Iterable[Sequence[Any]],
+    copy_rows: str,
     *,
     reason: str,
     reference: str | None,
     actor_id: int | None,
     actor_username: str | None,
 ) -> int:
-    """Write some of the file's valid rows (`begin_import` first): those whose barcode exists
+    """Write some of the file's valid rows (`begin_import` first; `copy_rows` in `copy_text`'s
+    format, `_STAGED_COLUMNS`' order): those whose barcode exists
     are kept in `IMPORT_STAGING` for later; the others are inserted as new products with their
     stock, which `products.record_initial_stock` (migration products_0004) records in the
     ledger. Returns how many products were created."""
     driver = await _driver(conn)
-    await _copy(driver, _IMPORT_CHUNK, rows)
-    await driver.execute(_STAGE_EXISTING)
-    ids = [row[0] for row in await (await driver.execute(_INSERT_NEW)).fetchall()]
+    async with driver.cursor().copy(f"COPY {_IMPORT_CHUNK} FROM STDIN") as copy:
+        await copy.write(copy_rows)
+    ids = [row[0] for row in await (await driver.execute(_WRITE_CHUNK)).fetchall()]
     if ids:
         await driver.execute(
             _RECORD_INITIAL_STOCK, (ids, reason, reference, actor_id, actor_username)

@@ -53,12 +53,16 @@ items = Table(
 # practice; a term that does contain it is matched field by field (repository._search).
 SEARCH_TERMS_SEPARATOR = "\x1f"
 
-# One row per product: its folded name, barcode and description joined by the separator, under
-# the catalogue's one trigram index. Written only by products_0010's triggers on `items`.
+# One row per product: what a search looks at (its folded fields joined by the separator, under
+# the catalogue's one trigram index) and what a search sorted by name filters and sorts on.
+# Written only by products_0010's triggers on `items`; stock and price changes never touch it.
 search_terms = Table(
     "search_terms",
     metadata,
     Column("item_id", BigInteger, primary_key=True),  # items.id; no foreign key (products_0010)
+    Column("status", SmallInteger, nullable=False),
+    Column("name_folded", Text, nullable=False),
+    Column("barcode_folded", Text),
     Column("terms", Text, nullable=False),
 )
 

@@ -383,3 +383,26 @@ def test_export_writes_what_the_csv_module_writes(admin: ApiClient) -> None:
     again = admin.post("/api/products/import", content=response.content, headers=CSV)
     assert again.status_code == 200, again.text
     assert again.json()["unchanged"] == len(tricky)
+
+
+def test_imported_text_is_stored_exactly(admin: ApiClient, seller: ApiClient) -> None:
+    """The import sends its rows to PostgreSQL in COPY's text format (repository.copy_text):
+    tabs, line breaks, backslashes and COPY's own markers in a cell arrive as written."""
+    tag = unique("cp")[:10]
+    descriptions = {
+        f"{tag}1": "tab\there",
+        f"{tag}2": "back\\slash \\N \\. end",
+        f"{tag}3": "two\nlines\r\nand a CR\rhere",
+        f"{tag}4": "\\N",
+        f"{tag}5": "ünïcödé \x1f ✓",
+    }
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["barcode", "name", "quantity", "price", "description"])
+    for barcode, description in descriptions.items():
+        writer.writerow([barcode, f"n\\{barcode}", 1, "1.00", description])
+    response = admin.post("/api/products/import", content=out.getvalue(), headers=CSV)
+    assert response.status_code == 200 and response.json()["created"] == 5, response.text
+    for barcode, description in descriptions.items():
+        stored = find_by_barcode(seller, barcode)
+        assert (stored["name"], stored["description"]) == (f"n\\{barcode}", description)

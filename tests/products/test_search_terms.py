@@ -30,12 +30,13 @@ from tests.support.stack import ApiClient, unique
 SEP = SEARCH_TERMS_SEPARATOR
 CSV = {"content-type": "text/csv"}
 
-# Products whose rows mismatch their search terms: one missing, left over or stale (must be 0).
+# Products whose search terms row is missing, left over or stale (must be 0).
 MISMATCHES = text(
     "SELECT count(*) FROM products.items AS i"
     " FULL JOIN products.search_terms AS st ON st.item_id = i.id"
-    " WHERE st.terms IS DISTINCT FROM"
-    " products.search_terms_of(i.name_folded, i.barcode_folded, i.description_folded)"
+    " WHERE (st.status, st.name_folded, st.barcode_folded, st.terms) IS DISTINCT FROM"
+    " (i.status, i.name_folded, i.barcode_folded,"
+    "  products.search_terms_of(i.name_folded, i.barcode_folded, i.description_folded))"
 )
 
 
@@ -80,8 +81,15 @@ def reference(term: str, *, name_or_barcode_only: bool) -> Any:
 
 
 async def found(conn: AsyncConnection, query: ProductQuery) -> set[int]:
+    """The products `query` finds, read both ways a search reads them: through `items` (the
+    export, and searches sorted or filtered by stock or price) and as a list page (a search
+    sorted by name takes its matches from `search_terms` alone); both must agree."""
     statement = repository.counted_total(query).with_only_columns(items.c.id)
-    return set((await conn.execute(statement, query.params())).scalars())
+    through_items = set((await conn.execute(statement, query.params())).scalars())
+    data, total = await repository.list_page(conn, query, limit=100_000, offset=0, tz="UTC")
+    listed = {product["id"] for product in json.loads(data)}
+    assert listed == through_items and total == len(listed), query
+    return listed
 
 
 async def test_search_terms_join_the_folded_fields_with_the_separator(
@@ -200,6 +208,7 @@ async def test_search_terms_follow_every_write_to_the_products(conn: AsyncConnec
     assert (await written(conn))[0] == before[0] + 30
     for column, value in (
         ("name", "'RENAMED ' || id"),
+        ("status", "0"),
         ("barcode", "NULL"),
         ("barcode", f"'{tag}x' || id"),
         ("description", "'Ünïcode ' || id"),
@@ -223,7 +232,8 @@ async def test_search_terms_follow_every_write_to_the_products(conn: AsyncConnec
 
 async def test_stock_and_price_changes_write_no_search_terms(conn: AsyncConnection) -> None:
     """What products_0010 is for: a stock change (every sale) leaves `search_terms` alone, and
-    so does an update that sets a searchable field to a value of the same folding."""
+    so does an update that sets a searchable field to a value of the same folding; a status
+    change (searches filter on it) rewrites the product's row."""
     made = await insert(
         conn, [{"barcode": unique("sc")[:20], "name": f"Stock {i}"} for i in range(3)]
     )
@@ -232,7 +242,7 @@ async def test_stock_and_price_changes_write_no_search_terms(conn: AsyncConnecti
     await apply_stock_movements(conn, StockMovements(deltas, "bulk_stock", None, None, None))
     await conn.execute(
         text(
-            "UPDATE products.items SET price = price + 1, min_quantity = 2, status = 0,"
+            "UPDATE products.items SET price = price + 1, min_quantity = 2,"
             " name = upper(name), description = description WHERE id = ANY(:ids)"
         ),
         {"ids": made},
@@ -242,6 +252,10 @@ async def test_stock_and_price_changes_write_no_search_terms(conn: AsyncConnecti
         text("UPDATE products.items SET name = name || 'x' WHERE id = :i"), {"i": made[0]}
     )
     assert await written(conn) == (before[0], before[1] + 1, before[2])
+    await conn.execute(
+        text("UPDATE products.items SET status = 0 WHERE id = ANY(:ids)"), {"ids": made}
+    )
+    assert await written(conn) == (before[0], before[1] + 4, before[2])
     assert await mismatches(conn) == 0
 
 

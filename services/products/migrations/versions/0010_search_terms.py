@@ -1,4 +1,4 @@
-"""products: the trigram search index moves off `items` into a narrow side table
+"""products: the trigram search index moves off `items` into a side table
 
 `quantity` is in btree indexes, so a stock change is never a HOT update: PostgreSQL writes a
 new entry into every index of `products.items` for the new row version, including ~80 trigram
@@ -8,12 +8,18 @@ description did not change. One `apply_stock_movements` call changing 50,000 sto
 VACUUM); a 3-line sale's stock call 0.80 vs 0.68 ms (bench/results/csv.md).
 
 `products.search_terms` holds one row per product: its folded name, barcode and description
-joined by SEARCH_TERMS_SEPARATOR, under one trigram GIN index. Stock and price updates never
-touch it. It is kept in the writer's transaction by statement-level triggers with transition
-tables, so bulk writes stay set-based:
+joined by SEARCH_TERMS_SEPARATOR (`terms`, under one trigram GIN index), and its status, folded
+name and folded barcode on their own: with those, a search sorted by name without a stock
+filter (/api/products and /api/products_all by default, the autocomplete) never reads `items`
+but for the page's rows. Probing `items` for every match instead cost 1-2 ms more per 1,000
+matches than products_0002's indexes (repository._search). These are exactly the fields that
+products_0008's search version tracks. Stock and price updates never touch the table.
+
+It is kept in the writer's transaction by statement-level triggers with transition tables, so
+bulk writes stay set-based:
 - INSERT/COPY into `items`: one INSERT of the new rows' terms;
-- UPDATE of `items`: the rows whose folded name, barcode or description changed get their
-  terms rewritten (PostgreSQL refuses transition tables on `UPDATE OF column` triggers, so
+- UPDATE of `items`: the rows whose status or folded name, barcode or description changed
+  are rewritten (PostgreSQL refuses transition tables on `UPDATE OF column` triggers, so
   the trigger fires on every UPDATE and compares old and new rows; a stock change writes
   nothing here);
 - DELETE: one DELETE of the old rows' terms; TRUNCATE: TRUNCATE.
@@ -27,9 +33,8 @@ for an import of 50,000 new products that cost 1.1 s of PostgreSQL CPU, a third 
 products after every kind of write.
 
 A term without the separator matches `terms LIKE '%term%'` exactly when some field contains
-it: a match cannot span a separator. The search (repository._search) checks the fields one by
-one only for a term that contains the separator, and for /api/products' name-or-barcode
-searches.
+it: a match cannot span a separator. The search (repository._matches) checks the fields one by
+one only for a term that contains the separator, and for name-or-barcode searches.
 
 Revision ID: products_0010
 Revises: products_0009
@@ -84,32 +89,41 @@ def upgrade() -> None:
                          || coalesce(description_folded, '') $$;
 
         CREATE TABLE products.search_terms (
-            item_id bigint PRIMARY KEY,  -- products.items (id); no foreign key (above)
-            terms   text   NOT NULL
+            item_id        bigint   PRIMARY KEY,  -- products.items (id); no foreign key (above)
+            status         smallint NOT NULL,
+            name_folded    text     NOT NULL,
+            barcode_folded text,
+            terms          text     NOT NULL
         );
 
         CREATE FUNCTION products.insert_search_terms() RETURNS trigger
             LANGUAGE plpgsql AS $$
         BEGIN
-            INSERT INTO products.search_terms (item_id, terms)
-            SELECT id, products.search_terms_of(name_folded, barcode_folded, description_folded)
+            INSERT INTO products.search_terms
+                (item_id, status, name_folded, barcode_folded, terms)
+            SELECT id, status, name_folded, barcode_folded,
+                   products.search_terms_of(name_folded, barcode_folded, description_folded)
               FROM new_rows;
             RETURN NULL;
         END;
         $$;
-        -- The rows whose folded fields changed. A set difference rather than a join of the
-        -- two transition tables: linear whatever the plan (a generic plan cannot pick a nested
-        -- loop over 50,000 x 50,000 rows), NULL barcodes compare equal, and ids are unique on
-        -- each side, so ALL saves the de-duplication.
+        -- The rows whose status or folded fields changed. A set difference rather than a join
+        -- of the two transition tables: linear whatever the plan (a generic plan cannot pick a
+        -- nested loop over 50,000 x 50,000 rows), NULL barcodes compare equal, and ids are
+        -- unique on each side, so ALL saves the de-duplication.
         CREATE FUNCTION products.update_search_terms() RETURNS trigger
             LANGUAGE plpgsql AS $$
         BEGIN
             UPDATE products.search_terms AS st
-               SET terms = products.search_terms_of(
+               SET status = c.status, name_folded = c.name_folded,
+                   barcode_folded = c.barcode_folded,
+                   terms = products.search_terms_of(
                        c.name_folded, c.barcode_folded, c.description_folded)
-              FROM (SELECT id, name_folded, barcode_folded, description_folded FROM new_rows
+              FROM (SELECT id, status, name_folded, barcode_folded, description_folded
+                      FROM new_rows
                     EXCEPT ALL
-                    SELECT id, name_folded, barcode_folded, description_folded FROM old_rows
+                    SELECT id, status, name_folded, barcode_folded, description_folded
+                      FROM old_rows
                    ) AS c
              WHERE st.item_id = c.id;
             RETURN NULL;
@@ -146,8 +160,9 @@ def upgrade() -> None:
         -- The existing products' terms, with writers held off until this migration commits;
         -- the index is built once over them.
         LOCK TABLE products.items IN SHARE MODE;
-        INSERT INTO products.search_terms (item_id, terms)
-        SELECT id, products.search_terms_of(name_folded, barcode_folded, description_folded)
+        INSERT INTO products.search_terms (item_id, status, name_folded, barcode_folded, terms)
+        SELECT id, status, name_folded, barcode_folded,
+               products.search_terms_of(name_folded, barcode_folded, description_folded)
           FROM products.items;
         CREATE INDEX ix_search_terms_trgm ON products.search_terms
             USING gin (terms {trgm}.gin_trgm_ops);
