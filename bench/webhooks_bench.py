@@ -138,6 +138,7 @@ class Round:
     # CPU ms per sale of each process, from the round's start until its last sale's 201 (no
     # subscriber) or until its last delivery arrived (5 subscribers): what the work cost.
     cpu_ms: dict[str, float] | None = None
+    wal_bytes: float = 0.0  # PostgreSQL's WAL written per sale over the same span
 
 
 async def checkout_round(
@@ -280,6 +281,7 @@ async def _measure(
                         made.raise_for_status()
                         ids.append(made.json()["id"])
                 before = meter.sample()
+                wal_before = wal_position(bench.database_url)
                 result = await checkout_round(
                     url,
                     seller.cookies,
@@ -293,6 +295,7 @@ async def _measure(
                 if subscribed:
                     seen = wait_for(output, result.created, timeout=300)
                 result.cpu_ms = meter.per_request_ms(before, meter.sample(), args.requests)
+                result.wal_bytes = (wal_position(bench.database_url) - wal_before) / args.requests
                 if subscribed:
                     delivery_ms += [
                         (seen[(index, sale)] - done) * 1000
@@ -302,7 +305,34 @@ async def _measure(
                     stages.append(delivery_stages(bench.database_url, ids))
                     for webhook_id in ids:
                         root.delete(f"/api/webhooks/{webhook_id}").raise_for_status()
-    return report(args, rounds, delivery_ms, stages)
+    return report(args, rounds, delivery_ms, stages, delivery_writes(bench.database_url))
+
+
+def wal_position(database_url: str) -> int:
+    """Bytes of WAL PostgreSQL has written so far (no lag, unlike its statistics views)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def delivery_writes(database_url: str) -> tuple[float, float, float]:
+    """Row versions written to webhooks.deliveries per delivery over the whole run: (inserted,
+    updated, of which HOT). The statistics views lag (a backend idle since its last report
+    flushes within 10 s), so this waits that long first, once."""
+    import psycopg
+
+    time.sleep(11)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+            " WHERE schemaname = 'webhooks' AND relname = 'deliveries'"
+        ).fetchone()
+    assert row is not None and row[0]
+    inserted, updated, hot = (float(v) for v in row)
+    return 1.0, updated / inserted, hot / inserted
 
 
 def delivery_stages(database_url: str, subscription_ids: list[int]) -> tuple[float, ...]:
@@ -336,12 +366,18 @@ def report(
     rounds: list[Round],
     delivery_ms: list[float],
     stages: list[tuple[float, ...]],
+    writes: tuple[float, float, float],
 ) -> list[str]:
     plain = LoadResult.merge([r.load for r in rounds if not r.subscribed])
     hooked = LoadResult.merge([r.load for r in rounds if r.subscribed])
     ratio = hooked.throughput / plain.throughput
     cpu = {
         subscribed: mean_cpu([r.cpu_ms or {} for r in rounds if r.subscribed is subscribed])
+        for subscribed in (False, True)
+    }
+    wal = {
+        subscribed: sum(r.wal_bytes for r in rounds if r.subscribed is subscribed)
+        / max(1, sum(1 for r in rounds if r.subscribed is subscribed))
         for subscribed in (False, True)
     }
     processes = sorted(set(cpu[False]) | set(cpu[True]), key=lambda name: -cpu[True].get(name, 0))
@@ -399,6 +435,17 @@ def report(
         ),
         f"| **total** | **{sum(cpu[False].values()):.2f}** | **{sum(cpu[True].values()):.2f}** | "
         f"**{sum(cpu[True].values()) - sum(cpu[False].values()):+.2f}** |",
+        "",
+        "PostgreSQL's writes (not slowed down by other load on the machine, unlike CPU): WAL "
+        "per sale over the same spans, and row versions written to `webhooks.deliveries` per "
+        "delivery over the whole run:",
+        "",
+        "| WAL per sale, no subscriber | with 5 | added per delivery | rows inserted | "
+        "rows updated | of which HOT |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {wal[False]:.0f} B | {wal[True]:.0f} B | "
+        f"{(wal[True] - wal[False]) / SUBSCRIBERS:.0f} B | {writes[0]:.2f} | {writes[1]:.2f} | "
+        f"{writes[2]:.2f} |",
     ]
     return lines
 

@@ -1,7 +1,10 @@
 """The `webhooks` consumer group: deliverable events in, one pending delivery per matching
 subscription out, written in the consumer's transaction by one set-based statement per batch
-(idempotent: the kernel records the event ids, and a (subscription, event) pair is unique). The
-delivery worker is woken after the commit; it sends them (delivery.py)."""
+(idempotent: the kernel records the event ids, and a (subscription, event) pair is unique).
+Those the process's delivery worker has room for are written leased to it and handed to it
+after the commit (no claim: one row version fewer per delivery); for any others it is woken
+and claims them (delivery.py). Killed between the commit and the send, the process loses
+nothing: the leases end and any worker sends them."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.webhooks import service
 from services.webhooks.delivery import DeliveryWorker
 from services.webhooks.events import DELIVERABLE
+from services.webhooks.service import Handover
 from services.webhooks.settings import WebhooksSettings
 from services.webhooks.tables import processed_events
 from stockmanager.db import Database
@@ -44,6 +48,7 @@ class WebhooksConsumer(EventConsumer):
         )
         self.settings = settings
         self.worker = worker
+        self._handover: Handover | None = None  # written by the transaction being committed
 
     async def currently_wanted(self) -> frozenset[str] | None:
         # Events no active subscription wants (every event while there is none, the usual
@@ -55,7 +60,18 @@ class WebhooksConsumer(EventConsumer):
             return await service.wanted_types(conn)
 
     async def _handle(self, conn: AsyncConnection, events: list[Event]) -> None:
-        await service.deliveries_for_events(conn, self.settings, events)
+        busy, per_subscription, total = self.worker.room()
+        self._handover = await service.deliveries_for_events(
+            conn, self.settings, events, busy=busy, per_subscription=per_subscription, total=total
+        )
 
     async def after_commit(self, applied: list[Event]) -> None:
-        self.worker.wake()
+        handover, self._handover = self._handover, None
+        if handover is None:
+            return
+        self.worker.take(handover.leased, handover.lease_ends)
+        if handover.unleased:
+            self.worker.wake()  # due now: claimed by whichever worker is free first
+
+    async def after_rollback(self, events: list[Event]) -> None:
+        self._handover = None  # nothing was written

@@ -8,6 +8,12 @@
 - Each round also claims a bounded number of deliveries ahead of the free slots, queued here per
   subscription: a slot that frees starts the next one at once. A queued delivery whose lease
   could end before its attempt would is given back (due again at once) instead of sent late.
+- The consumer of the same process writes new deliveries already leased to this worker, as many
+  as it has room for (`room`), and hands them over after its commit (`take`): no claim needed.
+  A round claims only when something may be due that it does not hold: when woken (`wake`:
+  deliveries written unleased, a redelivery, a re-enabled subscription), when its last claim
+  found some (more may wait), or when `poll_seconds` passed (other processes' expired leases,
+  retries coming due). A round woken by finished attempts only records them.
 - Requests go through `GuardedResolver` (targets.py): the addresses checked are the ones
   connected to. No redirects are followed and at most `max_response_bytes` of an answer is read.
 - A 2xx answer is a success; anything else (another status, a timeout, a refused or failed
@@ -25,6 +31,7 @@ import logging
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,11 +42,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from prometheus_client import Counter as MetricCounter
 from prometheus_client import Gauge
 from sqlalchemy.exc import SQLAlchemyError
+from yarl import URL
 
 from services.webhooks import repository
 from services.webhooks.events import webhook_disabled
 from services.webhooks.settings import WebhooksSettings
-from services.webhooks.signing import signature_header
+from services.webhooks.signing import signature_header, signing_key
 from services.webhooks.tables import outbox
 from services.webhooks.targets import GuardedResolver, TargetRefused, check_literal
 from stockmanager.db import Database
@@ -56,6 +64,10 @@ ATTEMPTS = MetricCounter(
 GIVEN_BACK = MetricCounter(
     "stockmanager_webhook_claims_given_back",
     "Deliveries claimed ahead and given back unsent (their lease would have ended first)",
+)
+HANDED_OVER = MetricCounter(
+    "stockmanager_webhook_deliveries_handed_over",
+    "Deliveries the consumer wrote leased to its own process's worker (sent without a claim)",
 )
 IN_FLIGHT = Gauge("stockmanager_webhook_attempts_in_flight", "Delivery attempts in flight")
 QUEUED = Gauge("stockmanager_webhook_claimed_ahead", "Deliveries claimed ahead, waiting for a slot")
@@ -132,8 +144,11 @@ class DeliveryWorker:
         self._in_flight: dict[asyncio.Task[Outcome], int] = {}  # attempt -> subscription id
         self._queued: dict[int, deque[Claimed]] = {}  # claimed ahead, per subscription
         self._released: list[int] = []  # claimed, never attempted: given back next round
+        self._claim_wanted = True  # something may be due that this worker does not hold
+        self._claimed_at = 0.0  # time.monotonic() of the last claim
         self._done: list[Outcome] = []
-        self._secrets: dict[str, str] = {}
+        self._keys: dict[str, bytes] = {}  # encrypted secret -> its HMAC key
+        self._urls: dict[str, URL] = {}
         self._literals: dict[str, str] = {}  # url -> why its IP literal is refused ("": it is not)
         self._session: aiohttp.ClientSession | None = None
 
@@ -178,8 +193,42 @@ class DeliveryWorker:
             await self._session.close()
 
     def wake(self) -> None:
-        """New deliveries may be due (the consumer committed some; an admin asked for one)."""
+        """New deliveries may be due (the consumer committed some it did not lease to this
+        worker; an admin asked for one): the next round claims."""
+        self._claim_wanted = True
         self._wake.set()
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.settings.webhooks_timeout_seconds + self.settings.webhooks_lease_margin_seconds
+
+    def room(self) -> tuple[Counter[int], int, int]:
+        """What a claim made now could take: (deliveries held per subscription, the limit per
+        subscription, free room in all)."""
+        settings = self.settings
+        held = Counter(self._in_flight.values())
+        held.update({sub: len(q) for sub, q in self._queued.items()})
+        total = settings.webhooks_max_in_flight + settings.webhooks_claim_ahead - held.total()
+        per_subscription = (
+            settings.webhooks_max_in_flight_per_subscription
+            + settings.webhooks_claim_ahead_per_subscription
+        )
+        if self._stopping or self._task is None:
+            total = 0  # nobody would send them: left due for any worker
+        return held, per_subscription, total
+
+    def take(self, rows: Sequence[Any], lease_ends: float) -> None:
+        """Deliveries leased to this worker elsewhere (the consumer's fan-out, committed), whose
+        leases end at `lease_ends` (time.monotonic(), a little early): queued and started as a
+        claim's are. Stopping, it leaves them: their leases end and any worker sends them."""
+        if self._stopping:
+            return
+        HANDED_OVER.inc(len(rows))
+        for row in rows:
+            self._queued.setdefault(int(row.subscription_id), deque()).append(
+                Claimed(row, lease_ends)
+            )
+        self._dispatch()
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -214,45 +263,56 @@ class DeliveryWorker:
         """One transaction: record finished attempts, give back what waited too long, claim
         due deliveries for the free slots and the queue behind them. True if the claim took
         as many as it could hold (more may be due)."""
-        settings = self.settings
         self._expire_queued()
         done, self._done = self._done, []
         released, self._released = self._released, []
-        held = Counter(self._in_flight.values())
-        held.update({sub: len(q) for sub, q in self._queued.items()})
-        room = settings.webhooks_max_in_flight + settings.webhooks_claim_ahead - held.total()
-        if not done and not released and room <= 0:
+        held, per_subscription, room = self.room()
+        # Given-back deliveries are due at once: claim them again (here or elsewhere).
+        claim = room > 0 and (
+            self._claim_wanted
+            or bool(released)
+            or time.monotonic() - self._claimed_at >= self.settings.webhooks_poll_seconds
+        )
+        if not done and not released and not claim:
             return False
-        lease = settings.webhooks_timeout_seconds + settings.webhooks_lease_margin_seconds
+        lease = self.lease_seconds
         disabled = False
+        # Taken before the transaction starts, so before the database's now(), from which the
+        # lease counts: this process's idea of the lease's end is never the later one.
+        claimed_at = time.monotonic()
+        claim_wanted, self._claim_wanted = self._claim_wanted, False
         try:
             async with self.db.transaction() as conn:
                 if done:
                     disabled = await self._record(conn, done)
                 if released:
                     await repository.release(conn, released)
-                claimed_at = time.monotonic()
                 rows = (
                     await repository.claim_due(
                         conn,
                         total=room,
-                        per_subscription=settings.webhooks_max_in_flight_per_subscription
-                        + settings.webhooks_claim_ahead_per_subscription,
+                        per_subscription=per_subscription,
                         busy=held,
                         lease_seconds=lease,
                     )
-                    if room > 0
+                    if claim
                     else []
                 )
         except BaseException:
             self._done = done + self._done  # recorded on the next round (leases are long)
             self._released = released + self._released
+            self._claim_wanted |= claim_wanted
             raise
+        if claim:
+            self._claimed_at = claimed_at
+            # A claim that found nothing proves nothing more is due (until time passes or
+            # something wakes the worker); one that found some may have left more.
+            self._claim_wanted |= bool(rows)
         GIVEN_BACK.inc(len(released))
         if disabled and self.relay is not None:
             self.relay.poke()
         self._log_failures(done)
-        # The lease was set by the database a little after `claimed_at`: ending it here at
+        # The lease was set by the database after `claimed_at`: ending it here at
         # `claimed_at + lease` errs on the early side.
         if rows and self._queued:
             # Only if a round came later than a lease's end could a claim take a delivery
@@ -265,7 +325,7 @@ class DeliveryWorker:
             queue = self._queued.setdefault(int(row.subscription_id), deque())
             queue.append(Claimed(row, claimed_at + lease))
         self._dispatch()
-        return room > 0 and len(rows) >= room
+        return claim and len(rows) >= room
 
     def _sendable(self, claimed: Claimed) -> bool:
         # Sent only if the attempt, timeout included, ends inside the lease (so a queued
@@ -380,7 +440,7 @@ class DeliveryWorker:
             self._check_literal(row.url)
             assert self._session is not None
             async with self._session.post(
-                row.url, data=body, headers=headers, allow_redirects=False
+                self._url(row.url), data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
                 raw = await response.content.read(self.settings.webhooks_max_response_bytes)
@@ -410,28 +470,44 @@ class DeliveryWorker:
         )
 
     def _headers(self, row: Any, body: bytes) -> dict[str, str]:
-        now = datetime.now(UTC)
-        in_use = [self._secret(row.secret_encrypted)]
+        now = time.time()
+        keys = [self._key(row.secret_encrypted)]
         expires = row.previous_secret_expires_at
-        if row.previous_secret_encrypted and expires is not None and expires > now:
-            in_use.append(self._secret(row.previous_secret_encrypted))
+        if row.previous_secret_encrypted and expires is not None and expires.timestamp() > now:
+            keys.append(self._key(row.previous_secret_encrypted))
         message_id = str(row.event_id)  # the payload's `id`
+        timestamp = int(now)
         return {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
+            # Instead of aiohttp's defaults (gzip, deflate): answers are only excerpted for the
+            # log, readable only uncompressed. (Set here, not as skip_auto_headers, which
+            # costs aiohttp more work per request than the defaults it skips.)
+            "accept": "*/*",
+            "accept-encoding": "identity",
             "webhook-id": message_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": signature_header(in_use, message_id, now, body),
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(keys, message_id, timestamp, body),
         }
 
-    def _secret(self, token: str) -> str:
-        secret = self._secrets.get(token)
-        if secret is None:
-            secret = self.cipher.decrypt(token.encode()).decode()
-            if len(self._secrets) > 10_000:
-                self._secrets.clear()
-            self._secrets[token] = secret
-        return secret
+    def _key(self, token: str) -> bytes:
+        """The HMAC key of an encrypted secret (decrypted once per process, then kept)."""
+        key = self._keys.get(token)
+        if key is None:
+            key = signing_key(self.cipher.decrypt(token.encode()).decode())
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[token] = key
+        return key
+
+    def _url(self, url: str) -> URL:
+        # Parsed once per subscription URL, not at every request.
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) > 10_000:
+                self._urls.clear()
+            parsed = self._urls[url] = URL(url)
+        return parsed
 
     def _check_literal(self, url: str) -> None:
         # aiohttp connects to an IP literal without asking the resolver: check it here. A

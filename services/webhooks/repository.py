@@ -79,32 +79,89 @@ async def delete_subscription(conn: AsyncConnection, subscription_id: int) -> An
 # pair, in stream order. The batch's payloads travel as one JSON array (each payload holds its
 # event's `id` and `type`): a text[] of JSON documents cost more to quote, client-side, than
 # the rest of the consumer's work together (bench/results/webhooks.md).
+# The first `room` deliveries of each subscription (room: what this process's worker can take
+# now) are written already leased to this process, as claim_due would lease them (attempt
+# counted, due again when the lease ends), and come back with what sending needs: the worker
+# gets them after the commit, so the usual path writes each delivery twice (inserted,
+# outcome) instead of three times (inserted, claimed, outcome). The others are due at once,
+# for any worker's claim. The lease counts from statement_timestamp(), not from the
+# transaction's start: the caller's clock starts before the statement, so its idea of the
+# lease's end is never later than the database's.
 _FAN_OUT = text(
     """
-    INSERT INTO webhooks.deliveries
-        (subscription_id, event_id, event_type, payload, next_attempt_at, retry_until)
-    SELECT s.id, CAST(e.payload->>'id' AS uuid), e.payload->>'type', e.payload, now(),
-           now() + make_interval(secs => :window)
-      FROM jsonb_array_elements(CAST(:payloads AS jsonb)) WITH ORDINALITY AS e(payload, n)
-      JOIN webhooks.subscriptions s
-        ON s.active
-       AND s.events && ARRAY[CAST(e.payload->>'type' AS varchar(64)), CAST(:all AS varchar(64))]
-     ORDER BY e.n, s.id
-    ON CONFLICT ON CONSTRAINT uq_deliveries_subscription_event DO NOTHING
+    WITH busy AS (
+        SELECT * FROM unnest(CAST(:busy_ids AS bigint[]), CAST(:busy_counts AS integer[]))
+                   AS b(subscription_id, n)
+    ), pairs AS (
+        SELECT s.id AS subscription_id, e.payload, e.n,
+               row_number() OVER (PARTITION BY s.id ORDER BY e.n)
+                   <= :per_subscription - COALESCE(b.n, 0)
+               AND row_number() OVER (ORDER BY e.n, s.id) <= :total AS leased
+          FROM jsonb_array_elements(CAST(:payloads AS jsonb)) WITH ORDINALITY AS e(payload, n)
+          JOIN webhooks.subscriptions s
+            ON s.active
+           AND s.events && ARRAY[CAST(e.payload->>'type' AS varchar(64)),
+                                 CAST(:all AS varchar(64))]
+          LEFT JOIN busy b ON b.subscription_id = s.id
+    ), inserted AS (
+        INSERT INTO webhooks.deliveries
+            (subscription_id, event_id, event_type, payload, next_attempt_at, retry_until,
+             lease_until, attempts, last_attempt_at)
+        SELECT p.subscription_id, CAST(p.payload->>'id' AS uuid), p.payload->>'type', p.payload,
+               CASE WHEN p.leased THEN statement_timestamp() + make_interval(secs => :lease)
+                    ELSE now() END,
+               now() + make_interval(secs => :window),
+               CASE WHEN p.leased THEN statement_timestamp() + make_interval(secs => :lease) END,
+               CASE WHEN p.leased THEN 1 ELSE 0 END,
+               CASE WHEN p.leased THEN statement_timestamp() END
+          FROM pairs p
+         ORDER BY p.n, p.subscription_id
+        ON CONFLICT ON CONSTRAINT uq_deliveries_subscription_event DO NOTHING
+        RETURNING id, subscription_id, event_id, event_type, payload, attempts, retry_until,
+                  lease_until IS NOT NULL AS leased
+    )
+    SELECT i.id, i.subscription_id, i.leased, CAST(i.event_id AS text) AS event_id,
+           i.event_type, CASE WHEN i.leased THEN CAST(i.payload AS text) END AS body,
+           i.attempts, i.retry_until, s.url, s.secret_encrypted, s.previous_secret_encrypted,
+           s.previous_secret_expires_at
+      FROM inserted i
+      JOIN webhooks.subscriptions s ON s.id = i.subscription_id
     """
 )
 
 
 async def fan_out(
-    conn: AsyncConnection, payloads_json: str, *, all_events: str, window_seconds: float
-) -> int:
+    conn: AsyncConnection,
+    payloads_json: str,
+    *,
+    all_events: str,
+    window_seconds: float,
+    lease_seconds: float,
+    per_subscription: int,
+    total: int,
+    busy: Mapping[int, int],
+) -> Sequence[Any]:
     """One pending delivery per (event, active subscription whose events hold the event's type
     or `all_events`); `payloads_json` is a JSON array of webhook payloads (events.py), whose
-    `id` and `type` are the event's. Calling it again for the same events adds nothing."""
+    `id` and `type` are the event's. Calling it again for the same events adds nothing.
+
+    Of each subscription's new deliveries, the first `per_subscription - busy[id]` (and at most
+    `total` in all) are leased to the caller for `lease_seconds`. Returns every delivery
+    written, with `leased`; a leased one also has the columns claim_due returns."""
     result = await conn.execute(
-        _FAN_OUT, {"payloads": payloads_json, "all": all_events, "window": window_seconds}
+        _FAN_OUT,
+        {
+            "payloads": payloads_json,
+            "all": all_events,
+            "window": window_seconds,
+            "lease": lease_seconds,
+            "busy_ids": list(busy),
+            "busy_counts": list(busy.values()),
+            "per_subscription": per_subscription,
+            "total": total,
+        },
     )
-    return int(result.rowcount or 0)
+    return result.all()
 
 
 async def wanted_types(conn: AsyncConnection) -> set[str]:

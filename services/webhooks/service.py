@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +36,16 @@ from stockmanager.pagination import Page
 NOT_FOUND = "Webhook no encontrado"
 DELIVERY_NOT_FOUND = "Entrega no encontrada"
 INACTIVE = "El webhook está inactivo: actívalo antes de probarlo"
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """Deliveries the consumer wrote leased to its process's worker (to give it once
+    committed), when their leases end (time.monotonic()), and how many it wrote unleased."""
+
+    leased: Sequence[Any]
+    lease_ends: float
+    unleased: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,13 +224,28 @@ async def wanted_types(conn: AsyncConnection) -> frozenset[str] | None:
 
 
 async def deliveries_for_events(
-    conn: AsyncConnection, settings: WebhooksSettings, events: list[Event]
-) -> int:
+    conn: AsyncConnection,
+    settings: WebhooksSettings,
+    events: list[Event],
+    *,
+    busy: Mapping[int, int],
+    per_subscription: int,
+    total: int,
+) -> Handover:
     """The consumer's batch handler: one pending delivery per (event, active subscription that
-    wants it), for the whole batch in one statement."""
-    return await repository.fan_out(
+    wants it), for the whole batch in one statement; as many as the local worker can take
+    (`busy`, `per_subscription`, `total`: DeliveryWorker.room) are leased to it."""
+    lease = settings.webhooks_timeout_seconds + settings.webhooks_lease_margin_seconds
+    started = time.monotonic()  # before the statement, from whose start the leases count
+    rows = await repository.fan_out(
         conn,
         dumps([webhook_payload(e) for e in events]).decode(),
         all_events=ALL_EVENTS,
         window_seconds=settings.webhooks_retry_window_seconds,
+        lease_seconds=lease,
+        per_subscription=per_subscription,
+        total=total,
+        busy=busy,
     )
+    leased = [row for row in rows if row.leased]
+    return Handover(leased, started + lease, unleased=len(rows) - len(leased))

@@ -53,9 +53,12 @@ class WebhooksSettings(KernelSettings):
     webhooks_max_in_flight_per_subscription: int = Field(8, ge=1)
     # Deliveries a process claims ahead of its free slots, per subscription and in all: a slot
     # that frees takes the next one at once instead of waiting for a database round (the
-    # round trip, not the request, capped throughput at ~8 / round per subscription).
-    webhooks_claim_ahead_per_subscription: int = Field(24, ge=0)
-    webhooks_claim_ahead: int = Field(192, ge=0)
+    # round trip, not the request, capped throughput at ~8 / round per subscription). The
+    # consumer hands new deliveries to its own worker up to the same bounds (the rest wait
+    # for a claim, one more row version each): at 24 / 192 a quarter to a third of them
+    # overflowed under load (bench/results/webhooks.md), at 56 / 320 2 %.
+    webhooks_claim_ahead_per_subscription: int = Field(56, ge=0)
+    webhooks_claim_ahead: int = Field(320, ge=0)
     # A claimed delivery is leased for timeout + this long; a process killed mid-attempt loses
     # it only until the lease expires, then another process (or this one restarted) retries.
     webhooks_lease_margin_seconds: float = Field(20.0, gt=0)
