@@ -344,10 +344,12 @@ def delivery_stages(database_url: str, subscription_ids: list[int]) -> tuple[flo
         row = conn.execute(
             """
             WITH d AS (
-                SELECT extract(epoch FROM created_at - (payload->>'time')::timestamptz) * 1000
-                           AS queued,
-                       extract(epoch FROM delivered_at - created_at) * 1000 AS sent
-                  FROM webhooks.deliveries WHERE subscription_id = ANY(%s)
+                SELECT extract(epoch FROM d.created_at
+                                          - CAST(CAST(p.body AS json)->>'time' AS timestamptz))
+                           * 1000 AS queued,
+                       extract(epoch FROM d.delivered_at - d.created_at) * 1000 AS sent
+                  FROM webhooks.deliveries d JOIN webhooks.payloads p USING (event_id)
+                 WHERE d.subscription_id = ANY(%s)
             )
             SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY queued),
                    percentile_cont(0.99) WITHIN GROUP (ORDER BY queued),

@@ -425,6 +425,13 @@ class DeliveryWorker:
             PRUNED.inc(batch)
             if batch < PRUNE_BATCH:
                 break
+        # Then the bodies no delivery refers to any more (those just pruned, and those of
+        # deleted subscriptions).
+        for _ in range(PRUNE_BATCHES):
+            async with self.db.transaction() as conn:
+                batch = await repository.prune_payloads(conn, age_seconds=age, limit=PRUNE_BATCH)
+            if batch < PRUNE_BATCH:
+                break
         return deleted
 
     # --- one attempt --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.webhooks.tables import deliveries, subscriptions
+from services.webhooks.tables import deliveries, payloads, subscriptions
 
 # --- subscriptions ----------------------------------------------------------------------------
 
@@ -78,7 +78,8 @@ async def delete_subscription(conn: AsyncConnection, subscription_id: int) -> An
 # One statement per consumer batch: every (event, active subscription wanting its type or `*`)
 # pair, in stream order. The batch's payloads travel as one JSON array (each payload holds its
 # event's `id` and `type`): a text[] of JSON documents cost more to quote, client-side, than
-# the rest of the consumer's work together (bench/results/webhooks.md).
+# the rest of the consumer's work together (bench/results/webhooks.md). As `json`, not `jsonb`:
+# each element keeps its exact text, stored once per event (payloads) and sent as is.
 # The first `room` deliveries of each subscription (room: what this process's worker can take
 # now) are written already leased to this process, as claim_due would lease them (attempt
 # counted, due again when the lease ends), and come back with what sending needs: the worker
@@ -92,22 +93,30 @@ _FAN_OUT = text(
     WITH busy AS (
         SELECT * FROM unnest(CAST(:busy_ids AS bigint[]), CAST(:busy_counts AS integer[]))
                    AS b(subscription_id, n)
+    ), events AS (
+        SELECT e.body, CAST(e.body->>'id' AS uuid) AS event_id,
+               CAST(e.body->>'type' AS varchar(64)) AS event_type, e.n
+          FROM json_array_elements(CAST(:payloads AS json)) WITH ORDINALITY AS e(body, n)
     ), pairs AS (
-        SELECT s.id AS subscription_id, e.payload, e.n,
-               row_number() OVER (PARTITION BY s.id ORDER BY e.n)
+        SELECT s.id AS subscription_id, ev.event_id, ev.event_type, ev.n,
+               row_number() OVER (PARTITION BY s.id ORDER BY ev.n)
                    <= :per_subscription - COALESCE(b.n, 0)
-               AND row_number() OVER (ORDER BY e.n, s.id) <= :total AS leased
-          FROM jsonb_array_elements(CAST(:payloads AS jsonb)) WITH ORDINALITY AS e(payload, n)
+               AND row_number() OVER (ORDER BY ev.n, s.id) <= :total AS leased
+          FROM events ev
           JOIN webhooks.subscriptions s
-            ON s.active
-           AND s.events && ARRAY[CAST(e.payload->>'type' AS varchar(64)),
-                                 CAST(:all AS varchar(64))]
+            ON s.active AND s.events && ARRAY[ev.event_type, CAST(:all AS varchar(64))]
           LEFT JOIN busy b ON b.subscription_id = s.id
+    ), stored AS (
+        INSERT INTO webhooks.payloads (event_id, body)
+        SELECT ev.event_id, CAST(ev.body AS text)
+          FROM events ev
+         WHERE ev.event_id IN (SELECT event_id FROM pairs)
+        ON CONFLICT (event_id) DO NOTHING
     ), inserted AS (
         INSERT INTO webhooks.deliveries
-            (subscription_id, event_id, event_type, payload, next_attempt_at, retry_until,
+            (subscription_id, event_id, event_type, next_attempt_at, retry_until,
              lease_until, attempts, last_attempt_at)
-        SELECT p.subscription_id, CAST(p.payload->>'id' AS uuid), p.payload->>'type', p.payload,
+        SELECT p.subscription_id, p.event_id, p.event_type,
                CASE WHEN p.leased THEN statement_timestamp() + make_interval(secs => :lease)
                     ELSE now() END,
                now() + make_interval(secs => :window),
@@ -116,15 +125,16 @@ _FAN_OUT = text(
                CASE WHEN p.leased THEN statement_timestamp() END
           FROM pairs p
          ORDER BY p.n, p.subscription_id
-        ON CONFLICT ON CONSTRAINT uq_deliveries_subscription_event DO NOTHING
-        RETURNING id, subscription_id, event_id, event_type, payload, attempts, retry_until,
+        ON CONFLICT ON CONSTRAINT uq_deliveries_event_subscription DO NOTHING
+        RETURNING id, subscription_id, event_id, event_type, attempts, retry_until,
                   lease_until IS NOT NULL AS leased
     )
     SELECT i.id, i.subscription_id, i.leased, CAST(i.event_id AS text) AS event_id,
-           i.event_type, CASE WHEN i.leased THEN CAST(i.payload AS text) END AS body,
+           i.event_type, CASE WHEN i.leased THEN CAST(ev.body AS text) END AS body,
            i.attempts, i.retry_until, s.url, s.secret_encrypted, s.previous_secret_encrypted,
            s.previous_secret_expires_at
       FROM inserted i
+      JOIN events ev ON ev.event_id = i.event_id
       JOIN webhooks.subscriptions s ON s.id = i.subscription_id
     """
 )
@@ -180,16 +190,17 @@ async def insert_delivery(
     subscription_id: int,
     event_id: str,
     event_type: str,
-    payload: dict[str, Any],
+    body: str,
     window_seconds: float,
 ) -> int:
+    """One pending delivery of a body of its own (the test ping's)."""
+    await conn.execute(insert(payloads).values(event_id=event_id, body=body))
     delivery_id = await conn.scalar(
         pg_insert(deliveries)
         .values(
             subscription_id=subscription_id,
             event_id=event_id,
             event_type=event_type,
-            payload=payload,
             next_attempt_at=func.now(),
             retry_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, window_seconds),
         )
@@ -201,8 +212,7 @@ async def insert_delivery(
 
 # --- deliveries: the worker -------------------------------------------------------------------
 
-# The payload comes back as JSON text, the body sent as is (decoding it to re-encode it was a
-# tenth of the worker's CPU in bench/webhooks_bench.py).
+# The body comes back as the stored JSON text, sent as is.
 # Due deliveries of active subscriptions, at most `per_sub - busy` per subscription (`busy`: this
 # process's attempts in flight), leased: `next_attempt_at` moves to the lease's end, so a process
 # killed mid-attempt leaves the row due again once the lease has expired.
@@ -236,9 +246,9 @@ _CLAIM = text(
       FROM picked, webhooks.subscriptions s
      WHERE d.id = picked.id AND s.id = d.subscription_id
     RETURNING d.id, d.subscription_id, CAST(d.event_id AS text) AS event_id, d.event_type,
-              CAST(d.payload AS text) AS body, d.attempts,
-              d.retry_until, s.url, s.secret_encrypted, s.previous_secret_encrypted,
-              s.previous_secret_expires_at
+              (SELECT p.body FROM webhooks.payloads p WHERE p.event_id = d.event_id) AS body,
+              d.attempts, d.retry_until, s.url, s.secret_encrypted,
+              s.previous_secret_encrypted, s.previous_secret_expires_at
     """
 )
 
@@ -390,16 +400,34 @@ _PRUNE = text(
     DELETE FROM webhooks.deliveries d USING doomed WHERE d.id = doomed.id
     """
 )
+# Payloads past the retention that no delivery refers to any more (their deliveries pruned,
+# or deleted with their subscription), oldest first; an event's deliveries are found through
+# the unique key's leading event_id. A payload is never younger than its deliveries, so one
+# past the retention without any is never needed again.
+_PRUNE_PAYLOADS = text(
+    """
+    WITH doomed AS (
+        SELECT p.event_id FROM webhooks.payloads p
+         WHERE p.created_at < now() - make_interval(secs => :age)
+           AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries d WHERE d.event_id = p.event_id)
+         ORDER BY p.created_at
+         LIMIT :limit
+           FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM webhooks.payloads p USING doomed WHERE p.event_id = doomed.event_id
+    """
+)
 
 
 async def oldest_is_older_than(conn: AsyncConnection, age_seconds: float) -> bool:
-    """Whether the log's oldest delivery was created more than `age_seconds` ago (one probe
-    of the primary key: the usual answer, no, ends a cleanup there)."""
+    """Whether the oldest payload was stored more than `age_seconds` ago (one probe of its
+    index: the usual answer, no, ends a cleanup there). A delivery is never older than its
+    payload, so no delivery is older either."""
     older = await conn.scalar(
         select(
-            deliveries.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, age_seconds)
+            payloads.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, age_seconds)
         )
-        .order_by(deliveries.c.id)
+        .order_by(payloads.c.created_at)
         .limit(1)
     )
     return bool(older)
@@ -409,6 +437,13 @@ async def prune_log(conn: AsyncConnection, *, age_seconds: float, limit: int) ->
     """Delete up to `limit` finished deliveries created more than `age_seconds` ago; pending
     ones stay whatever their age (they are still being retried)."""
     result = await conn.execute(_PRUNE, {"age": age_seconds, "limit": limit})
+    return int(result.rowcount or 0)
+
+
+async def prune_payloads(conn: AsyncConnection, *, age_seconds: float, limit: int) -> int:
+    """Delete up to `limit` payloads stored more than `age_seconds` ago that no delivery
+    refers to any more."""
+    result = await conn.execute(_PRUNE_PAYLOADS, {"age": age_seconds, "limit": limit})
     return int(result.rowcount or 0)
 
 

@@ -178,7 +178,7 @@ async def send_test(
         subscription_id=subscription_id,
         event_id=payload["id"],
         event_type=PING,
-        payload=payload,
+        body=dumps(payload).decode(),
         window_seconds=ctx.settings.webhooks_retry_window_seconds,
     )
 

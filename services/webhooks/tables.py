@@ -1,5 +1,6 @@
-"""The `webhooks` schema: subscriptions, their deliveries (the delivery log), and the event
-tables every service has (outbox, processed events)."""
+"""The `webhooks` schema: subscriptions, their deliveries (the delivery log), the bodies of the
+events delivered (once per event), and the event tables every service has (outbox, processed
+events)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from stockmanager.events.outbox import outbox_table, processed_events_table
 
@@ -54,6 +55,18 @@ subscriptions = Table(
     Index("ix_subscriptions_events", "events", postgresql_using="gin"),
 )
 
+# The body sent for an event (the versioned webhook payload, events.webhook_payload, as JSON
+# text: the exact bytes signed and sent, on every attempt and redelivery), shared by the
+# event's deliveries. Kept while a delivery refers to it (retention: repository.prune_log).
+payloads = Table(
+    "payloads",
+    metadata,
+    Column("event_id", UUID(as_uuid=False), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_payloads_created", "created_at"),
+)
+
 deliveries = Table(
     "deliveries",
     metadata,
@@ -64,10 +77,10 @@ deliveries = Table(
         ForeignKey(f"{SCHEMA}.subscriptions.id", ondelete="CASCADE"),
         nullable=False,
     ),
+    # Its body: payloads.event_id (no foreign key: the check would lock the payload row
+    # once per delivery; the fan-out writes both in one statement).
     Column("event_id", UUID(as_uuid=False), nullable=False),
     Column("event_type", String(64), nullable=False),
-    # The body sent (the versioned webhook payload, events.webhook_payload).
-    Column("payload", JSONB, nullable=False),
     Column("status", String(16), nullable=False, server_default=text("'pending'")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     # Due time of the next attempt; while an attempt runs, the end of its lease.
@@ -83,8 +96,9 @@ deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("delivered_at", DateTime(timezone=True)),
     CheckConstraint("status IN ('pending','succeeded','failed')", name="ck_deliveries_status"),
-    # One delivery per (subscription, event): a redelivered event changes nothing.
-    UniqueConstraint("subscription_id", "event_id", name="uq_deliveries_subscription_event"),
+    # One delivery per (subscription, event): a redelivered event changes nothing. Event
+    # first: the retention looks up an event's deliveries with it.
+    UniqueConstraint("event_id", "subscription_id", name="uq_deliveries_event_subscription"),
     Index(
         "ix_deliveries_due",
         "subscription_id",

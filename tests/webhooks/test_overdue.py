@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import psycopg
 
+from services.webhooks.settings import WebhooksSettings
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 from tests.webhooks.receiver import receiving
 from tests.webhooks.support import clear_subscriptions, service_metric, subscribe
 
 BACKLOG = 100
+# What the worker holds of one subscription's deliveries at most: in flight + claimed ahead.
+HELD = sum(
+    WebhooksSettings.model_fields[name].default
+    for name in (
+        "webhooks_max_in_flight_per_subscription",
+        "webhooks_claim_ahead_per_subscription",
+    )
+)
 
 
 def overdue(stack: Stack) -> float:
@@ -25,22 +34,29 @@ def test_deliveries_waiting_unclaimed_past_due_are_counted_until_sent(
         created = subscribe(root, hook.url, ["sale.created"])
         hook.secret = created["secret"]
         # A backlog two minutes late, as after an outage of every webhooks process. The worker
-        # holds at most 32 of one subscription's deliveries at a time (8 in flight + 24 ahead)
-        # and this receiver holds each attempt for the whole 1 s timeout: most stay unclaimed.
+        # holds at most HELD (64) of one subscription's deliveries at a time and this receiver
+        # holds each attempt for the whole 1 s timeout: the rest stay unclaimed.
         with psycopg.connect(hooks_stack.env["DATABASE_URL"], autocommit=True) as conn:
             conn.execute(
                 """
+                WITH e AS (
+                    SELECT n, gen_random_uuid() AS id FROM generate_series(1, %(n)s) n
+                ), bodies AS (
+                    INSERT INTO webhooks.payloads (event_id, body)
+                    SELECT e.id, json_build_object(
+                               'version', 1, 'id', e.id, 'type', 'sale.created',
+                               'data', json_build_object('sale_id', -e.n))
+                      FROM e
+                )
                 INSERT INTO webhooks.deliveries
-                    (subscription_id, event_id, event_type, payload, next_attempt_at, retry_until)
+                    (subscription_id, event_id, event_type, next_attempt_at, retry_until)
                 SELECT %(id)s, e.id, 'sale.created',
-                       jsonb_build_object('version', 1, 'id', e.id, 'type', 'sale.created',
-                                          'data', jsonb_build_object('sale_id', -e.n)),
                        now() - interval '2 minutes', now() + interval '1 day'
-                  FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, %(n)s) n) e
+                  FROM e
                 """,
                 {"id": created["id"], "n": BACKLOG},
             )
-        eventually(lambda: overdue(hooks_stack) >= BACKLOG - 32, timeout=10, what="the gauge")
+        eventually(lambda: overdue(hooks_stack) >= BACKLOG - HELD, timeout=10, what="the gauge")
         hook.release()
         eventually(lambda: overdue(hooks_stack) == 0, timeout=60, what="the backlog sent")
         eventually(

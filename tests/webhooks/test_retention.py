@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import psycopg
+
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 from tests.webhooks.receiver import receiving
@@ -32,3 +34,22 @@ def test_finished_deliveries_leave_the_log_after_the_retention_and_pending_ones_
         waiting = deliveries(root, failing["id"])
         assert len(waiting) == 3
         assert {d["status"] for d in waiting} == {"pending"}
+
+    # The events' bodies, stored once for both subscriptions, stay while a delivery refers to
+    # them, and go with the last one (here with its subscription).
+    events = [r.webhook_id for r in up.of_type("sale.created") if r.body["data"]["sale_id"] in sold]
+    assert len(events) == 3
+    assert stored_bodies(pruning_stack, events) == 3
+    assert root.delete(f"/api/webhooks/{failing['id']}").status_code == 200
+    eventually(
+        lambda: stored_bodies(pruning_stack, events) == 0, timeout=30, what="the bodies' cleanup"
+    )
+
+
+def stored_bodies(stack: Stack, event_ids: list[str]) -> int:
+    with psycopg.connect(stack.env["DATABASE_URL"]) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM webhooks.payloads WHERE event_id = ANY(%s::uuid[])", (event_ids,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
