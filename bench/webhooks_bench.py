@@ -139,6 +139,7 @@ class Round:
     # subscriber) or until its last delivery arrived (5 subscribers): what the work cost.
     cpu_ms: dict[str, float] | None = None
     wal_bytes: float = 0.0  # PostgreSQL's WAL written per sale over the same span
+    transactions: float = 0.0  # PostgreSQL's write transactions per sale, same span
 
 
 async def checkout_round(
@@ -281,7 +282,7 @@ async def _measure(
                         made.raise_for_status()
                         ids.append(made.json()["id"])
                 before = meter.sample()
-                wal_before = wal_position(bench.database_url)
+                wal_before, xid_before = wal_position(bench.database_url)
                 result = await checkout_round(
                     url,
                     seller.cookies,
@@ -295,7 +296,9 @@ async def _measure(
                 if subscribed:
                     seen = wait_for(output, result.created, timeout=300)
                 result.cpu_ms = meter.per_request_ms(before, meter.sample(), args.requests)
-                result.wal_bytes = (wal_position(bench.database_url) - wal_before) / args.requests
+                wal_after, xid_after = wal_position(bench.database_url)
+                result.wal_bytes = (wal_after - wal_before) / args.requests
+                result.transactions = (xid_after - xid_before - 1) / args.requests
                 if subscribed:
                     delivery_ms += [
                         (seen[(index, sale)] - done) * 1000
@@ -308,14 +311,18 @@ async def _measure(
     return report(args, rounds, delivery_ms, stages, delivery_writes(bench.database_url))
 
 
-def wal_position(database_url: str) -> int:
-    """Bytes of WAL PostgreSQL has written so far (no lag, unlike its statistics views)."""
+def wal_position(database_url: str) -> tuple[int, int]:
+    """Bytes of WAL PostgreSQL has written so far, and the next transaction id (each
+    transaction that writes takes one; this probe too): no lag, unlike the statistics views."""
     import psycopg
 
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'").fetchone()
+        row = conn.execute(
+            "SELECT pg_current_wal_insert_lsn() - '0/0', CAST(CAST(pg_current_xact_id() AS text)"
+            " AS bigint)"
+        ).fetchone()
     assert row is not None
-    return int(row[0])
+    return int(row[0]), int(row[1])
 
 
 def delivery_writes(database_url: str) -> tuple[float, float, float]:
@@ -379,6 +386,11 @@ def report(
     }
     wal = {
         subscribed: sum(r.wal_bytes for r in rounds if r.subscribed is subscribed)
+        / max(1, sum(1 for r in rounds if r.subscribed is subscribed))
+        for subscribed in (False, True)
+    }
+    transactions = {
+        subscribed: sum(r.transactions for r in rounds if r.subscribed is subscribed)
         / max(1, sum(1 for r in rounds if r.subscribed is subscribed))
         for subscribed in (False, True)
     }
@@ -448,6 +460,9 @@ def report(
         f"| {wal[False]:.0f} B | {wal[True]:.0f} B | "
         f"{(wal[True] - wal[False]) / SUBSCRIBERS:.0f} B | {writes[0]:.2f} | {writes[1]:.2f} | "
         f"{writes[2]:.2f} |",
+        "",
+        f"Write transactions per sale: {transactions[False]:.2f} without subscribers, "
+        f"{transactions[True]:.2f} with 5 (+{transactions[True] - transactions[False]:.2f}).",
     ]
     return lines
 
