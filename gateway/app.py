@@ -35,6 +35,7 @@ from gateway.streams import StreamLimits
 from stockmanager.error_handlers import error_for_http_status, render
 from stockmanager.errors import NotFound
 from stockmanager.events.consumer import EventConsumer
+from stockmanager.gc_tuning import freeze_after_startup
 from stockmanager.http import json_response
 from stockmanager.logs import attach_central_shipper, configure_logging, detach_central_shipper
 from stockmanager.observability import EVENT_DEAD_LETTERS, EVENT_LAG, RequestContextMiddleware
@@ -186,6 +187,7 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         session_cache.start(redis)
         runtime.events.start()
         runtime.consumer.start()
+        freeze_after_startup()
         try:
             yield
         finally:

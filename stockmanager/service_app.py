@@ -28,6 +28,7 @@ from stockmanager.error_handlers import install_error_handlers
 from stockmanager.errors import Forbidden, NotAuthenticated
 from stockmanager.events.consumer import EventConsumer
 from stockmanager.events.relay import OutboxRelay
+from stockmanager.gc_tuning import freeze_after_startup
 from stockmanager.http import JSONResponse, json_response
 from stockmanager.identity import IDENTITY_HEADER, Identity, IdentityError, verify_identity
 from stockmanager.logs import attach_central_shipper, configure_logging, detach_central_shipper
@@ -233,6 +234,7 @@ def create_service_app(
             runtime.consumers = consumers(runtime)
             for consumer in runtime.consumers:
                 consumer.start()
+        freeze_after_startup()
         log.info("service started", extra={"service": name})
         try:
             yield

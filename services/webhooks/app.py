@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -24,28 +22,8 @@ async def _open(settings: WebhooksSettings, db: Database, redis: Redis) -> Webho
     return WebhooksResources(cipher=cipher, worker=DeliveryWorker(settings, db, cipher))
 
 
-# Allocations of container objects between two young-generation collections (CPython's
-# default: 700). See _tune_gc.
-GC_YOUNG_THRESHOLD = 7000
-
-
-def _tune_gc() -> None:
-    """Each delivery allocates a few hundred short-lived objects (aiohttp's request and
-    response, the row, the outcome), so the cyclic collector ran every few deliveries and
-    traversed every object of the process: modules, app, SQLAlchemy, aiohttp, ~136,000 at
-    start. Objects alive once the service is up live as long as it: `freeze` takes them out
-    of every collection; the young generation is collected every 7,000 allocations instead of
-    700. Measured on one process sending signed deliveries to local receivers (uvloop): GC
-    ~45 us per delivery -> ~1.3, CPU per delivery ~155 -> ~105 us."""
-    gc.freeze()
-    _young, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-
-
 def _consumers(runtime: WebhooksRuntime) -> list[EventConsumer]:
     # Runs once the relay exists: the worker pokes it after writing a `webhook.disabled`.
-    # The last step of the start-up: what exists now lives as long as the process.
-    _tune_gc()
     worker = runtime.resources.worker
     worker.relay = runtime.relay
     worker.start()
