@@ -22,26 +22,11 @@ down_revision: str | None = "sales_0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_TWO_READS = """
-    SELECT (l.e ->> 'item_id')::bigint INTO v_missing
-      FROM jsonb_array_elements(v_lines) WITH ORDINALITY AS l(e, n)
-     WHERE NOT EXISTS (
-         SELECT 1 FROM products.catalog AS c WHERE c.id = (l.e ->> 'item_id')::bigint)
-     ORDER BY l.n
-     LIMIT 1;
-    IF v_missing IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'SM404', MESSAGE = 'item_not_found',
-            DETAIL = v_missing::text;
-    END IF;
-    SELECT jsonb_agg(c.name ORDER BY l.n) INTO v_names
-      FROM jsonb_array_elements(v_lines) WITH ORDINALITY AS l(e, n)
-      JOIN products.catalog AS c ON c.id = (l.e ->> 'item_id')::bigint
-     WHERE c.status <> 1;
-    IF v_names IS NOT NULL THEN
-"""
+# sales_0003's two reads: from the first line below to the end of the second's IF line.
+_TWO_READS_START = "    SELECT (l.e ->> 'item_id')::bigint INTO v_missing\n"
+_TWO_READS_END = "    IF v_names IS NOT NULL THEN\n"
 
-_ONE_READ = """
-    SELECT (array_agg(l.id ORDER BY l.n) FILTER (WHERE c.id IS NULL))[1],
+_ONE_READ = """    SELECT (array_agg(l.id ORDER BY l.n) FILTER (WHERE c.id IS NULL))[1],
            jsonb_agg(c.name ORDER BY l.n) FILTER (WHERE c.status <> 1)
       INTO v_missing, v_names
       FROM (SELECT (x.e ->> 'item_id')::bigint AS id, x.n
@@ -63,9 +48,11 @@ def _previous() -> str:
 
 def upgrade() -> None:
     previous = _previous()
-    if previous.count(_TWO_READS) != 1:
+    if previous.count(_TWO_READS_START) != 1:
         raise RuntimeError("sales_0004: sales_0003's catalogue reads not found")
-    op.execute(previous.replace(_TWO_READS, _ONE_READ))
+    start = previous.index(_TWO_READS_START)
+    end = previous.index(_TWO_READS_END, start) + len(_TWO_READS_END)
+    op.execute(previous[:start] + _ONE_READ + previous[end:])
 
 
 def downgrade() -> None:
