@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.products import events, repository
+from services.products import events, repository_import
 from services.products.csvio import ImportRow, ParsedImport, read_import
 from services.products.service import apply_stock, stock_reference
 from services.products.tables import outbox
@@ -83,13 +83,13 @@ async def import_csv(
     every invalid row) and the caller's transaction rolls back what was written."""
     parsed = ParsedImport()
     chunks = _for_copy(read_import(raw, max_rows=max_rows, chunk_rows=CHUNK_ROWS, parsed=parsed))
-    await repository.begin_import(conn)
+    await repository_import.begin_import(conn)
     created = 0
     async with _ReadAhead(chunks) as reader:
         while (copy_rows := await reader.next()) is not None:
             if parsed.errors and not skip_invalid:
                 continue
-            created += await repository.import_chunk(
+            created += await repository_import.import_chunk(
                 conn,
                 copy_rows,
                 reason=IMPORT_REASON,
@@ -105,10 +105,10 @@ async def import_csv(
 
 
 def _for_copy(chunks: Iterator[list[ImportRow]]) -> Iterator[str]:
-    """Each chunk of valid rows as `repository.import_chunk` sends it (COPY text): formatted
+    """Each chunk of valid rows as `repository_import.import_chunk` sends it (COPY text): formatted
     where the chunk is parsed, in the worker thread."""
     for rows in chunks:
-        yield repository.copy_text(_staged(row) for row in rows)
+        yield repository_import.copy_text(_staged(row) for row in rows)
 
 
 class _ReadAhead:
@@ -143,9 +143,9 @@ class _ReadAhead:
 async def _update_existing(
     conn: AsyncConnection, caller: Identity, parsed: ParsedImport, result: ImportResult
 ) -> None:
-    """The rows whose barcode existed (put aside by `repository.import_chunk`), and the
+    """The rows whose barcode existed (put aside by `repository_import.import_chunk`), and the
     import's events."""
-    existing = await repository.lock_staged_products(conn)
+    existing = await repository_import.lock_staged_products(conn)
     if existing:  # rows of repository.PRODUCT_COLUMNS: LOCKED as a tuple, by position
         fields = next(iter(existing.values()))._fields
         pick = itemgetter(*(fields.index(column) for column in LOCKED))
@@ -180,7 +180,7 @@ async def _update_existing(
             lows.append((item_id, merged[_NAME], quantity_after, merged[_MIN]))
 
     if updates:
-        await repository.update_products_from(conn, UPDATABLE, updates)
+        await repository_import.update_products_from(conn, UPDATABLE, updates)
     await apply_stock(conn, caller, deltas, reason=IMPORT_REASON)
 
     pending: list[Event] = []

@@ -386,7 +386,7 @@ def test_export_writes_what_the_csv_module_writes(admin: ApiClient) -> None:
 
 
 def test_imported_text_is_stored_exactly(admin: ApiClient, seller: ApiClient) -> None:
-    """The import sends its rows to PostgreSQL in COPY's text format (repository.copy_text):
+    """The import sends its rows to PostgreSQL in COPY's text format (repository_import.copy_text):
     tabs, line breaks, backslashes and COPY's own markers in a cell arrive as written."""
     tag = unique("cp")[:10]
     descriptions = {
