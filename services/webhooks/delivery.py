@@ -31,10 +31,10 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -55,6 +55,9 @@ from stockmanager.events import write_event
 from stockmanager.events.relay import OutboxRelay
 
 log = logging.getLogger("stockmanager.webhooks")
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 USER_AGENT = "StockManager-Webhooks/1"
 
@@ -123,6 +126,23 @@ async def measure_overdue(db: Database) -> None:
     """Set the overdue gauge (the service's /metrics calls it at each scrape)."""
     async with db.connect() as conn:
         OVERDUE.set(await repository.count_overdue(conn, late_seconds=OVERDUE_AFTER_SECONDS))
+
+
+# Per-process memos (decrypted keys, parsed URLs, IP-literal verdicts) are emptied beyond this
+# many entries rather than grow with every subscription a long-lived process has seen.
+MEMO_LIMIT = 10_000
+
+
+def _remembered(memo: dict[K, V], key: K, compute: Callable[[K], V]) -> V:
+    """`compute(key)`, once per key while `memo` holds it."""
+    try:
+        return memo[key]
+    except KeyError:
+        pass
+    if len(memo) >= MEMO_LIMIT:
+        memo.clear()
+    value = memo[key] = compute(key)
+    return value
 
 
 class DeliveryWorker:
@@ -200,7 +220,7 @@ class DeliveryWorker:
 
     @property
     def lease_seconds(self) -> float:
-        return self.settings.webhooks_timeout_seconds + self.settings.webhooks_lease_margin_seconds
+        return self.settings.webhooks_lease_seconds
 
     def room(self) -> tuple[Counter[int], int, int]:
         """What a claim made now could take: (deliveries held per subscription, the limit per
@@ -499,41 +519,31 @@ class DeliveryWorker:
 
     def _key(self, token: str) -> bytes:
         """The HMAC key of an encrypted secret (decrypted once per process, then kept)."""
-        key = self._keys.get(token)
-        if key is None:
-            key = signing_key(self.cipher.decrypt(token.encode()).decode())
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            self._keys[token] = key
-        return key
+        return _remembered(
+            self._keys, token, lambda t: signing_key(self.cipher.decrypt(t.encode()).decode())
+        )
 
     def _url(self, url: str) -> URL:
         # Parsed once per subscription URL, not at every request.
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) > 10_000:
-                self._urls.clear()
-            parsed = self._urls[url] = URL(url)
-        return parsed
+        return _remembered(self._urls, url, URL)
 
     def _check_literal(self, url: str) -> None:
         # aiohttp connects to an IP literal without asking the resolver: check it here. A
         # literal's verdict involves no DNS and never changes, so it is kept per URL.
-        refusal = self._literals.get(url)
-        if refusal is None:
-            try:
-                check_literal(
-                    urlsplit(url).hostname or "",
-                    allow_private=self.settings.webhooks_allow_private_targets,
-                )
-                refusal = ""
-            except TargetRefused as exc:
-                refusal = str(exc)
-            if len(self._literals) > 10_000:
-                self._literals.clear()
-            self._literals[url] = refusal
+        refusal = _remembered(self._literals, url, self._literal_refusal)
         if refusal:
             raise TargetRefused(refusal)
+
+    def _literal_refusal(self, url: str) -> str:
+        """Why `url`'s IP literal is refused ("": it is not, or the host is a name)."""
+        try:
+            check_literal(
+                urlsplit(url).hostname or "",
+                allow_private=self.settings.webhooks_allow_private_targets,
+            )
+        except TargetRefused as exc:
+            return str(exc)
+        return ""
 
     # --- outcomes -----------------------------------------------------------------------------
 

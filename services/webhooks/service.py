@@ -235,7 +235,7 @@ async def deliveries_for_events(
     """The consumer's batch handler: one pending delivery per (event, active subscription that
     wants it), for the whole batch in one statement; as many as the local worker can take
     (`busy`, `per_subscription`, `total`: DeliveryWorker.room) are leased to it."""
-    lease = settings.webhooks_timeout_seconds + settings.webhooks_lease_margin_seconds
+    lease = settings.webhooks_lease_seconds
     started = time.monotonic()  # before the statement, from whose start the leases count
     rows = await repository.fan_out(
         conn,

@@ -73,6 +73,11 @@ class WebhooksSettings(KernelSettings):
     # Grace period of the previous secret after a rotation, unless the request gives one.
     webhooks_rotation_grace_seconds: int = Field(24 * 3600, ge=0)
 
+    @property
+    def webhooks_lease_seconds(self) -> float:
+        """How long a delivery is leased to the process that claimed it (or was handed it)."""
+        return self.webhooks_timeout_seconds + self.webhooks_lease_margin_seconds
+
 
 @lru_cache(maxsize=1)
 def webhooks_settings() -> WebhooksSettings:

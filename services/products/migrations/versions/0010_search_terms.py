@@ -42,9 +42,10 @@ Create Date: 2026-12-08
 """
 
 from collections.abc import Sequence
+from importlib import import_module
+from typing import Any
 
 from alembic import op
-from sqlalchemy import text
 
 from services.products.tables import SEARCH_TERMS_SEPARATOR
 
@@ -62,18 +63,9 @@ TRIGGERS = (
 
 
 def _trgm_schema() -> str:
-    found = (
-        op.get_bind()
-        .execute(
-            text(
-                "SELECT n.nspname FROM pg_extension e"
-                " JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
-            )
-        )
-        .scalar()
-    )
-    assert found, "pg_trgm is created by products_0001"
-    return str(found)
+    """pg_trgm's schema (products_0002's lookup)."""
+    folded: Any = import_module("services.products.migrations.versions.0002_folded_columns")
+    return str(folded._trgm_schema())
 
 
 def upgrade() -> None:
